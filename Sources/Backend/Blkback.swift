@@ -1,0 +1,220 @@
+import Blkif
+import FakeXen
+
+/// What the backend makes public for observers (the oracle): it mirrors what
+/// a real blkback shows through the ring, xenstore and debug state.
+public enum BackendPublication: Hashable, Sendable {
+    /// Persistent mode as decided at connect.
+    case negotiated(vbd: UInt16, persistent: Bool)
+    /// `xen_blkbk_unmap` is about to run for a request: its bitmap as it stands.
+    case unmapping(vbd: UInt16, id: UInt64, slot: Int, nrSegments: Int, bitmap: UInt16)
+    /// A response pushed on the ring, decoded from the bytes written there.
+    case response(vbd: UInt16, BlkifResponse)
+}
+
+/// blkback with persistent grants, as the 2012 change wrote it, minus the
+/// quirks that are switched off. It acts on the world only through `FakeXen`.
+public final class Blkback {
+    public let variant: BackendVariant
+    let xen: FakeXen
+    let heap: KernelHeap<PersistentGrant>
+    var connections: [UInt16: Connection] = [:]
+    private var reservedPages: [UInt16: [PageFrame]] = [:]
+    private var publications: [BackendPublication] = []
+    /// Set once `BUG()` fired: a crashed host does nothing more.
+    public private(set) var panic: KernelPanic?
+
+    public init(variant: BackendVariant, xen: FakeXen) {
+        self.variant = variant
+        self.xen = xen
+        self.heap = xen.kernel.makeHeap(of: PersistentGrant.self, name: "persistent_gnt")
+    }
+
+    var store: PersistentGrantStore { PersistentGrantStore(heap: heap) }
+
+    public func drainPublications() -> [BackendPublication] {
+        defer { publications.removeAll(keepingCapacity: true) }
+        return publications
+    }
+
+    func publish(_ publication: BackendPublication) { publications.append(publication) }
+
+    public func isConnected(vbd: UInt16) -> Bool { connections[vbd] != nil }
+
+    /// Runs a step unless the host is down; a `BUG()` inside is kept as the panic.
+    private func guarded(_ body: () throws(KernelPanic) -> Void) {
+        guard panic == nil else { return }
+        do { try body() } catch { panic = error }
+    }
+
+    // MARK: xenbus
+
+    /// `connect_ring` and `connect`: negotiate, advertise, bring the ring up.
+    public func connect(_ parameters: ConnectParameters) {
+        guarded { () throws(KernelPanic) in
+            let vbd = parameters.vbd
+            let frontend = Xenstore.frontendDirectory(domid: parameters.domid, vbd: vbd)
+            let backend = Xenstore.backendDirectory(domid: parameters.domid, vbd: vbd)
+            if parameters.offersPersistent {
+                xen.xenstore.write(backend + "/feature-persistent", "1")
+            }
+            let key = variant.has(.persistentKey) ? "feature-persistent-grants" : "feature-persistent"
+            let frontendWants = xen.xenstore.readUnsigned(frontend + "/" + key) == 1
+            let persistent = parameters.offersPersistent && frontendWants
+            let device = xen.attachDisk(vbd: vbd, sectors: parameters.sectors)
+            let ringPages = parameters.ringProtocol.ringSize * Blkif.maxSegmentsPerRequest
+            if reservedPages[vbd, default: []].count < ringPages {
+                reservedPages[vbd] = xen.kernel.pages.reserve(count: ringPages)
+            }
+            connections[vbd] = Connection(parameters: parameters, persistentMode: persistent, device: device,
+                                          reservedPages: reservedPages[vbd]!)
+            publish(.negotiated(vbd: vbd, persistent: persistent))
+        }
+    }
+
+    /// The frontend closes: in-flight I/O is drained and answered, then every
+    /// persistent grant is unmapped and freed.
+    public func disconnect(vbd: UInt16) {
+        guarded { () throws(KernelPanic) in
+            guard let connection = connections[vbd] else { return }
+            if variant.has(.freeBeforeDrain) {
+                try freePersistentGrants(connection)
+                try drainInFlight(connection)
+            } else {
+                try drainInFlight(connection)
+                try freePersistentGrants(connection)
+            }
+            xen.xenstore.removeDirectory(Xenstore.backendDirectory(domid: connection.parameters.domid, vbd: vbd))
+            connections[vbd] = nil
+        }
+    }
+
+    private func drainInFlight(_ connection: Connection) throws(KernelPanic) {
+        while let slot = connection.inFlight.first {
+            try finishIO(connection, slot: slot)
+        }
+    }
+
+    // MARK: the ring
+
+    /// The frontend put `bytes` in a ring slot and notified.
+    public func submit(vbd: UInt16, bytes: [UInt8], hold: Bool) {
+        guarded { () throws(KernelPanic) in
+            guard let connection = connections[vbd] else { return }
+            guard let request = try? connection.parameters.ringProtocol.decodeRequest(bytes) else { return }
+            try dispatch(connection, request, hold: hold)
+        }
+    }
+
+    /// The device finishes the I/O of the oldest in-flight request with this id.
+    public func complete(vbd: UInt16, id: UInt64) {
+        guarded { () throws(KernelPanic) in
+            guard let connection = connections[vbd],
+                  let slot = connection.inFlight.first(where: { connection.slots[$0].id == id }) else { return }
+            try finishIO(connection, slot: slot)
+        }
+    }
+
+    func respond(_ connection: Connection, id: UInt64, operation: UInt8, status: BlkifResponseStatus) {
+        let proto = connection.parameters.ringProtocol
+        let bytes = proto.encode(BlkifResponse(id: id, operation: operation, status: status.rawValue))
+        // The frontend reads what stands in the slot; decode it back as it would.
+        if let response = try? proto.decodeResponse(bytes) {
+            publish(.response(vbd: connection.parameters.vbd, response))
+        }
+    }
+
+    private func dispatch(_ connection: Connection, _ request: BlkifRequest, hold: Bool) throws(KernelPanic) {
+        guard let operation = request.knownOperation else {
+            return respond(connection, id: request.id, operation: request.operation, status: .error)
+        }
+        switch operation {
+        case .read, .write, .writeBarrier, .flushDiskcache:
+            try dispatchReadWrite(connection, request, operation: operation, hold: hold)
+        case .discard:
+            dispatchDiscard(connection, request)
+        case .reserved, .indirect:
+            respond(connection, id: request.id, operation: request.operation, status: .error)
+        }
+    }
+
+    private func dispatchDiscard(_ connection: Connection, _ request: BlkifRequest) {
+        let parameters = connection.parameters
+        guard parameters.discard else {
+            return respond(connection, id: request.id, operation: request.operation, status: .eopnotsupp)
+        }
+        let (end, overflow) = request.sectorNumber.addingReportingOverflow(request.discardSectors)
+        guard !overflow, end <= parameters.sectors else {
+            return respond(connection, id: request.id, operation: request.operation, status: .error)
+        }
+        connection.device.discard(sector: request.sectorNumber, count: request.discardSectors)
+        respond(connection, id: request.id, operation: request.operation, status: .okay)
+    }
+
+    /// `dispatch_rw_block_io`: validate, map, submit.
+    private func dispatchReadWrite(_ connection: Connection, _ request: BlkifRequest, operation: BlkifOperation,
+                                   hold: Bool) throws(KernelPanic) {
+        let fail = { (status: BlkifResponseStatus) in
+            self.respond(connection, id: request.id, operation: request.operation, status: status)
+        }
+        let flushLike = operation == .flushDiskcache || operation == .writeBarrier
+        let nseg = Int(request.nrSegments)
+        guard (nseg > 0 || flushLike) && nseg <= Blkif.maxSegmentsPerRequest else { return fail(.error) }
+        let segments = request.effectiveSegments
+        guard segments.allSatisfy(\.isWellFormed) else { return fail(.error) }
+        let total = UInt64(segments.reduce(0) { $0 + $1.sectorCount })
+        let (end, overflow) = request.sectorNumber.addingReportingOverflow(total)
+        guard !overflow, end <= connection.parameters.sectors else { return fail(.error) }
+        if flushLike && !connection.parameters.flush { return fail(.eopnotsupp) }
+        guard let slot = connection.takeSlot() else { return fail(.error) }
+
+        connection.slots[slot].id = request.id
+        connection.slots[slot].operation = request.operation
+        connection.slots[slot].nrPages = nseg
+        var mapper = SegmentMapper(backend: self, connection: connection, slot: slot,
+                                   segments: segments, isRead: operation == .read)
+        let outcome = try mapper.map()
+        guard case .mapped(let pages) = outcome else {
+            // fail_flush: unmap what the bitmap names, answer error.
+            try unmapRequest(connection, slot: slot)
+            connection.releaseSlot(slot)
+            return fail(.error)
+        }
+        let bioSegments = zip(segments, pages).map { segment, page in
+            BioSegment(page: page, firstSect: Int(segment.firstSect), lastSect: Int(segment.lastSect))
+        }
+        connection.slots[slot].bio = connection.device.submit(operation == .read ? .read : .write,
+                                                              sector: request.sectorNumber, segments: bioSegments)
+        connection.inFlight.append(slot)
+        if !hold { try finishIO(connection, slot: slot) }
+    }
+
+    /// The bio's end-io: data moves, non-persistent grants are unmapped, the request is answered.
+    private func finishIO(_ connection: Connection, slot: Int) throws(KernelPanic) {
+        connection.inFlight.removeAll { $0 == slot }
+        if let bio = connection.slots[slot].bio { connection.device.complete(bio) }
+        connection.slots[slot].bio = nil
+        try unmapRequest(connection, slot: slot)
+        let pending = connection.slots[slot]
+        connection.releaseSlot(slot)
+        respond(connection, id: pending.id, operation: pending.operation, status: .okay)
+    }
+
+    /// `xen_blkbk_unmap`: unmap exactly the segments whose bit is set.
+    private func unmapRequest(_ connection: Connection, slot: Int) throws(KernelPanic) {
+        let pending = connection.slots[slot]
+        publish(.unmapping(vbd: connection.parameters.vbd, id: pending.id, slot: slot,
+                           nrSegments: pending.nrPages, bitmap: pending.unmapBitmap))
+        var ops: [UnmapOp] = []
+        for index in 0..<min(pending.nrPages, Blkif.maxSegmentsPerRequest) {
+            guard pending.unmapBitmap & (1 << index) != 0 else { continue }
+            let handle = pending.handles[index]
+            guard handle != invalidHandle else { continue }
+            ops.append(UnmapOp(hostPage: pending.reservedPages[index], handle: handle))
+            // Forget the handle so that nothing unmaps it twice.
+            connection.slots[slot].handles[index] = invalidHandle
+        }
+        guard !ops.isEmpty else { return }
+        xen.grants.unmap(ops)
+    }
+}

@@ -1,0 +1,93 @@
+import Blkif
+import FakeXen
+
+/// One node of the persistent grant tree as published for observers.
+public struct PublishedNode: Hashable, Sendable {
+    public let gref: GrantRef
+    public let color: RedBlackColor
+    public let handle: GrantHandle
+    public let page: PageFrame?
+    /// Indices into `PublishedTree.nodes` (which is in tree order).
+    public let left: Int?
+    public let right: Int?
+}
+
+/// The tree's shape as it stands in memory, read without touching it the
+/// way the backend does (no use-after-free is recorded for this look).
+public struct PublishedTree: Hashable, Sendable {
+    /// Nodes in in-order (left, node, right) walk order.
+    public let nodes: [PublishedNode]
+    public let root: Int?
+    /// Links that lead to freed memory, or that revisit a node.
+    public let brokenLinks: [String]
+}
+
+public struct InFlightRequest: Hashable, Sendable {
+    public let id: UInt64
+    public let slot: Int
+    public let bitmap: UInt16
+}
+
+public struct BackendSnapshot: Hashable, Sendable {
+    public let vbd: UInt16
+    public let persistentMode: Bool
+    public let persistentCount: Int
+    public let maxPersistent: Int
+    /// Changes whenever the tree or one of its records changes.
+    public let treeVersion: UInt64
+    public let inFlight: [InFlightRequest]
+}
+
+extension Blkback {
+    public func snapshot(vbd: UInt16) -> BackendSnapshot? {
+        guard let connection = connections[vbd] else { return nil }
+        return BackendSnapshot(
+            vbd: vbd, persistentMode: connection.persistentMode, persistentCount: connection.persistentCount,
+            maxPersistent: connection.maxPersistent, treeVersion: connection.treeVersion,
+            inFlight: connection.inFlight.map { slot in
+                let pending = connection.slots[slot]
+                return InFlightRequest(id: pending.id, slot: slot, bitmap: pending.unmapBitmap)
+            })
+    }
+
+    /// The tree of a connected vbd as it stands in the heap.
+    public func publishedTree(vbd: UInt16) -> PublishedTree? {
+        guard let connection = connections[vbd] else { return nil }
+        var broken: [String] = []
+        var seen: Set<KernelAddress> = []
+        // Depth-first, in order, with an explicit stack so a corrupted tree can't overflow ours.
+        struct Frame { let address: KernelAddress; var expanded: Bool }
+        var order: [KernelAddress] = []
+        var records: [KernelAddress: PersistentGrant] = [:]
+        var stack: [Frame] = []
+        if let root = connection.tree.root { stack.append(Frame(address: root, expanded: false)) }
+        while var frame = stack.popLast() {
+            guard let record = records[frame.address] ?? heap.peek(frame.address) else {
+                broken.append("link to freed record at \(frame.address)")
+                continue
+            }
+            if frame.expanded {
+                order.append(frame.address)
+                continue
+            }
+            guard seen.insert(frame.address).inserted else {
+                broken.append("record at \(frame.address) (gref \(record.gref)) is reached twice")
+                continue
+            }
+            records[frame.address] = record
+            frame.expanded = true
+            if let right = record.links.right { stack.append(Frame(address: right, expanded: false)) }
+            stack.append(frame)
+            if let left = record.links.left { stack.append(Frame(address: left, expanded: false)) }
+        }
+        var index: [KernelAddress: Int] = [:]
+        for (position, address) in order.enumerated() { index[address] = position }
+        let nodes = order.map { address in
+            let record = records[address]!
+            return PublishedNode(gref: record.gref, color: record.links.color, handle: record.handle, page: record.page,
+                                 left: record.links.left.flatMap { index[$0] },
+                                 right: record.links.right.flatMap { index[$0] })
+        }
+        return PublishedTree(nodes: nodes, root: connection.tree.root.flatMap { index[$0] }, brokenLinks: broken)
+    }
+}

@@ -1,0 +1,36 @@
+import Blkif
+import FakeXen
+
+/// `struct persistent_gnt`: one persistently mapped grant, living in the fake
+/// kernel heap and linked into the tree through its own node fields.
+struct PersistentGrant: Poisonable {
+    var page: PageFrame?
+    var gref: GrantRef
+    /// Zero straight from `kzalloc`, which is why the seed reads 0 as "not mapped yet".
+    var handle: GrantHandle
+    var links: RedBlackLinks<KernelAddress>
+
+    static func fresh(gref: GrantRef) -> PersistentGrant {
+        PersistentGrant(page: nil, gref: gref, handle: 0, links: .detached)
+    }
+
+    /// What a read of long-freed memory gives: slab poison, no usable links.
+    static var poisoned: PersistentGrant {
+        PersistentGrant(page: nil, gref: 0x6b6b_6b6b, handle: 0x6b6b_6b6b, links: .detached)
+    }
+}
+
+/// Lets the tree walk records the way C walks `rb_node`s: every field read
+/// and write goes through the heap, so a freed node is noticed.
+struct PersistentGrantStore: RedBlackNodeStore {
+    let heap: KernelHeap<PersistentGrant>
+
+    func key(of node: KernelAddress) -> GrantRef { heap.read(node).gref }
+    func links(of node: KernelAddress) -> RedBlackLinks<KernelAddress> { heap.read(node).links }
+    func setLinks(_ links: RedBlackLinks<KernelAddress>, of node: KernelAddress) {
+        heap.modify(node) { $0.links = links }
+    }
+}
+
+/// `BLKBACK_INVALID_HANDLE`.
+let invalidHandle: GrantHandle = ~0

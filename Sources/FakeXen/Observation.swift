@@ -1,0 +1,116 @@
+import Blkif
+
+/// A kernel page frame: where a grant is mapped and what block I/O touches.
+public struct PageFrame: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let number: UInt64
+    public init(_ number: UInt64) { self.number = number }
+    public static func < (a: Self, b: Self) -> Bool { a.number < b.number }
+    public var description: String { "pfn 0x" + String(number, radix: 16) }
+}
+
+/// An address in the fake kernel heap. Never reused, so any access to a freed
+/// address is told apart from an access to a live object.
+public struct KernelAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let value: UInt64
+    public init(_ value: UInt64) { self.value = value }
+    public static func < (a: Self, b: Self) -> Bool { a.value < b.value }
+    public var description: String { "0x" + String(value, radix: 16) }
+}
+
+/// A guest's own page: what a grant gives access to.
+public struct GuestPage: Hashable, Sendable, CustomStringConvertible {
+    public let number: UInt64
+    public init(_ number: UInt64) { self.number = number }
+    public var description: String { "guest page \(number)" }
+}
+
+/// Who an allocation is charged to, so that teardown can ask "is anything of
+/// this device still allocated?" the way kmemleak would.
+public struct AllocationOwner: Hashable, Sendable, CustomStringConvertible {
+    public let domid: DomainID
+    public let vbd: UInt16
+    public init(domid: DomainID, vbd: UInt16) { self.domid = domid; self.vbd = vbd }
+    public var description: String { "domain \(domid) vbd \(vbd)" }
+}
+
+public enum MemoryAccess: String, Sendable { case read, write, free }
+
+/// What the fake environment saw. The harness drains these after every
+/// event and hands them to the oracle; nothing here judges, it only records.
+public enum Observation: Hashable, Sendable {
+    case mapBatch(MapBatch)
+    case unmapBatch(UnmapBatch)
+    case revoke(domid: DomainID, gref: GrantRef, refused: Bool)
+    case allocationFailed(what: String)
+    /// Any touch of freed memory, including a second free.
+    case useAfterFree(address: String, access: MemoryAccess, what: String)
+    case doubleFree(address: String, what: String)
+    case panic(message: String)
+    /// Block I/O through a page with no live mapping, or a device write into a read-only one.
+    case accessUnmapped(page: PageFrame, detail: String)
+    case unmapInUse(handle: GrantHandle, page: PageFrame)
+    /// A kernel log line at alert level (`pr_alert`).
+    case alert(message: String)
+}
+
+/// One `GNTTABOP_map_grant_ref` hypercall and what it answered.
+public struct MapBatch: Hashable, Sendable {
+    public let ops: [MapOp]
+    /// nil when the hypercall failed as a whole: no operation was performed.
+    public let results: [MapResult]?
+}
+
+public struct MapOp: Hashable, Sendable, CustomStringConvertible {
+    public var hostPage: PageFrame
+    public var flags: GrantMapFlags
+    public var gref: GrantRef
+    public var domid: DomainID
+    public init(hostPage: PageFrame, flags: GrantMapFlags, gref: GrantRef, domid: DomainID) {
+        self.hostPage = hostPage
+        self.flags = flags
+        self.gref = gref
+        self.domid = domid
+    }
+    public var description: String { "map gref \(gref) of domain \(domid) [\(flags)]" }
+}
+
+public struct MapResult: Hashable, Sendable {
+    public var status: GrantStatus
+    /// Meaningful only when `status == .okay`.
+    public var handle: GrantHandle
+    public init(status: GrantStatus, handle: GrantHandle) { self.status = status; self.handle = handle }
+}
+
+public struct UnmapBatch: Hashable, Sendable {
+    public let ops: [UnmapOp]
+    public let results: [UnmapResult]
+}
+
+public struct UnmapOp: Hashable, Sendable {
+    public var hostPage: PageFrame
+    public var handle: GrantHandle
+    public init(hostPage: PageFrame, handle: GrantHandle) { self.hostPage = hostPage; self.handle = handle }
+}
+
+public struct UnmapResult: Hashable, Sendable {
+    public var status: GrantStatus
+    /// What the handle mapped, when the unmap succeeded.
+    public var unmapped: GrantMapping?
+}
+
+/// Collects observations in order; drained by whoever runs the environment.
+public final class ObservationLog {
+    public private(set) var entries: [Observation] = []
+    public init() {}
+    public func record(_ observation: Observation) { entries.append(observation) }
+    public func drain() -> [Observation] {
+        defer { entries.removeAll(keepingCapacity: true) }
+        return entries
+    }
+}
+
+/// `BUG()` fired: the host is down. Thrown so the backend unwinds at once.
+public struct KernelPanic: Error, Hashable, Sendable, CustomStringConvertible {
+    public let message: String
+    public var description: String { "kernel BUG: \(message)" }
+}
