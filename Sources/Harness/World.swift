@@ -1,0 +1,46 @@
+import Backend
+import Blkif
+import FakeXen
+import Oracle
+
+/// The oracle's window on one run: the environment's state and what the
+/// backend publishes, converted to the oracle's own types.
+struct HarnessWorld: ObservedWorld {
+    let xen: FakeXen
+    let backend: Blkback
+
+    func connection(vbd: UInt16) -> ObservedConnection? {
+        backend.snapshot(vbd: vbd).map {
+            ObservedConnection(persistentMode: $0.persistentMode, persistentCount: $0.persistentCount,
+                               treeVersion: $0.treeVersion)
+        }
+    }
+
+    func tree(vbd: UInt16) -> ObservedTree? {
+        backend.publishedTree(vbd: vbd).map { tree in
+            ObservedTree(nodes: tree.nodes.map {
+                ObservedNode(gref: $0.gref, isRed: $0.color == .red, handle: $0.handle, left: $0.left, right: $0.right)
+            }, root: tree.root, brokenLinks: tree.brokenLinks)
+        }
+    }
+
+    func liveMappings(of domid: DomainID) -> [GrantMapping] { xen.grants.liveMappings(of: domid) }
+    func mapping(handle: GrantHandle) -> GrantMapping? { xen.grants.mapping(handle: handle) }
+    func liveAllocations(of owner: AllocationOwner) -> [String] { xen.kernel.liveAllocations(of: owner) }
+    func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { xen.grants.guestPage(domid: domid, gref: gref) }
+    func guestToken(_ page: GuestPage, sector: Int) -> UInt64 { xen.memory.token(page, sector: sector) }
+    func diskToken(vbd: UInt16, sector: UInt64) -> UInt64 {
+        xen.device(vbd: vbd)?.disk.token(at: sector) ?? Ramdisk.initialToken(sector: sector)
+    }
+}
+
+extension Publication {
+    init(_ publication: BackendPublication) {
+        switch publication {
+        case let .negotiated(vbd, persistent): self = .negotiated(vbd: vbd, persistent: persistent)
+        case let .unmapping(vbd, id, _, nrSegments, bitmap):
+            self = .unmapping(vbd: vbd, id: id, nrSegments: nrSegments, bitmap: bitmap)
+        case let .response(vbd, response): self = .response(vbd: vbd, response)
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Blkif
+import FakeXen
+import Trace
+
+/// A check that failed: where, what the reference predicted, what was seen.
+public struct Violation: Hashable, Sendable, CustomStringConvertible {
+    public let check: CheckID
+    public let position: TracePosition
+    public let expected: String
+    public let seen: String
+
+    public init(check: CheckID, position: TracePosition, expected: String, seen: String) {
+        self.check = check
+        self.position = position
+        self.expected = expected
+        self.seen = seen
+    }
+
+    public var description: String { "\(position): \(check.rawValue): expected \(expected); seen \(seen)" }
+}
+
+/// One node of the backend's tree as it publishes it (in order, with colours and shape).
+public struct ObservedNode: Hashable, Sendable {
+    public let gref: GrantRef
+    public let isRed: Bool
+    public let handle: GrantHandle
+    public let left: Int?
+    public let right: Int?
+    public init(gref: GrantRef, isRed: Bool, handle: GrantHandle, left: Int?, right: Int?) {
+        self.gref = gref
+        self.isRed = isRed
+        self.handle = handle
+        self.left = left
+        self.right = right
+    }
+}
+
+public struct ObservedTree: Hashable, Sendable {
+    public let nodes: [ObservedNode]
+    public let root: Int?
+    public let brokenLinks: [String]
+    public init(nodes: [ObservedNode], root: Int?, brokenLinks: [String]) {
+        self.nodes = nodes
+        self.root = root
+        self.brokenLinks = brokenLinks
+    }
+}
+
+public struct ObservedConnection: Hashable, Sendable {
+    public let persistentMode: Bool
+    public let persistentCount: Int
+    /// Changes whenever the backend's tree changes; lets the oracle skip re-reading an unchanged tree.
+    public let treeVersion: UInt64
+    public init(persistentMode: Bool, persistentCount: Int, treeVersion: UInt64) {
+        self.persistentMode = persistentMode
+        self.persistentCount = persistentCount
+        self.treeVersion = treeVersion
+    }
+}
+
+/// What the backend published during one event.
+public enum Publication: Hashable, Sendable {
+    case negotiated(vbd: UInt16, persistent: Bool)
+    case unmapping(vbd: UInt16, id: UInt64, nrSegments: Int, bitmap: UInt16)
+    case response(vbd: UInt16, BlkifResponse)
+}
+
+/// Everything the oracle may look at after an event: the environment's
+/// state and the backend's published state. Never the backend's internals.
+public protocol ObservedWorld {
+    func connection(vbd: UInt16) -> ObservedConnection?
+    func tree(vbd: UInt16) -> ObservedTree?
+    func liveMappings(of domid: DomainID) -> [GrantMapping]
+    func mapping(handle: GrantHandle) -> GrantMapping?
+    func liveAllocations(of owner: AllocationOwner) -> [String]
+    func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage?
+    func guestToken(_ page: GuestPage, sector: Int) -> UInt64
+    func diskToken(vbd: UInt16, sector: UInt64) -> UInt64
+}

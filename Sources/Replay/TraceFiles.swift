@@ -1,0 +1,35 @@
+import Foundation
+
+/// Finds the traces under the paths a user gave, in a stable order.
+enum TraceFiles {
+    static let extensions: Set<String> = ["trace"]
+
+    struct Missing: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "no such file or directory: \(path)" }
+    }
+
+    /// Directories are searched recursively for trace files; files named
+    /// directly are taken whatever their extension.
+    static func collect(_ paths: [String]) throws -> [String] {
+        var found: [String] = []
+        let manager = FileManager.default
+        for path in paths {
+            var isDirectory: ObjCBool = false
+            guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else { throw Missing(path: path) }
+            guard isDirectory.boolValue else {
+                found.append(path)
+                continue
+            }
+            let base = path.hasSuffix("/") ? String(path.dropLast()) : path
+            guard let walker = manager.enumerator(atPath: path) else { continue }
+            var here: [String] = []
+            while let relative = walker.nextObject() as? String {
+                let ext = (relative as NSString).pathExtension
+                if extensions.contains(ext) { here.append(base + "/" + relative) }
+            }
+            found.append(contentsOf: here.sorted())
+        }
+        return found
+    }
+}
