@@ -37,6 +37,8 @@ let package = Package(
         .testTarget(name: "BlkifTests", dependencies: ["Blkif"]),
         .testTarget(name: "FakeXenTests", dependencies: ["FakeXen"]),
         .testTarget(name: "BackendTests", dependencies: ["Backend", "FakeXen", "Blkif"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Oracle", "Trace", "Backend", "FakeXen", "Blkif"]),
+        .testTarget(name: "TraceTests", dependencies: ["Trace", "Blkif"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,255 @@
+import Blkif
+
+/// The arguments each event accepts, in canonical order (the printer's order).
+enum Schema {
+    static let connect: [Param] = [
+        .key("domid", "1..32767"), .key("protocol", "native|x86_32|x86_64"), .key("persistent", "0|1"),
+        .key("backend-persistent", "0|1"), .key("max-persistent", "N"), .key("sectors", "N"),
+        .key("flush", "0|1"), .key("discard", "0|1"), .key("vbd", "N"),
+    ]
+    static let grant: [Param] = [.key("gref", "N or A..B"), .flag("ro"), .key("domid", "1..32767")]
+    static let revoke: [Param] = [.key("gref", "N or A..B"), .key("domid", "1..32767")]
+    static let failMap: [Param] = [
+        .key("gref", "N"), .key("times", "K"), .key("nth", "K"), .key("status", "S (a GNTST name such as general_error, or its number)"),
+    ]
+    static let failNth: [Param] = [.key("nth", "K")]
+    static let request: [Param] = [
+        .key("id", "N"), .key("op", "read|write|barrier|flush|discard|N"), .key("sector", "N"),
+        .key("seg", "GREF:FIRST-LAST"), .key("nr", "N"), .key("nr-sectors", "N"), .key("handle", "N"),
+        .key("vbd", "N"), .flag("hold"),
+    ]
+    static let raw: [Param] = [.key("hex", "HEX"), .key("vbd", "N"), .flag("hold")]
+    static let complete: [Param] = [.key("id", "N"), .key("vbd", "N")]
+    static let disconnect: [Param] = [.key("vbd", "N")]
+    static let expectResponse: [Param] = [.key("id", "N"), .key("status", "okay|error|eopnotsupp")]
+    static let expectPersistent: [Param] = [.key("persistent", "N")]
+    static let expectViolation: [Param] = [.key("backend", "NAME")]
+
+    static let keywords = ["frontend-key", "connect", "grant", "revoke", "fail", "request", "raw",
+                           "complete", "expect", "disconnect"]
+    static let faults = ["map", "alloc", "hypercall"]
+    static let expectations = ["response", "persistent=N", "violation"]
+}
+
+/// Reads one event from the tokens of a non-empty line. Stateful only for
+/// what the format makes stateful: `domid=` defaults to the latest connect's.
+struct EventParser: Sendable {
+    let file: String
+    private var latestDomid: UInt16?
+
+    init(file: String) {
+        self.file = file
+    }
+
+    mutating func parse(_ tokens: [Token], line: Int) throws(TraceError) -> TraceEvent {
+        let keyword = tokens[0]
+        let context = LineContext(file: file, line: line, keywordColumn: keyword.column)
+        let arguments = tokens.dropFirst()
+        let kind: TraceEventKind
+        switch keyword.text {
+        case "frontend-key": kind = try frontendKey(arguments, context)
+        case "connect": kind = try connect(arguments, context)
+        case "grant": kind = try grant(arguments, context)
+        case "revoke": kind = try revoke(arguments, context)
+        case "fail": kind = try fail(arguments, context)
+        case "request": kind = try request(arguments, context)
+        case "raw": kind = try raw(arguments, context)
+        case "complete": kind = try complete(arguments, context)
+        case "expect": kind = try expect(arguments, context)
+        case "disconnect": kind = try disconnect(arguments, context)
+        default:
+            throw context.error(at: keyword.column,
+                                "unknown keyword \(quoted(keyword.text)); \(expectedOne(of: Schema.keywords))")
+        }
+        return TraceEvent(kind: kind, position: .line(line, column: keyword.column))
+    }
+
+    private func frontendKey(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let words = Array(tokens)
+        guard words.count >= 2 else {
+            let missing = words.isEmpty ? "NAME and VALUE" : "VALUE"
+            throw context.error(at: context.keywordColumn,
+                                "missing \(missing) for 'frontend-key'; expected frontend-key NAME VALUE")
+        }
+        guard words.count == 2 else {
+            throw context.error(at: words[2].column,
+                                "unexpected \(quoted(words[2].text)) after the value of 'frontend-key'; expected frontend-key NAME VALUE, the value one word without spaces")
+        }
+        let name = try context.read(Piece(words[0]), as: "NAME", .xenstoreKey)
+        return .frontendKey(name: name, value: words[1].text)
+    }
+
+    private mutating func connect(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "connect", schema: Schema.connect, context: context)
+        var event = ConnectEvent(domid: try args.required("domid", .integer(min: 1, max: 32767)))
+        event.protocolName = try args.optional("protocol", .protocolName) ?? .native
+        event.persistent = try args.optional("persistent", .bool)
+        event.backendPersistent = try args.optional("backend-persistent", .bool) ?? true
+        event.maxPersistent = try args.optional("max-persistent", .integer())
+        event.sectors = try args.optional("sectors", .integer()) ?? event.sectors
+        event.flush = try args.optional("flush", .bool) ?? true
+        event.discard = try args.optional("discard", .bool) ?? false
+        event.vbd = try args.optional("vbd", .integer()) ?? 0
+        latestDomid = event.domid
+        return .connect(event)
+    }
+
+    /// An explicit `domid=`, else the latest connect's; never a guess.
+    private func domid(_ args: Arguments) throws(TraceError) -> UInt16 {
+        if let domid: UInt16 = try args.optional("domid", .integer(min: 1, max: 32767)) { return domid }
+        guard let latestDomid else {
+            throw args.context.error(at: args.context.keywordColumn,
+                                     "'\(args.event)' before any connect needs its domain; expected domid=1..32767")
+        }
+        return latestDomid
+    }
+
+    private func grant(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "grant", schema: Schema.grant, context: context)
+        let grefs = try args.required("gref", .grefs)
+        return .grant(GrantEvent(grefs: grefs, readOnly: args.flag("ro"), domid: try domid(args)))
+    }
+
+    private func revoke(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "revoke", schema: Schema.revoke, context: context)
+        let grefs = try args.required("gref", .grefs)
+        return .revoke(RevokeEvent(grefs: grefs, domid: try domid(args)))
+    }
+
+    private func fail(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        guard let fault = tokens.first else {
+            throw context.error(at: context.keywordColumn,
+                                "missing fault for 'fail'; \(expectedOne(of: Schema.faults))")
+        }
+        let rest = tokens.dropFirst()
+        switch fault.text {
+        case "map":
+            return .fail(try failMap(rest, context))
+        case "alloc", "hypercall":
+            let args = try Arguments(rest, event: "fail \(fault.text)", schema: Schema.failNth, context: context)
+            let nth: Int = try args.required("nth", .integer(min: 1))
+            return .fail(fault.text == "alloc" ? .allocNth(nth: nth) : .hypercallNth(nth: nth))
+        default:
+            throw context.error(at: fault.column,
+                                "unknown fault \(quoted(fault.text)) for 'fail'; \(expectedOne(of: Schema.faults))")
+        }
+    }
+
+    /// `fail map` takes exactly one of `gref=` (with `times=`) and `nth=`.
+    private func failMap(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> FaultEvent {
+        let args = try Arguments(tokens, event: "fail map", schema: Schema.failMap, context: context)
+        switch (args.column(of: "gref"), args.column(of: "nth")) {
+        case (nil, nil):
+            throw context.error(at: context.keywordColumn,
+                                "missing required key 'gref' or 'nth' for 'fail map'; expected gref=N or nth=K")
+        case let (grefColumn?, nthColumn?):
+            throw context.error(at: max(grefColumn, nthColumn),
+                                "'fail map' takes gref= or nth=, not both; expected one of them")
+        case (_?, nil):
+            let gref: UInt32 = try args.required("gref", .integer())
+            let times: Int = try args.optional("times", .integer(min: 1)) ?? 1
+            return .mapGref(gref: gref, times: times, status: try args.required("status", .faultStatus))
+        case (nil, _?):
+            if let timesColumn = args.column(of: "times") {
+                throw context.error(at: timesColumn,
+                                    "'times' counts the failures of one gref; expected it only with gref=, not nth=")
+            }
+            let nth: Int = try args.required("nth", .integer(min: 1))
+            return .mapNth(nth: nth, status: try args.required("status", .faultStatus))
+        }
+    }
+
+    private func request(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "request", schema: Schema.request, repeatable: ["seg"], context: context)
+        let id: UInt64 = try args.required("id", .integer())
+        let operation = try args.required("op", .operation)
+        let sector: UInt64 = try args.required("sector", .integer())
+        let segmentEntries = args.entries("seg")
+        if segmentEntries.count > Blkif.maxSegmentsPerRequest {
+            throw context.error(at: segmentEntries[Blkif.maxSegmentsPerRequest].column,
+                                "more than \(Blkif.maxSegmentsPerRequest) seg= for 'request'; a ring slot carries at most \(Blkif.maxSegmentsPerRequest) segments")
+        }
+        let isDiscard = operation == BlkifOperation.discard.rawValue
+        // A discard's nr_sectors occupies the first segment slot, so the two
+        // cannot both be carried; refusing keeps text and ring bytes equivalent.
+        if isDiscard, let first = segmentEntries.first {
+            throw context.error(at: first.column,
+                                "a discard request carries no segments (nr_sectors takes their place); expected nr-sectors= instead of seg=")
+        }
+        if !isDiscard, let column = args.column(of: "nr-sectors") {
+            throw context.error(at: column,
+                                "'nr-sectors' is only carried by op=discard; this request has op=\(operationName(operation))")
+        }
+        return .request(RequestEvent(
+            id: id, operation: operation, sector: sector,
+            segments: try args.all("seg", .segment),
+            nrSegments: try args.optional("nr", .integer()),
+            nrSectors: try args.optional("nr-sectors", .integer()),
+            handle: try args.optional("handle", .integer()) ?? 0,
+            vbd: try args.optional("vbd", .integer()) ?? 0,
+            hold: args.flag("hold")))
+    }
+
+    private func raw(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "raw", schema: Schema.raw, context: context)
+        return .raw(RawRequestEvent(bytes: try args.required("hex", .hex),
+                                    vbd: try args.optional("vbd", .integer()) ?? 0,
+                                    hold: args.flag("hold")))
+    }
+
+    private func complete(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "complete", schema: Schema.complete, context: context)
+        return .complete(id: try args.required("id", .integer()), vbd: try args.optional("vbd", .integer()) ?? 0)
+    }
+
+    private func disconnect(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "disconnect", schema: Schema.disconnect, context: context)
+        return .disconnect(vbd: try args.optional("vbd", .integer()) ?? 0)
+    }
+
+    private func expect(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        guard let form = tokens.first else {
+            throw context.error(at: context.keywordColumn,
+                                "missing expectation for 'expect'; \(expectedOne(of: Schema.expectations))")
+        }
+        // Text carries no vbd on expectations; see TraceEventKind.expect.
+        switch form.text {
+        case "response":
+            let args = try Arguments(tokens.dropFirst(), event: "expect response", schema: Schema.expectResponse,
+                                     context: context)
+            return .expect(.response(id: try args.required("id", .integer()),
+                                     status: try args.required("status", .responseStatus)), vbd: 0)
+        case "violation":
+            return .expect(try violation(tokens.dropFirst(), after: form, context), vbd: 0)
+        case _ where form.text == "persistent" || form.text.hasPrefix("persistent="):
+            // The form is itself the key: `expect persistent=N`.
+            let args = try Arguments(tokens, event: "expect persistent", schema: Schema.expectPersistent,
+                                     context: context)
+            return .expect(.persistent(count: try args.required("persistent", .integer())), vbd: 0)
+        default:
+            throw context.error(at: form.column,
+                                "unknown expectation \(quoted(form.text)) for 'expect'; \(expectedOne(of: Schema.expectations))")
+        }
+    }
+
+    private func violation(_ tokens: ArraySlice<Token>, after form: Token,
+                           _ context: LineContext) throws(TraceError) -> Expectation {
+        let checks = expectedOne(of: CheckID.allCases.map(\.rawValue))
+        guard let checkToken = tokens.first else {
+            throw context.error(at: form.column, "missing check after 'expect violation'; \(checks)")
+        }
+        guard !checkToken.text.contains("=") else {
+            throw context.error(at: checkToken.column,
+                                "missing check before \(quoted(checkToken.text)) in 'expect violation'; \(checks)")
+        }
+        let check = try context.read(Piece(checkToken), as: "check", .check)
+        let args = try Arguments(tokens.dropFirst(), event: "expect violation", schema: Schema.expectViolation,
+                                 context: context)
+        return .violation(check, backend: try args.optional("backend", .backendName))
+    }
+}
+
+/// `op=` as the canonical text writes it: the name, or the number when it has none.
+func operationName(_ operation: UInt8) -> String {
+    BlkifOperation(rawValue: operation)?.traceName ?? String(operation)
+}

@@ -1,0 +1,260 @@
+import Blkif
+
+/// A bad value: where inside the line, and what was wrong and expected.
+/// Carries no file or line so that value parsing stays independent of them.
+struct FieldError: Error {
+    var column: Int
+    var message: String
+}
+
+/// How to read the value of one key (`key` is its name, for messages).
+struct Field<Value> {
+    let read: (Piece, _ key: String) throws(FieldError) -> Value
+}
+
+/// The lexical form of an unsigned number: decimal or `0x` hex, nothing else.
+enum UnsignedLexeme: Equatable {
+    case value(UInt64)
+    case notANumber
+    case tooLarge
+
+    init(_ text: Substring) {
+        let utf8 = text.utf8
+        let isHex = utf8.starts(with: "0x".utf8)
+        let digits = isHex ? Substring(utf8.dropFirst(2)) : text
+        let valid = isHex ? digits.utf8.allSatisfy(\.isHexDigit) : digits.utf8.allSatisfy(\.isDecimalDigit)
+        guard !digits.isEmpty, valid else {
+            self = .notANumber
+            return
+        }
+        // The digits are checked above, so nil here can only mean overflow.
+        self = UInt64(digits, radix: isHex ? 16 : 10).map(UnsignedLexeme.value) ?? .tooLarge
+    }
+}
+
+extension UInt8 {
+    var isDecimalDigit: Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self) }
+    var isHexDigit: Bool { hexDigitValue != nil }
+    var hexDigitValue: UInt8? {
+        switch self {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): self - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): self - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): self - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
+
+extension Field where Value: FixedWidthInteger {
+    /// A number in `min...max`; the bounds are never negative.
+    static func integer(min: Value = 0, max: Value = .max) -> Field {
+        Field { (piece, key) throws(FieldError) -> Value in
+            let range = "\(min)..\(max)"
+            switch UnsignedLexeme(piece.text) {
+            case .notANumber:
+                throw FieldError(column: piece.column, message:
+                    "\(quoted(piece.text)) is not a number for '\(key)'; expected \(range) in decimal or 0x hex")
+            case .tooLarge:
+                throw FieldError(column: piece.column, message:
+                    "\(quoted(piece.text)) is out of range for '\(key)'; expected \(range)")
+            case let .value(number):
+                guard let value = Value(exactly: number), value >= min, value <= max else {
+                    throw FieldError(column: piece.column, message:
+                        "\(quoted(piece.text)) is out of range for '\(key)'; expected \(range)")
+                }
+                return value
+            }
+        }
+    }
+}
+
+extension Field where Value == Bool {
+    static var bool: Field {
+        Field { (piece, key) throws(FieldError) -> Bool in
+            switch piece.text {
+            case "0": return false
+            case "1": return true
+            default:
+                throw FieldError(column: piece.column, message: "\(quoted(piece.text)) is not valid for '\(key)'; expected 0 or 1")
+            }
+        }
+    }
+}
+
+extension Field where Value == ClosedRange<UInt32> {
+    /// `N` or the inclusive range `A..B`.
+    static var grefs: Field {
+        Field { (piece, key) throws(FieldError) -> ClosedRange<UInt32> in
+            let number = Field<UInt32>.integer()
+            guard let (low, high) = piece.split(at: "..") else {
+                let gref = try number.read(piece, key)
+                return gref...gref
+            }
+            let first = try number.read(low, key)
+            let last = try number.read(high, key)
+            guard first <= last else {
+                throw FieldError(column: piece.column, message:
+                    "gref range \(quoted(piece.text)) is reversed; expected A..B with A <= B")
+            }
+            return first...last
+        }
+    }
+}
+
+extension Field where Value == BlkifSegment {
+    /// `GREF:FIRST-LAST`. Only the syntax and the u8 ranges are checked here:
+    /// last_sect > 7 or reversed sectors are for the backend to refuse.
+    static var segment: Field {
+        Field { (piece, key) throws(FieldError) -> BlkifSegment in
+            guard let (gref, sectors) = piece.split(at: ":"), let (first, last) = sectors.split(at: "-") else {
+                throw FieldError(column: piece.column, message:
+                    "\(quoted(piece.text)) is not a segment; expected \(key)=GREF:FIRST-LAST, e.g. \(key)=5:0-7")
+            }
+            return BlkifSegment(gref: try Field<UInt32>.integer().read(gref, "\(key) gref"),
+                                firstSect: try Field<UInt8>.integer().read(first, "\(key) first_sect"),
+                                lastSect: try Field<UInt8>.integer().read(last, "\(key) last_sect"))
+        }
+    }
+}
+
+extension Field where Value == [UInt8] {
+    /// Whole bytes as hex digits of either case.
+    static var hex: Field {
+        Field { (piece, key) throws(FieldError) -> [UInt8] in
+            var bytes: [UInt8] = []
+            var high: UInt8?
+            var column = piece.column
+            var digits = 0
+            for scalar in piece.text.unicodeScalars {
+                guard scalar.isASCII, let nibble = UInt8(scalar.value).hexDigitValue else {
+                    throw FieldError(column: column, message:
+                        "\(quoted(String(scalar))) is not a hex digit in '\(key)'; expected 0-9, a-f or A-F")
+                }
+                if let first = high {
+                    bytes.append(first << 4 | nibble)
+                    high = nil
+                } else {
+                    high = nibble
+                }
+                column += 1
+                digits += 1
+            }
+            guard high == nil else {
+                throw FieldError(column: piece.column, message:
+                    "'\(key)' has \(digits) hex digits, an odd count; expected two digits per byte")
+            }
+            return bytes
+        }
+    }
+}
+
+extension Field where Value == UInt8 {
+    /// `op=`: a name, or any opcode as a number (unknown ones included, on purpose).
+    static var operation: Field {
+        Field { (piece, key) throws(FieldError) -> UInt8 in
+            if let operation = BlkifOperation(traceName: String(piece.text)) { return operation.rawValue }
+            guard UnsignedLexeme(piece.text) != .notANumber else {
+                throw FieldError(column: piece.column, message:
+                    "unknown operation \(quoted(piece.text)) for '\(key)'; expected read, write, barrier, flush, discard or a number 0..255")
+            }
+            return try Field.integer().read(piece, key)
+        }
+    }
+}
+
+extension Field where Value == GrantStatus {
+    /// A failing `GNTST_*` status by name or by number (negative).
+    static var faultStatus: Field {
+        Field { (piece, key) throws(FieldError) -> GrantStatus in
+            let names = GrantStatus.allCases.filter { $0 != .okay }.map(\.traceName).joined(separator: ", ")
+            let status: GrantStatus?
+            if let named = GrantStatus(traceName: String(piece.text)) {
+                status = named
+            } else {
+                let negative = piece.text.hasPrefix("-")
+                if case let .value(magnitude) = UnsignedLexeme(negative ? piece.text.dropFirst() : piece.text),
+                   let code = Int16(exactly: magnitude) {
+                    status = GrantStatus(rawValue: negative ? -code : code)
+                } else {
+                    status = nil
+                }
+            }
+            guard let status else {
+                throw FieldError(column: piece.column, message:
+                    "unknown grant status \(quoted(piece.text)) for '\(key)'; expected one of \(names) or a number -1..-13")
+            }
+            guard status != .okay else {
+                throw FieldError(column: piece.column, message:
+                    "\(key)=\(piece.text) is no fault; expected a failing grant status such as general_error or -1")
+            }
+            return status
+        }
+    }
+}
+
+extension Field where Value == BlkifResponseStatus {
+    static var responseStatus: Field {
+        Field { (piece, key) throws(FieldError) -> BlkifResponseStatus in
+            guard let status = BlkifResponseStatus(traceName: String(piece.text)) else {
+                throw FieldError(column: piece.column, message:
+                    "unknown response status \(quoted(piece.text)) for '\(key)'; expected okay, error or eopnotsupp")
+            }
+            return status
+        }
+    }
+}
+
+extension Field where Value == BlkifProtocol {
+    static var protocolName: Field {
+        Field { (piece, key) throws(FieldError) -> BlkifProtocol in
+            guard let name = BlkifProtocol(rawValue: String(piece.text)) else {
+                throw FieldError(column: piece.column, message:
+                    "unknown protocol \(quoted(piece.text)) for '\(key)'; expected native, x86_32 or x86_64")
+            }
+            return name
+        }
+    }
+}
+
+extension Field where Value == CheckID {
+    static var check: Field {
+        Field { (piece, _) throws(FieldError) -> CheckID in
+            guard let check = CheckID(rawValue: String(piece.text)) else {
+                throw FieldError(column: piece.column, message:
+                    "unknown check \(quoted(piece.text)); " + expectedOne(of: CheckID.allCases.map(\.rawValue)))
+            }
+            return check
+        }
+    }
+}
+
+extension Field where Value == String {
+    /// A name made of the given ASCII characters only, so it prints back unchanged.
+    static func word(_ what: String, allowed: String, describedAs description: String) -> Field {
+        let allowedScalars = Set(allowed.unicodeScalars)
+        return Field { (piece, key) throws(FieldError) -> String in
+            var column = piece.column
+            for scalar in piece.text.unicodeScalars {
+                guard allowedScalars.contains(scalar) else {
+                    throw FieldError(column: column, message:
+                        "\(quoted(String(scalar))) cannot appear in \(what) \(quoted(piece.text)); expected \(description)")
+                }
+                column += 1
+            }
+            return String(piece.text)
+        }
+    }
+
+    static var lowerDigits: String { "abcdefghijklmnopqrstuvwxyz0123456789" }
+
+    /// `backend=NAME`, NAME matching [a-z0-9_+-]+.
+    static var backendName: Field {
+        word("the backend name", allowed: lowerDigits + "_+-", describedAs: "a-z, 0-9, _, + or -")
+    }
+
+    /// A xenstore node name: [A-Za-z0-9-/_@]+.
+    static var xenstoreKey: Field {
+        word("the xenstore key", allowed: lowerDigits + "ABCDEFGHIJKLMNOPQRSTUVWXYZ-/_@",
+             describedAs: "letters, digits, -, /, _ or @")
+    }
+}

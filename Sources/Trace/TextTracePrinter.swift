@@ -1,0 +1,175 @@
+import Blkif
+
+/// Prints events in canonical text: one space between tokens, keys in the
+/// format's order, defaults omitted, numbers in decimal. Stateful because a
+/// `domid=` equal to the latest connect's is a default too.
+public struct TextTracePrinter: Sendable {
+    private var latestDomid: UInt16?
+
+    public init() {}
+
+    /// The header line; it starts a new trace, so it forgets the latest connect.
+    public mutating func header() -> String {
+        latestDomid = nil
+        return TextTraceReader.header
+    }
+
+    /// The canonical line of one event, without a newline. `expect` prints no
+    /// vbd: the text format has no place for it. Values the text cannot carry
+    /// (a frontend-key value with spaces or `#`, a raw request of no bytes)
+    /// are printed as they are and will not read back.
+    public mutating func line(for kind: TraceEventKind) -> String {
+        switch kind {
+        case let .frontendKey(name, value):
+            return "frontend-key \(name) \(value)"
+        case let .connect(event):
+            latestDomid = event.domid
+            return Self.words(for: event).line
+        case let .grant(event):
+            var words = Words("grant")
+            words.key("gref", Self.grefs(event.grefs))
+            words.flag("ro", event.readOnly)
+            words.key("domid", event.domid, unless: latestDomid)
+            return words.line
+        case let .revoke(event):
+            var words = Words("revoke")
+            words.key("gref", Self.grefs(event.grefs))
+            words.key("domid", event.domid, unless: latestDomid)
+            return words.line
+        case let .fail(fault):
+            return Self.words(for: fault).line
+        case let .request(event):
+            return Self.words(for: event).line
+        case let .raw(event):
+            var words = Words("raw")
+            words.key("hex", event.bytes.map(Self.hexByte).joined())
+            words.key("vbd", event.vbd, unless: 0)
+            words.flag("hold", event.hold)
+            return words.line
+        case let .complete(id, vbd):
+            var words = Words("complete")
+            words.key("id", id)
+            words.key("vbd", vbd, unless: 0)
+            return words.line
+        case let .expect(expectation, _):
+            return Self.words(for: expectation).line
+        case let .disconnect(vbd):
+            var words = Words("disconnect")
+            words.key("vbd", vbd, unless: 0)
+            return words.line
+        }
+    }
+
+    /// A whole trace: the header and one line per event, each ending in "\n".
+    public static func render(_ events: [TraceEventKind]) -> String {
+        var printer = TextTracePrinter()
+        var text = printer.header() + "\n"
+        for event in events { text += printer.line(for: event) + "\n" }
+        return text
+    }
+
+    private static func words(for event: ConnectEvent) -> Words {
+        var words = Words("connect")
+        words.key("domid", event.domid)
+        words.key("protocol", event.protocolName.rawValue, unless: BlkifProtocol.native.rawValue)
+        if let persistent = event.persistent { words.key("persistent", bit(persistent)) }
+        words.key("backend-persistent", bit(event.backendPersistent), unless: "1")
+        if let limit = event.maxPersistent { words.key("max-persistent", limit) }
+        words.key("sectors", event.sectors, unless: ConnectEvent(domid: 1).sectors)
+        words.key("flush", bit(event.flush), unless: "1")
+        words.key("discard", bit(event.discard), unless: "0")
+        words.key("vbd", event.vbd, unless: 0)
+        return words
+    }
+
+    private static func words(for fault: FaultEvent) -> Words {
+        switch fault {
+        case let .mapGref(gref, times, status):
+            var words = Words("fail", "map")
+            words.key("gref", gref)
+            words.key("times", times, unless: 1)
+            words.key("status", status.traceName)
+            return words
+        case let .mapNth(nth, status):
+            var words = Words("fail", "map")
+            words.key("nth", nth)
+            words.key("status", status.traceName)
+            return words
+        case let .allocNth(nth):
+            var words = Words("fail", "alloc")
+            words.key("nth", nth)
+            return words
+        case let .hypercallNth(nth):
+            var words = Words("fail", "hypercall")
+            words.key("nth", nth)
+            return words
+        }
+    }
+
+    private static func words(for event: RequestEvent) -> Words {
+        var words = Words("request")
+        words.key("id", event.id)
+        words.key("op", operationName(event.operation))
+        words.key("sector", event.sector)
+        for segment in event.segments { words.key("seg", segment.description) }
+        if let nr = event.nrSegments { words.key("nr", nr, unless: UInt8(truncatingIfNeeded: event.segments.count)) }
+        if let sectors = event.nrSectors { words.key("nr-sectors", sectors) }
+        words.key("handle", event.handle, unless: 0)
+        words.key("vbd", event.vbd, unless: 0)
+        words.flag("hold", event.hold)
+        return words
+    }
+
+    private static func words(for expectation: Expectation) -> Words {
+        switch expectation {
+        case let .response(id, status):
+            var words = Words("expect", "response")
+            words.key("id", id)
+            words.key("status", status.traceName)
+            return words
+        case let .persistent(count):
+            var words = Words("expect")
+            words.key("persistent", count)
+            return words
+        case let .violation(check, backend):
+            var words = Words("expect", "violation", check.rawValue)
+            if let backend { words.key("backend", backend) }
+            return words
+        }
+    }
+
+    private static func grefs(_ range: ClosedRange<UInt32>) -> String {
+        range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound)..\(range.upperBound)"
+    }
+
+    private static func bit(_ value: Bool) -> String { value ? "1" : "0" }
+
+    private static func hexByte(_ byte: UInt8) -> String {
+        let digits = Array("0123456789abcdef")
+        return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+    }
+}
+
+/// The tokens of one line being printed.
+private struct Words {
+    private var items: [String]
+
+    init(_ leading: String...) {
+        items = leading
+    }
+
+    mutating func key(_ name: String, _ value: some CustomStringConvertible) {
+        items.append("\(name)=\(value)")
+    }
+
+    /// Omits the key when the value is the default.
+    mutating func key<Value: Equatable & CustomStringConvertible>(_ name: String, _ value: Value, unless standard: Value?) {
+        if value != standard { key(name, value) }
+    }
+
+    mutating func flag(_ name: String, _ present: Bool) {
+        if present { items.append(name) }
+    }
+
+    var line: String { items.joined(separator: " ") }
+}

@@ -1,0 +1,86 @@
+/// Reads a text trace one event at a time: each `next()` reads lines up to
+/// the next event, so a long trace is never split or parsed as a whole.
+public struct TextTraceReader: Sendable {
+    static let header = "xenblk-trace 1"
+
+    private let file: String
+    private var lines: LineSource
+    private var parser: EventParser
+    private var sawHeader = false
+    /// Errors are final: a reader that failed keeps failing the same way
+    /// rather than guessing where the trace might resume.
+    private var failure: TraceError?
+
+    public init(text: String, file: String) {
+        self.file = file
+        lines = LineSource(text: text)
+        parser = EventParser(file: file)
+    }
+
+    /// Reads the whole file; an unreadable file or bytes that are not UTF-8 are trace errors.
+    public static func open(path: String) throws(TraceError) -> TextTraceReader {
+        let bytes: [UInt8]
+        switch FileBytes.read(path: path) {
+        case let .success(contents): bytes = contents
+        case let .failure(problem):
+            throw TraceError(file: path, position: .line(0, column: 0),
+                             message: "cannot read the trace: \(problem.reason); expected a readable text file")
+        }
+        if let (line, column) = FileBytes.firstInvalidUTF8(in: bytes) {
+            throw TraceError(file: path, position: .line(line, column: column),
+                             message: "bytes that are not UTF-8; expected a UTF-8 text trace")
+        }
+        return TextTraceReader(text: String(decoding: bytes, as: UTF8.self), file: path)
+    }
+
+    /// The next event, or nil at the end of the trace.
+    public mutating func next() throws(TraceError) -> TraceEvent? {
+        if let failure { throw failure }
+        do throws(TraceError) {
+            return try readEvent()
+        } catch {
+            failure = error
+            throw error
+        }
+    }
+
+    private mutating func readEvent() throws(TraceError) -> TraceEvent? {
+        while let (number, tokens) = lines.next() {
+            if tokens.isEmpty { continue }   // blank or comment-only
+            if sawHeader { return try parser.parse(tokens, line: number) }
+            try checkHeader(tokens, line: number)
+            sawHeader = true
+        }
+        if !sawHeader {
+            throw TraceError(file: file, position: .line(max(lines.lineNumber, 1), column: 1),
+                             message: "the trace ends before its header; expected '\(Self.header)' as the first line")
+        }
+        return nil
+    }
+
+    private func checkHeader(_ tokens: [Token], line: Int) throws(TraceError) {
+        func error(_ token: Token, _ message: String) -> TraceError {
+            TraceError(file: file, position: .line(line, column: token.column), message: message)
+        }
+        guard tokens[0].text == "xenblk-trace" else {
+            throw error(tokens[0], "found \(quoted(tokens[0].text)) where the header belongs; expected '\(Self.header)' as the first line")
+        }
+        guard tokens.count > 1 else {
+            throw error(tokens[0], "the header has no version; expected '\(Self.header)'")
+        }
+        guard tokens[1].text == "1" else {
+            throw error(tokens[1], "unsupported trace version \(quoted(tokens[1].text)); expected '\(Self.header)'")
+        }
+        guard tokens.count == 2 else {
+            throw error(tokens[2], "unexpected \(quoted(tokens[2].text)) after the header; expected '\(Self.header)' alone")
+        }
+    }
+
+    /// Every event of a text, for callers that want them all at once.
+    public static func parseAll(text: String, file: String) throws(TraceError) -> [TraceEvent] {
+        var reader = TextTraceReader(text: text, file: file)
+        var events: [TraceEvent] = []
+        while let event = try reader.next() { events.append(event) }
+        return events
+    }
+}
