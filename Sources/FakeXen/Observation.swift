@@ -112,5 +112,6 @@ public final class ObservationLog {
 /// `BUG()` fired: the host is down. Thrown so the backend unwinds at once.
 public struct KernelPanic: Error, Hashable, Sendable, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { "kernel BUG: \(message)" }
 }

@@ -79,6 +79,9 @@ public final class ConformanceOracle {
             }
         }
 
+        // A panic is the host going down: nothing after it in this event means anything.
+        if turn.violations.contains(where: { $0.check == .panic }) { return turn.violations }
+
         switch event {
         case .frontendKey(let name, let value):
             frontendKeys[name] = value
