@@ -164,7 +164,8 @@ public final class Blkback {
         guard segments.allSatisfy(\.isWellFormed) else { return fail(.error) }
         let total = UInt64(segments.reduce(0) { $0 + $1.sectorCount })
         let (end, overflow) = request.sectorNumber.addingReportingOverflow(total)
-        guard !overflow, end <= connection.parameters.sectors else { return fail(.error) }
+        // Like vbd_translate: a request that moves no sectors has no range to check.
+        guard total == 0 || (!overflow && end <= connection.parameters.sectors) else { return fail(.error) }
         if flushLike && !connection.parameters.flush { return fail(.eopnotsupp) }
         guard let slot = connection.takeSlot() else { return fail(.error) }
 

@@ -4,17 +4,86 @@ import Blkif
 /// written read back as a token derived from their number, so a read from the
 /// wrong place is as visible as a write to it.
 public final class Ramdisk {
+    /// Eight sectors to a chunk, so that a segment (at most a page) costs one
+    /// or two hash lookups rather than eight.
+    struct Chunk {
+        var tokens = SIMD8<UInt64>()
+        /// Bit i set: sector i of the chunk has been written.
+        var written: UInt8 = 0
+    }
+
     public let sectors: UInt64
-    private var tokens: [UInt64: UInt64] = [:]
+    private var chunks: [UInt64: Chunk] = [:]
 
     public init(sectors: UInt64) { self.sectors = sectors }
 
     public static func initialToken(sector: UInt64) -> UInt64 { 0xD15C_0000_0000_0000 ^ sector }
 
-    public func token(at sector: UInt64) -> UInt64 { tokens[sector] ?? Self.initialToken(sector: sector) }
-    func store(_ token: UInt64, at sector: UInt64) { tokens[sector] = token }
+    public func token(at sector: UInt64) -> UInt64 {
+        let lane = Int(sector & 7)
+        guard let chunk = chunks[sector >> 3], chunk.written & (1 << lane) != 0 else {
+            return Self.initialToken(sector: sector)
+        }
+        return chunk.tokens[lane]
+    }
+
+    func store(_ token: UInt64, at sector: UInt64) {
+        let lane = Int(sector & 7)
+        chunks[sector >> 3, default: Chunk()].tokens[lane] = token
+        chunks[sector >> 3]!.written |= 1 << lane
+    }
+
+    /// Moves a run of sectors from a guest page into the disk.
+    func write(from page: SIMD8<UInt64>, pageSectors: ClosedRange<Int>, to sector: UInt64) {
+        var diskSector = sector
+        var pageSector = pageSectors.lowerBound
+        while pageSector <= pageSectors.upperBound {
+            let key = diskSector >> 3
+            var chunk = chunks.removeValue(forKey: key) ?? Chunk()
+            repeat {
+                let lane = Int(diskSector & 7)
+                chunk.tokens[lane] = page[pageSector]
+                chunk.written |= 1 << lane
+                diskSector += 1
+                pageSector += 1
+            } while pageSector <= pageSectors.upperBound && diskSector & 7 != 0
+            chunks[key] = chunk
+        }
+    }
+
+    /// Reads a run of sectors into a guest page.
+    func read(into page: inout SIMD8<UInt64>, pageSectors: ClosedRange<Int>, from sector: UInt64) {
+        var diskSector = sector
+        var pageSector = pageSectors.lowerBound
+        while pageSector <= pageSectors.upperBound {
+            let chunk = chunks[diskSector >> 3]
+            repeat {
+                let lane = Int(diskSector & 7)
+                if let chunk, chunk.written & (1 << lane) != 0 {
+                    page[pageSector] = chunk.tokens[lane]
+                } else {
+                    page[pageSector] = Self.initialToken(sector: diskSector)
+                }
+                diskSector += 1
+                pageSector += 1
+            } while pageSector <= pageSectors.upperBound && diskSector & 7 != 0
+        }
+    }
+
     func discard(from sector: UInt64, count: UInt64) {
-        for s in sector..<(sector + count) { tokens[s] = nil }
+        var current = sector
+        let end = sector + count
+        while current < end {
+            let lane = Int(current & 7)
+            if chunks[current >> 3] != nil {
+                chunks[current >> 3]!.written &= ~(1 << lane)
+                if chunks[current >> 3]!.written == 0 { chunks[current >> 3] = nil }
+            } else if lane == 0 && end - current >= 8 {
+                current += 8
+                continue
+            }
+            current += 1
+        }
     }
 }
 
@@ -99,13 +168,14 @@ public final class BlockDevice {
                                        detail: "device write into read-only mapping of gref \(mapping.gref)"))
             return
         }
-        for offset in 0...(segment.lastSect - segment.firstSect) {
-            let pageSector = segment.firstSect + offset
-            let sector = diskSector + UInt64(offset)
-            switch direction {
-            case .read: memory.setToken(mapping.guestPage, sector: pageSector, disk.token(at: sector))
-            case .write: disk.store(memory.token(mapping.guestPage, sector: pageSector), at: sector)
-            }
+        let sectors = segment.firstSect...segment.lastSect
+        switch direction {
+        case .read:
+            var tokens = memory.tokens(of: mapping.guestPage)
+            disk.read(into: &tokens, pageSectors: sectors, from: diskSector)
+            memory.setTokens(of: mapping.guestPage, tokens)
+        case .write:
+            disk.write(from: memory.tokens(of: mapping.guestPage), pageSectors: sectors, to: diskSector)
         }
     }
 }

@@ -169,7 +169,7 @@ public final class GrantTable {
 
 /// Guest memory as the harness sees it: 8 sector tokens per page.
 public final class GuestMemory {
-    private var pages: [GuestPage: [UInt64]] = [:]
+    private var pages: [GuestPage: SIMD8<UInt64>] = [:]
     private var next: UInt64 = 1
 
     public init() {}
@@ -177,7 +177,7 @@ public final class GuestMemory {
     func newPage() -> GuestPage {
         let page = GuestPage(next)
         next += 1
-        pages[page] = Array(repeating: 0, count: Blkif.sectorsPerPage)
+        pages[page] = SIMD8<UInt64>()
         return page
     }
 
@@ -186,7 +186,12 @@ public final class GuestMemory {
     public func token(_ page: GuestPage, sector: Int) -> UInt64 { pages[page]?[sector] ?? 0 }
 
     public func setToken(_ page: GuestPage, sector: Int, _ token: UInt64) {
-        guard pages[page] != nil else { return }
-        pages[page]![sector] = token
+        pages[page]?[sector] = token
+    }
+
+    /// A whole page at once, for the block device's transfers.
+    func tokens(of page: GuestPage) -> SIMD8<UInt64> { pages[page] ?? SIMD8<UInt64>() }
+    func setTokens(of page: GuestPage, _ tokens: SIMD8<UInt64>) {
+        if pages[page] != nil { pages[page] = tokens }
     }
 }

@@ -38,6 +38,8 @@ public final class ConformanceOracle {
         var alertsExpected = 0
         /// True while an allocation failure makes the alert unpredictable.
         var alertUncertain = false
+        /// The connection whose alert is uncertain this event.
+        var uncertainAlertVbd: UInt16?
         var mapBatchesSeen = 0
         var checkTrees: Set<UInt16> = []
     }
@@ -110,12 +112,14 @@ public final class ConformanceOracle {
             report(.mapOps, expected: "no map hypercall outside a request", seen: "\(mapBatches.count) map batch(es)")
         }
         checkAlerts(seen: alerts)
+        if alerts > 0, let vbd = turn.uncertainAlertVbd { connections[vbd]?.alerted = true }
         checkResponses(publications)
         checkUnmappings(publications)
         checkUnmaps(unmapBatches, isTeardown: event.isDisconnect)
         checkData(world)
         checkLeaks(world)
         for vbd in turn.checkTrees.sorted() { checkTree(vbd: vbd, world: world) }
+        refreshHeldWrites(world)
         return turn.violations
     }
 

@@ -39,8 +39,15 @@ extension ConformanceOracle {
         countStatistics(decisions)
         let overflowHere = decisions.contains { if case .oneOff(_, true) = $0 { true } else { false } }
         if overflowHere && !model.alerted {
-            model.alerted = true
-            if allocationFailed { turn.alertUncertain = true } else { turn.alertsExpected += 1 }
+            if allocationFailed {
+                // The aborted request may or may not have alerted; what it did
+                // decides whether the connection has alerted (see `check`).
+                turn.alertUncertain = true
+                turn.uncertainAlertVbd = vbd
+            } else {
+                model.alerted = true
+                turn.alertsExpected += 1
+            }
         }
 
         if allocationFailed {
@@ -199,7 +206,12 @@ extension ConformanceOracle {
                 let pageSector = Int(segment.firstSect) + offset
                 if request.isWrite {
                     if index < request.writeTokens.count, offset < request.writeTokens[index].count {
-                        let token = request.writeTokens[index][offset]
+                        // The page as it stands now: a read completing earlier in this
+                        // event may have filled it since the tokens were last taken.
+                        let earlier = request.guestPages[index].flatMap {
+                            turn.guestWrites[GuestKey(page: $0, sector: pageSector)]
+                        }
+                        let token = earlier ?? request.writeTokens[index][offset]
                         model.disk[sector] = token
                         turn.diskWrites[DiskKey(vbd: request.vbd, sector: sector)] = token
                     }
@@ -213,5 +225,20 @@ extension ConformanceOracle {
         turn.unmaps.formUnion(request.oneOffHandles)
         turn.unmappings.append(ExpectedUnmapping(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
         turn.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id, status: .okay))
+    }
+
+    /// Data moves when the I/O completes, from the guest page as it is then:
+    /// after every event, a held write takes its tokens afresh from its pages
+    /// (the guest may have stamped them again, or a read may have filled them).
+    func refreshHeldWrites(_ world: some ObservedWorld) {
+        for vbd in connections.keys {
+            for (position, request) in connections[vbd]!.inFlight.enumerated() where request.isWrite {
+                let tokens = zip(request.segments, request.guestPages).map { segment, page -> [UInt64] in
+                    guard let page else { return [] }
+                    return (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
+                }
+                connections[vbd]!.inFlight[position].writeTokens = tokens
+            }
+        }
     }
 }
