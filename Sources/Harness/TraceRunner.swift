@@ -61,6 +61,9 @@ public final class TraceRunner {
     var report: ReplayReport
     /// Called after each event with the event and what was found (for `--verbose`).
     public var onEvent: ((TraceEvent, [Violation]) -> Void)?
+    /// The responses the backend published during the latest `apply`, in
+    /// order, with their vbd (for the workload recorder).
+    public private(set) var latestResponses: [(vbd: UInt16, response: BlkifResponse)] = []
 
     private struct Attachment { let domid: DomainID; let ringProtocol: BlkifProtocol; var held: [UInt64] = [] }
     private var attached: [UInt16: Attachment] = [:]
@@ -87,14 +90,32 @@ public final class TraceRunner {
         runner.onEvent = onEvent
         do {
             while let event = try source.next() {
+                if runner.backend.panic != nil {
+                    // The host is down: nothing more runs, but the rest of the
+                    // trace is still read, for its syntax and for what it expects.
+                    runner.registerExpectation(event)
+                    continue
+                }
                 try runner.apply(event)
-                if runner.backend.panic != nil { break }
             }
             runner.finish()
         } catch {
             runner.report.traceError = error
         }
         return runner.finalReport()
+    }
+
+    /// After a panic only `expect violation` lines still count.
+    func registerExpectation(_ event: TraceEvent) {
+        if case let .expect(.violation(check, backendName), _) = event.kind, applies(backendName) {
+            report.expectedChecks.insert(check)
+        }
+    }
+
+    /// Whether an `expect violation … backend=NAME` line speaks of this backend.
+    private func applies(_ backendName: String?) -> Bool {
+        guard let backendName else { return true }
+        return (try? BackendVariant(name: backendName))?.name == variant.name
     }
 
     public func finalReport() -> ReplayReport {
@@ -189,10 +210,11 @@ public final class TraceRunner {
     private func submit(_ bytes: [UInt8], vbd: UInt16, hold: Bool, _ fail: (String) -> TraceError) throws(TraceError) {
         var attachment = attached[vbd]!
         let ringSize = attachment.ringProtocol.ringSize
-        if hold {
-            guard attachment.held.count < ringSize else {
-                throw fail("more than \(ringSize) requests held on vbd \(vbd): the ring has \(ringSize) slots")
-            }
+        // Every held request occupies a ring slot until it completes; a
+        // frontend cannot put a request on a full ring.
+        guard attachment.held.count < ringSize else {
+            throw fail(hold ? "more than \(ringSize) requests held on vbd \(vbd): the ring has \(ringSize) slots"
+                            : "the ring of vbd \(vbd) is full: \(ringSize) requests are held; complete one first")
         }
         guard let request = try? attachment.ringProtocol.decodeRequest(bytes) else { return }
         report.statistics.requests += 1
@@ -219,34 +241,42 @@ public final class TraceRunner {
                         _ fail: (String) -> TraceError) throws(TraceError) {
         switch expectation {
         case let .violation(check, backendName):
-            if backendName == nil || backendName == variant.name
-                || (try? BackendVariant(name: backendName!))?.name == variant.name {
-                report.expectedChecks.insert(check)
-            }
+            if applies(backendName) { report.expectedChecks.insert(check) }
         case let .response(id, status):
             let seen = lastResponses[vbd]?[id]
             if seen != status.rawValue {
                 let seenText = seen.map { BlkifResponseStatus(rawValue: $0)?.traceName ?? "\($0)" } ?? "no response yet"
-                report.record(Violation(check: .expect, position: position, expected: "response id=\(id) status=\(status)",
-                                        seen: seenText), eventIndex: eventIndex)
+                recordExpect(Violation(check: .expect, position: position, expected: "response id=\(id) status=\(status)",
+                                       seen: seenText))
             }
         case .persistent(let count):
             let attachment = try connected(vbd, fail)
             _ = attachment
             let seen = backend.snapshot(vbd: vbd)?.persistentCount
             if seen != count {
-                report.record(Violation(check: .expect, position: position, expected: "persistent=\(count)",
-                                        seen: seen.map { "persistent=\($0)" } ?? "not connected"), eventIndex: eventIndex)
+                recordExpect(Violation(check: .expect, position: position, expected: "persistent=\(count)",
+                                       seen: seen.map { "persistent=\($0)" } ?? "not connected"))
             }
         }
+    }
+
+    private var pendingExpectViolations: [Violation] = []
+
+    private func recordExpect(_ violation: Violation) {
+        report.record(violation, eventIndex: eventIndex)
+        pendingExpectViolations.append(violation)
     }
 
     /// Drains what the event caused and hands it to the oracle.
     private func judge(_ event: TraceEvent) {
         let observations = xen.log.drain()
         let publications = backend.drainPublications()
+        latestResponses.removeAll(keepingCapacity: true)
         for publication in publications {
-            if case let .response(vbd, response) = publication { lastResponses[vbd, default: [:]][response.id] = response.status }
+            if case let .response(vbd, response) = publication {
+                lastResponses[vbd, default: [:]][response.id] = response.status
+                latestResponses.append((vbd, response))
+            }
         }
         for observation in observations {
             switch observation {
@@ -259,12 +289,14 @@ public final class TraceRunner {
             default: break
             }
         }
-        var found: [Violation] = []
+        var found = pendingExpectViolations
+        pendingExpectViolations.removeAll()
         if let oracle {
-            found = oracle.check(event.kind, at: event.position, environment: observations,
-                                 publications: publications.map(Publication.init),
-                                 world: HarnessWorld(xen: xen, backend: backend))
-            for violation in found { report.record(violation, eventIndex: eventIndex) }
+            let judged = oracle.check(event.kind, at: event.position, environment: observations,
+                                      publications: publications.map(Publication.init),
+                                      world: HarnessWorld(xen: xen, backend: backend))
+            for violation in judged { report.record(violation, eventIndex: eventIndex) }
+            found += judged
         }
         onEvent?(event, found)
     }

@@ -130,6 +130,26 @@ func replay(_ text: String, backend: String = "fixed", oracle: Bool = true) thro
         #expect(report.traceError?.position == .line(36, column: 1))
     }
 
+    @Test func aRequestOnAFullRingIsATraceError() throws {
+        var text = "connect domid=1 persistent=1\ngrant gref=1\n"
+        for id in 1...32 { text += "request id=\(id) op=read sector=0 seg=1:0-0 hold\n" }
+        text += "request id=99 op=read sector=0 seg=1:0-0\n"
+        let report = try replay(text)
+        #expect(report.traceError?.message == "the ring of vbd 0 is full: 32 requests are held; complete one first")
+    }
+
+    @Test func expectationsAfterAPanicStillCount() throws {
+        let report = try replay("""
+            connect domid=1 persistent=1
+            grant gref=1
+            fail hypercall nth=1
+            request id=1 op=read sector=0 seg=1:0-7
+            expect violation panic backend=fixed+bug-on-hypercall-error
+            """, backend: "fixed+bug-on-hypercall-error")
+        #expect(report.verdict == .pass)
+        #expect(report.expectedChecks == [.panic])
+    }
+
     @Test func aPanicStopsTheReplay() throws {
         let report = try replay("""
             connect domid=1 persistent=1
