@@ -28,10 +28,13 @@ let package = Package(
         // The system under test: blkback persistent grants and the seed's quirks.
         .target(name: "Backend", dependencies: ["Blkif", "FakeXen"]),
         .target(name: "Trace", dependencies: ["Blkif"]),
+        // libpcap, for the pcap encoding of traces (reads pcap and pcapng, writes pcap).
+        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .target(name: "TracePcap", dependencies: ["CPcap", "Trace", "Blkif"]),
         .target(name: "Oracle", dependencies: ["Blkif", "FakeXen", "Trace"]),
-        .target(name: "Harness", dependencies: ["Blkif", "FakeXen", "Backend", "Oracle", "Trace"]),
+        .target(name: "Harness", dependencies: ["Blkif", "FakeXen", "Backend", "Oracle", "Trace", "TracePcap"]),
         .executableTarget(name: "Replay", dependencies: [
-            "Harness", "Trace", "Backend",
+            "Harness", "Trace", "TracePcap", "Backend", "Blkif",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BlkifTests", dependencies: ["Blkif"]),
@@ -39,6 +42,17 @@ let package = Package(
         .testTarget(name: "BackendTests", dependencies: ["Backend", "FakeXen", "Blkif"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Oracle", "Trace", "Backend", "FakeXen", "Blkif"]),
         .testTarget(name: "TraceTests", dependencies: ["Trace", "Blkif"]),
+        .testTarget(name: "PcapTests", dependencies: ["TracePcap", "Trace", "Blkif", "Harness", "Backend"]),
+        .testTarget(name: "FuzzTests", dependencies: ["Harness", "Trace", "Backend", "Oracle", "Blkif"]),
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Replay and fuzz loops cross module boundaries on every event (backend ->
+// fake Xen -> tree); without whole-package specialisation, generic calls
+// go through runtime metadata lookups (measured: 12.0 s -> 7.6 s on a
+// 100k-request trace with the oracle off).
+for target in package.targets where target.type == .regular || target.type == .executable {
+    target.swiftSettings = (target.swiftSettings ?? [])
+        + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+}

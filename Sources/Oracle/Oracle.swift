@@ -117,8 +117,9 @@ public final class ConformanceOracle {
         checkUnmappings(publications)
         checkUnmaps(unmapBatches, isTeardown: event.isDisconnect)
         checkData(world)
-        checkLeaks(world)
-        for vbd in turn.checkTrees.sorted() { checkTree(vbd: vbd, world: world) }
+        // Mappings change only through batches; what is expected changes when held I/O completes.
+        checkLeaks(world, batchesHappened: !mapBatches.isEmpty || !unmapBatches.isEmpty || event.completesHeldIO)
+        for vbd in turn.checkTrees.sorted() { checkTree(vbd: vbd, world: world, unmapsHappened: !unmapBatches.isEmpty) }
         refreshHeldWrites(world)
         return turn.violations
     }
@@ -147,7 +148,7 @@ public final class ConformanceOracle {
     // MARK: disconnect and teardown
 
     private func onDisconnect(vbd: UInt16, world: some ObservedWorld) {
-        guard var model = connections[vbd] else { return }
+        guard let model = connections[vbd] else { return }
         // In-flight requests complete and are answered first.
         for request in model.inFlight { completeIO(request, world: world) }
         model.inFlight.removeAll()
@@ -185,6 +186,12 @@ extension TraceEventKind {
     var isRequest: Bool {
         switch self {
         case .request, .raw: true
+        default: false
+        }
+    }
+    var completesHeldIO: Bool {
+        switch self {
+        case .complete, .disconnect: true
         default: false
         }
     }

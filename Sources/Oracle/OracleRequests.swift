@@ -7,8 +7,7 @@ extension ConformanceOracle {
     /// the map batch, the tree afterwards, the bitmap, unmaps, the response.
     func onRequest(vbd: UInt16, _ request: BlkifRequest, hold: Bool, mapBatches: [MapBatch],
                    allocationFailed: Bool, world: some ObservedWorld) {
-        guard var model = connections[vbd] else { return }
-        defer { connections[vbd] = model }
+        guard let model = connections[vbd] else { return }
         turn.checkTrees.insert(vbd)
 
         if let status = RequestValidation.status(of: request, in: model) {
@@ -112,9 +111,7 @@ extension ConformanceOracle {
         if hold {
             model.inFlight.append(predicted)
         } else {
-            connections[vbd] = model
             completeIO(predicted, world: world)
-            model = connections[vbd]!
         }
     }
 
@@ -199,7 +196,7 @@ extension ConformanceOracle {
 
     /// The I/O of a request finishes: data moves, one-offs are unmapped, it is answered.
     func completeIO(_ request: PredictedRequest, world: some ObservedWorld) {
-        guard var model = connections[request.vbd] else { return }
+        guard let model = connections[request.vbd] else { return }
         var sector = request.sector
         for (index, segment) in request.segments.enumerated() {
             for offset in 0...Int(segment.lastSect - segment.firstSect) {
@@ -221,7 +218,6 @@ extension ConformanceOracle {
                 sector += 1
             }
         }
-        connections[request.vbd] = model
         turn.unmaps.formUnion(request.oneOffHandles)
         turn.unmappings.append(ExpectedUnmapping(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
         turn.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id, status: .okay))
@@ -231,13 +227,13 @@ extension ConformanceOracle {
     /// after every event, a held write takes its tokens afresh from its pages
     /// (the guest may have stamped them again, or a read may have filled them).
     func refreshHeldWrites(_ world: some ObservedWorld) {
-        for vbd in connections.keys {
-            for (position, request) in connections[vbd]!.inFlight.enumerated() where request.isWrite {
+        for model in connections.values {
+            for (position, request) in model.inFlight.enumerated() where request.isWrite {
                 let tokens = zip(request.segments, request.guestPages).map { segment, page -> [UInt64] in
                     guard let page else { return [] }
                     return (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
                 }
-                connections[vbd]!.inFlight[position].writeTokens = tokens
+                model.inFlight[position].writeTokens = tokens
             }
         }
     }

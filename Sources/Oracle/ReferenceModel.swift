@@ -41,8 +41,9 @@ struct PredictedRequest {
 }
 
 /// The reference's picture of one connection: a plain sorted set stands for
-/// the tree (gref → the handle its map returned).
-struct ConnectionModel {
+/// the tree (gref → the handle its map returned). A class, so that updating
+/// one request's effects never copies the connection's disk model.
+final class ConnectionModel {
     let domid: DomainID
     let vbd: UInt16
     let ringProtocol: BlkifProtocol
@@ -58,6 +59,21 @@ struct ConnectionModel {
     var disk: [UInt64: UInt64] = [:]
     /// Bumped whenever `tree` changes.
     var version: UInt64 = 0
+
+    /// The tree version and the backend's tree version when the tree was last checked.
+    var lastTreeCheck: (model: UInt64, observed: UInt64)?
+
+    init(domid: DomainID, vbd: UInt16, ringProtocol: BlkifProtocol, persistentMode: Bool, limit: Int,
+         sectors: UInt64, flush: Bool, discard: Bool) {
+        self.domid = domid
+        self.vbd = vbd
+        self.ringProtocol = ringProtocol
+        self.persistentMode = persistentMode
+        self.limit = limit
+        self.sectors = sectors
+        self.flush = flush
+        self.discard = discard
+    }
 
     func diskToken(_ sector: UInt64) -> UInt64 { disk[sector] ?? Ramdisk.initialToken(sector: sector) }
 }

@@ -4,13 +4,17 @@ import Trace
 
 extension ConformanceOracle {
     /// The published tree against the red-black rules and the reference set.
-    func checkTree(vbd: UInt16, world: some ObservedWorld) {
+    func checkTree(vbd: UInt16, world: some ObservedWorld, unmapsHappened: Bool) {
         guard let model = connections[vbd] else { return }
         guard let observed = world.connection(vbd: vbd) else {
             report(.negotiation, expected: "vbd \(vbd) connected", seen: "the backend has no such connection")
             return
         }
         if observed.persistentMode != model.persistentMode { return }  // reported at connect
+        // Neither tree changed and nothing was unmapped: the last check still holds.
+        let versions = (model: model.version, observed: observed.treeVersion)
+        if !unmapsHappened, let last = model.lastTreeCheck, last == versions { return }
+        model.lastTreeCheck = versions
         guard let tree = world.tree(vbd: vbd) else { return }
         let nodes = tree.nodes
         if observed.persistentCount != nodes.count {
