@@ -53,6 +53,8 @@ public final class Blkback {
     public func connect(_ parameters: ConnectParameters) {
         guarded { () throws(KernelPanic) in
             let vbd = parameters.vbd
+            // A second Connected for a live connection changes nothing, as in xenbus.
+            guard connections[vbd] == nil else { return }
             let frontend = Xenstore.frontendDirectory(domid: parameters.domid, vbd: vbd)
             let backend = Xenstore.backendDirectory(domid: parameters.domid, vbd: vbd)
             if parameters.offersPersistent {

@@ -195,8 +195,14 @@ public final class Xenstore {
 
     public func write(_ path: String, _ value: String) { nodes[path] = value }
     public func read(_ path: String) -> String? { nodes[path] }
-    /// `xenbus_gather` of one unsigned key: nil when absent or not a number.
-    public func readUnsigned(_ path: String) -> UInt32? { nodes[path].flatMap { UInt32($0) } }
+    /// `xenbus_gather(…, "%u", …)`: nil when absent or not a number.
+    public func readUnsigned(_ path: String) -> UInt32? { nodes[path].flatMap(Self.scanUnsigned) }
+
+    /// What sscanf's `%u` takes: leading white space, then decimal digits; the rest is ignored.
+    public static func scanUnsigned(_ text: String) -> UInt32? {
+        let digits = text.drop { $0 == " " || $0 == "\t" || $0 == "\n" }.prefix { $0.isASCII && $0.isNumber }
+        return UInt32(digits)
+    }
     public func removeDirectory(_ directory: String) {
         nodes = nodes.filter { !$0.key.hasPrefix(directory + "/") }
     }

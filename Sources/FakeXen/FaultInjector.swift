@@ -13,16 +13,17 @@ public final class FaultInjector {
 
     public init() {}
 
+    /// Arming `okay`, or a count below 1, arms nothing: a fault must fail something.
     public func failMap(gref: GrantRef, times: Int, status: GrantStatus) {
-        precondition(times >= 1)
+        guard times >= 1, status != .okay else { return }
         grefFaults[gref, default: []].append(GrefFault(times: times, status: status))
     }
     public func failMap(nth: Int, status: GrantStatus) {
-        precondition(nth >= 1)
+        guard nth >= 1, status != .okay else { return }
         mapCountdowns.append(Countdown(remaining: nth, status: status))
     }
-    public func failAllocation(nth: Int) { precondition(nth >= 1); allocCountdowns.append(nth) }
-    public func failHypercall(nth: Int) { precondition(nth >= 1); hypercallCountdowns.append(nth) }
+    public func failAllocation(nth: Int) { if nth >= 1 { allocCountdowns.append(nth) } }
+    public func failHypercall(nth: Int) { if nth >= 1 { hypercallCountdowns.append(nth) } }
 
     /// Called for every map operation actually performed. Every armed fault it
     /// matches is consumed; the first of them (n-th faults before gref faults,

@@ -128,7 +128,8 @@ public final class ConformanceOracle {
 
     private func onConnect(_ connect: ConnectEvent, publications: [Publication]) {
         if let persistent = connect.persistent { frontendKeys["feature-persistent"] = persistent ? "1" : "0" }
-        let frontendWants = frontendKeys["feature-persistent"].flatMap { UInt32($0) } == 1
+        // The key is read as sscanf's %u would: "1", " 1" and "1\n" all mean 1.
+        let frontendWants = frontendKeys["feature-persistent"].flatMap(Self.scanUnsigned) == 1
         let mode = connect.backendPersistent && frontendWants
         connections[connect.vbd] = ConnectionModel(
             domid: connect.domid, vbd: connect.vbd, ringProtocol: connect.protocolName, persistentMode: mode,
@@ -174,6 +175,13 @@ public final class ConformanceOracle {
     /// Handles a connection is expected to have mapped right now.
     func expectedMappings(_ model: ConnectionModel) -> [GrantHandle] {
         Array(model.tree.values) + model.inFlight.flatMap(\.oneOffHandles)
+    }
+
+    /// The reference's own reading of a `%u` xenstore value.
+    static func scanUnsigned(_ text: String) -> UInt32? {
+        var digits = Substring(text)
+        while let first = digits.first, first == " " || first == "\t" || first == "\n" { digits = digits.dropFirst() }
+        return UInt32(digits.prefix { ("0"..."9").contains($0) })
     }
 
     func summarize(_ items: [String], limit: Int = 6) -> String {
