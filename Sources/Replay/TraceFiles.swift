@@ -2,7 +2,7 @@ import Foundation
 
 /// Finds the traces under the paths a user gave, in a stable order.
 enum TraceFiles {
-    static let extensions: Set<String> = ["trace"]
+    static let extensions: Set<String> = ["trace", "pcap", "pcapng"]
 
     struct Missing: Error, CustomStringConvertible {
         let path: String

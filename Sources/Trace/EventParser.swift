@@ -21,8 +21,12 @@ enum Schema {
     static let raw: [Param] = [.key("hex", "HEX"), .key("vbd", "N"), .flag("hold")]
     static let complete: [Param] = [.key("id", "N"), .key("vbd", "N")]
     static let disconnect: [Param] = [.key("vbd", "N")]
-    static let expectResponse: [Param] = [.key("id", "N"), .key("status", "okay|error|eopnotsupp")]
-    static let expectPersistent: [Param] = [.key("persistent", "N")]
+    // `vbd=` on `expect response` and `expect persistent` is an extension of
+    // TRACE-FORMAT.md version 1 (default 0): the pcap encoding carries a vbd
+    // in every packet header, and a response expected on another vbd must
+    // survive conversion to text and back.
+    static let expectResponse: [Param] = [.key("id", "N"), .key("status", "okay|error|eopnotsupp"), .key("vbd", "N")]
+    static let expectPersistent: [Param] = [.key("persistent", "N"), .key("vbd", "N")]
     static let expectViolation: [Param] = [.key("backend", "NAME")]
 
     static let keywords = ["frontend-key", "connect", "grant", "revoke", "fail", "request", "raw",
@@ -212,20 +216,23 @@ struct EventParser: Sendable {
             throw context.error(at: context.keywordColumn,
                                 "missing expectation for 'expect'; \(expectedOne(of: Schema.expectations))")
         }
-        // Text carries no vbd on expectations; see TraceEventKind.expect.
+        // `vbd=` (an extension, see Schema) on response and persistent; a
+        // violation concerns the whole trace, so it stays on vbd 0.
         switch form.text {
         case "response":
             let args = try Arguments(tokens.dropFirst(), event: "expect response", schema: Schema.expectResponse,
                                      context: context)
             return .expect(.response(id: try args.required("id", .integer()),
-                                     status: try args.required("status", .responseStatus)), vbd: 0)
+                                     status: try args.required("status", .responseStatus)),
+                           vbd: try args.optional("vbd", .integer()) ?? 0)
         case "violation":
             return .expect(try violation(tokens.dropFirst(), after: form, context), vbd: 0)
         case _ where form.text == "persistent" || form.text.hasPrefix("persistent="):
             // The form is itself the key: `expect persistent=N`.
             let args = try Arguments(tokens, event: "expect persistent", schema: Schema.expectPersistent,
                                      context: context)
-            return .expect(.persistent(count: try args.required("persistent", .integer())), vbd: 0)
+            return .expect(.persistent(count: try args.required("persistent", .integer())),
+                           vbd: try args.optional("vbd", .integer()) ?? 0)
         default:
             throw context.error(at: form.column,
                                 "unknown expectation \(quoted(form.text)) for 'expect'; \(expectedOne(of: Schema.expectations))")

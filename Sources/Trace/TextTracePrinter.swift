@@ -1,29 +1,38 @@
 import Blkif
 
 /// Prints events in canonical text: one space between tokens, keys in the
-/// format's order, defaults omitted, numbers in decimal. Stateful because a
-/// `domid=` equal to the latest connect's is a default too.
+/// format's order, defaults omitted, numbers in decimal, requests in their
+/// canonical form (see `RequestEvent.canonical`). Stateful because a
+/// `domid=` equal to the latest connect's is a default too, and because a
+/// `raw` request is printed as the `request` it encodes when its bytes are
+/// exactly that request's encoding in the protocol of the latest connect of
+/// its vbd — so canonical text → pcap → text is the identity.
 public struct TextTracePrinter: Sendable {
     private var latestDomid: UInt16?
+    /// The protocol of the latest connect of each vbd (kept after its disconnect).
+    private var protocols: [UInt16: BlkifProtocol] = [:]
 
     public init() {}
 
-    /// The header line; it starts a new trace, so it forgets the latest connect.
+    /// The header line; it starts a new trace, so it forgets every connect.
     public mutating func header() -> String {
         latestDomid = nil
+        protocols = [:]
         return TextTraceReader.header
     }
 
-    /// The canonical line of one event, without a newline. `expect` prints no
-    /// vbd: the text format has no place for it. Values the text cannot carry
-    /// (a frontend-key value with spaces or `#`, a raw request of no bytes)
-    /// are printed as they are and will not read back.
+    /// The canonical line of one event, without a newline. `expect` prints
+    /// `vbd=` when it is not 0 (on response and persistent; an extension of
+    /// format version 1). Values the text cannot carry (a frontend-key value
+    /// with spaces or `#`, a raw request of no bytes) are printed as they are
+    /// and will not read back.
     public mutating func line(for kind: TraceEventKind) -> String {
         switch kind {
         case let .frontendKey(name, value):
             return "frontend-key \(name) \(value)"
         case let .connect(event):
             latestDomid = event.domid
+            protocols[event.vbd] = event.protocolName
             return Self.words(for: event).line
         case let .grant(event):
             var words = Words("grant")
@@ -39,8 +48,12 @@ public struct TextTracePrinter: Sendable {
         case let .fail(fault):
             return Self.words(for: fault).line
         case let .request(event):
-            return Self.words(for: event).line
+            return Self.words(for: event.canonical).line
         case let .raw(event):
+            if let ringProtocol = protocols[event.vbd],
+               let request = RequestEvent(ringBytes: event.bytes, protocol: ringProtocol, vbd: event.vbd, hold: event.hold) {
+                return Self.words(for: request).line
+            }
             var words = Words("raw")
             words.key("hex", event.bytes.map(Self.hexByte).joined())
             words.key("vbd", event.vbd, unless: 0)
@@ -51,8 +64,8 @@ public struct TextTracePrinter: Sendable {
             words.key("id", id)
             words.key("vbd", vbd, unless: 0)
             return words.line
-        case let .expect(expectation, _):
-            return Self.words(for: expectation).line
+        case let .expect(expectation, vbd):
+            return Self.words(for: expectation, vbd: vbd).line
         case let .disconnect(vbd):
             var words = Words("disconnect")
             words.key("vbd", vbd, unless: 0)
@@ -120,16 +133,18 @@ public struct TextTracePrinter: Sendable {
         return words
     }
 
-    private static func words(for expectation: Expectation) -> Words {
+    private static func words(for expectation: Expectation, vbd: UInt16) -> Words {
         switch expectation {
         case let .response(id, status):
             var words = Words("expect", "response")
             words.key("id", id)
             words.key("status", status.traceName)
+            words.key("vbd", vbd, unless: 0)
             return words
         case let .persistent(count):
             var words = Words("expect")
             words.key("persistent", count)
+            words.key("vbd", vbd, unless: 0)
             return words
         case let .violation(check, backend):
             var words = Words("expect", "violation", check.rawValue)

@@ -139,8 +139,9 @@ public enum TraceEventKind: Hashable, Sendable {
     case request(RequestEvent)
     case raw(RawRequestEvent)
     case complete(id: UInt64, vbd: UInt16)
-    /// Text has no `vbd=` on `expect`, so the text reader always gives 0;
-    /// the pcap codec takes it from the packet header.
+    /// Text writes the vbd as `vbd=` on `expect response` and `expect
+    /// persistent` (an extension of format version 1; default 0); a violation
+    /// is read with vbd 0. The pcap codec takes it from the packet header.
     case expect(Expectation, vbd: UInt16)
     case disconnect(vbd: UInt16)
 }

@@ -184,13 +184,15 @@ import FakeXen
 }
 
 @Suite struct XenstoreTests {
-    @Test func readUnsignedParsesOnlyUnsignedNumbers() {
+    /// As sscanf's %u reads it: leading white space, then digits, the rest ignored.
+    @Test func readUnsignedParsesLikePercentU() {
         let store = Xenstore()
         let dir = Xenstore.frontendDirectory(domid: 7, vbd: 51712)
         #expect(dir == "/local/domain/7/device/vbd/51712")
         #expect(Xenstore.backendDirectory(domid: 7, vbd: 51712) == "/local/domain/0/backend/vbd/7/51712")
         let cases: [(String, UInt32?)] = [("1", 1), ("0", 0), ("352", 352), ("4294967295", .max),
-                                          ("yes", nil), ("", nil), ("0x1", nil)]
+                                          ("yes", nil), ("", nil), ("0x1", 0), (" 1", 1), ("1\n", 1),
+                                          ("12abc", 12), ("4294967296", nil)]
         for (value, expected) in cases {
             store.write(dir + "/key", value)
             #expect(store.readUnsigned(dir + "/key") == expected, "value \(value)")

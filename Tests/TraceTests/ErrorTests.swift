@@ -22,7 +22,7 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
         #expect(error(in: "connect domid=7\ngrant gerf=5") == "t.trace:3:7: unknown key 'gerf' for 'grant'; expected one of gref, ro, domid")
         #expect(error(in: "grant\tgerf=5") == "t.trace:2:7: unknown key 'gerf' for 'grant'; expected one of gref, ro, domid")
         #expect(error(in: "fail alloc gref=1") == "t.trace:2:12: unknown key 'gref' for 'fail alloc'; expected nth")
-        #expect(error(in: "expect response id=1 status=okay vbd=1") == "t.trace:2:34: unknown key 'vbd' for 'expect response'; expected one of id, status")
+        #expect(error(in: "expect response id=1 status=okay vdb=1") == "t.trace:2:34: unknown key 'vdb' for 'expect response'; expected one of id, status, vbd")
     }
 
     @Test func unexpectedWord() {
@@ -30,7 +30,7 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
         #expect(error(in: "frontend-key a b c") == "t.trace:2:18: unexpected 'c' after the value of 'frontend-key'; expected frontend-key NAME VALUE, the value one word without spaces")
         #expect(error(in: "fail mop nth=1") == "t.trace:2:6: unknown fault 'mop' for 'fail'; expected one of map, alloc, hypercall")
         #expect(error(in: "expect responses id=1") == "t.trace:2:8: unknown expectation 'responses' for 'expect'; expected one of response, persistent=N, violation")
-        #expect(error(in: "expect persistent=1 x") == "t.trace:2:21: unexpected word 'x' for 'expect persistent'; expected persistent")
+        #expect(error(in: "expect persistent=1 x") == "t.trace:2:21: unexpected word 'x' for 'expect persistent'; expected one of persistent, vbd")
     }
 
     @Test func flagsAndValues() {

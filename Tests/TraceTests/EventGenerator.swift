@@ -157,6 +157,8 @@ struct EventGenerator {
         }
         let nr: UInt8 = number()
         event.nrSegments = coin() || Int(nr) == event.segments.count ? nil : nr
-        return event
+        // The printer prints requests in canonical form (trailing all-zero
+        // segments dropped, nr-sectors=0 omitted), so generate them so.
+        return event.canonical
     }
 }

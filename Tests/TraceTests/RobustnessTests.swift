@@ -67,9 +67,13 @@ import Trace
             do {
                 let events = try TextTraceReader.parseAll(text: text, file: "garbage.trace")
                 accepted += 1
-                let again = try TextTraceReader.parseAll(text: TextTracePrinter.render(events.map(\.kind)),
-                                                         file: "again.trace")
-                #expect(again.map(\.kind) == events.map(\.kind), "case \(index) of seed \(seed)")
+                // Printing is canonical (requests normalised, a raw that is
+                // exactly a request's bytes printed as that request), so the
+                // printed text is a fixed point rather than the same events.
+                let printed = TextTracePrinter.render(events.map(\.kind))
+                let again = try TextTraceReader.parseAll(text: printed, file: "again.trace")
+                #expect(TextTracePrinter.render(again.map(\.kind)) == printed, "case \(index) of seed \(seed)")
+                #expect(again.count == events.count, "case \(index) of seed \(seed)")
             } catch {
                 #expect(!error.description.contains("\n") && !error.description.contains("\r"),
                         "case \(index) of seed \(seed)")

@@ -1,0 +1,262 @@
+import Blkif
+import CPcap
+import Trace
+
+/// Reads a trace in the pcap encoding — a pcap or a pcapng file, both through
+/// libpcap — one packet per `next()`, so a trace of any length is read in
+/// constant memory. Packets are numbered from 1 (the header packet) as
+/// Wireshark numbers them; events and errors carry `.packet(n)`, and `n` 0
+/// means the file as a whole.
+///
+/// Per packet: kind 1 is parsed with the text parser (one event line); kind 2
+/// becomes a `request` when its bytes are exactly the encoding of one in the
+/// protocol of the latest connect of its vbd, and `raw` otherwise; kind 3
+/// becomes `expect response`. Anything else is a one-line `TraceError`.
+public final class PcapTraceReader {
+    public let file: String
+    private var pcap: OpaquePointer?
+    /// The number of the packet last read.
+    public private(set) var packetNumber = 0
+    private var sawHeader = false
+    private var ended = false
+    /// The protocol of the latest connect of each vbd, to size and decode ring bytes.
+    private var protocols: [UInt16: BlkifProtocol] = [:]
+    private var parser: TextEventLineParser
+    /// Errors are final, as for the text reader: no guessing where to resume.
+    private var failure: TraceError?
+
+    /// Opens a pcap or pcapng file; checks the link type.
+    public init(path: String) throws(TraceError) {
+        file = path
+        parser = TextEventLineParser(file: path)
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+        guard let handle = pcap_open_offline(path, &errorBuffer) else {
+            let reason = String(decoding: errorBuffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw TraceError(file: path, position: .packet(0),
+                             message: "cannot read the pcap: \(Self.oneLine(reason)); expected a readable pcap or pcapng file")
+        }
+        pcap = handle
+        let linkType = pcap_datalink(handle)
+        guard linkType == PcapTraceFormat.linkType else {
+            let name = pcap_datalink_val_to_name(linkType).map { " (" + String(cString: $0) + ")" } ?? ""
+            throw TraceError(file: path, position: .packet(0),
+                             message: "link type \(linkType)\(name); expected LINKTYPE_USER0 (147), the link type of xenblk traces")
+        }
+    }
+
+    deinit {
+        if let pcap { pcap_close(pcap) }
+    }
+
+    /// The next event, or nil at the end of the trace.
+    public func next() throws(TraceError) -> TraceEvent? {
+        if let failure { throw failure }
+        do throws(TraceError) {
+            return try readEvent()
+        } catch {
+            failure = error
+            throw error
+        }
+    }
+
+    /// Every event of a file, for callers that want them all at once.
+    public static func readAll(path: String) throws(TraceError) -> [TraceEvent] {
+        let reader = try PcapTraceReader(path: path)
+        var events: [TraceEvent] = []
+        while let event = try reader.next() { events.append(event) }
+        return events
+    }
+
+    private func error(_ number: Int, _ message: String) -> TraceError {
+        TraceError(file: file, position: .packet(number), message: message)
+    }
+
+    private func readEvent() throws(TraceError) -> TraceEvent? {
+        while !ended, let pcap {
+            var header: UnsafeMutablePointer<pcap_pkthdr>?
+            var data: UnsafePointer<UInt8>?
+            let status = pcap_next_ex(pcap, &header, &data)
+            let number = packetNumber + 1
+            guard status == 1, let header, let data else {
+                if status == PCAP_ERROR_BREAK {   // the end of the file
+                    ended = true
+                    guard sawHeader else {
+                        throw error(number, "the trace ends before its header; expected a control packet '\(TextEventLineParser.header)' first")
+                    }
+                    return nil
+                }
+                let reason = status == PCAP_ERROR ? Self.oneLine(String(cString: pcap_geterr(pcap))) : "libpcap status \(status)"
+                throw error(number, "cannot read the packet: \(reason); expected a whole packet record")
+            }
+            packetNumber = number
+            let captured = Int(header.pointee.caplen)
+            let length = Int(header.pointee.len)
+            guard captured == length else {
+                throw error(number, "the packet was captured short (\(captured) of \(length) bytes); expected whole packets")
+            }
+            if let event = try decode(UnsafeBufferPointer(start: data, count: captured), number) { return event }
+        }
+        return nil
+    }
+
+    /// The event of one packet; nil for the header packet.
+    private func decode(_ packet: UnsafeBufferPointer<UInt8>, _ number: Int) throws(TraceError) -> TraceEvent? {
+        guard packet.count >= PcapTraceFormat.headerSize else {
+            throw error(number, "short packet of \(packet.count) bytes; expected at least the 4-byte header (kind, version, vbd)")
+        }
+        let version = packet[1]
+        guard version == PcapTraceFormat.version else {
+            throw error(number, "unknown packet format version \(version); expected \(PcapTraceFormat.version)")
+        }
+        guard let kind = PcapTraceFormat.Kind(rawValue: packet[0]) else {
+            throw error(number, "unknown packet kind \(packet[0]); expected 1 (control), 2 (ring request) or 3 (ring response)")
+        }
+        let vbd = UInt16(packet[2]) | UInt16(packet[3]) << 8
+        let body = Array(packet[PcapTraceFormat.headerSize...])
+        guard sawHeader else {
+            try checkHeader(kind, vbd: vbd, body, number)
+            sawHeader = true
+            return nil
+        }
+        let eventKind: TraceEventKind
+        switch kind {
+        case .control: eventKind = try control(body, vbd: vbd, number)
+        case .request: eventKind = try request(body, vbd: vbd, number)
+        case .response: eventKind = try response(body, vbd: vbd, number)
+        }
+        return TraceEvent(kind: eventKind, position: .packet(number))
+    }
+
+    private func checkHeader(_ kind: PcapTraceFormat.Kind, vbd: UInt16, _ body: [UInt8], _ number: Int) throws(TraceError) {
+        let expected = TextEventLineParser.header
+        guard kind == .control else {
+            throw error(number, "a kind-\(kind.rawValue) packet where the header belongs; expected a control packet '\(expected)' first")
+        }
+        guard let text = Self.utf8(body) else {
+            throw error(number, "control text that is not UTF-8 where the header belongs; expected '\(expected)' first")
+        }
+        let words = text.split(separator: " ", omittingEmptySubsequences: false)
+        if words.count == 2, words[0] == "xenblk-trace", words[1] != "1" {
+            throw error(number, "unsupported trace version \(Self.quoted(String(words[1]))); expected '\(expected)'")
+        }
+        guard text == expected else {
+            throw error(number, "control text \(Self.quoted(text)) where the header belongs; expected '\(expected)' first")
+        }
+        guard vbd == 0 else {
+            throw error(number, "the header packet names vbd \(vbd); expected vbd 0")
+        }
+    }
+
+    private func control(_ body: [UInt8], vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+        guard let text = Self.utf8(body) else {
+            throw error(number, "control text that is not UTF-8; expected an event's canonical text line")
+        }
+        if let bad = text.unicodeScalars.first(where: { $0 == "\n" || $0 == "\r" || $0 == "#" }) {
+            let what = bad == "#" ? "a '#'" : "a line break"
+            throw error(number, "control text with \(what) in it; expected one event line without comment or newline")
+        }
+        let parsed: TraceEvent?
+        do throws(TraceError) {
+            parsed = try parser.parse(text)
+        } catch {
+            let column = if case let .line(_, column) = error.position { column } else { 0 }
+            throw self.error(number, "in the control text at column \(column): \(error.message)")
+        }
+        guard let kind = parsed?.kind else {
+            throw error(number, "empty control packet; expected an event's canonical text line")
+        }
+        switch kind {
+        case .request, .raw:
+            throw error(number, "a ring request written as control text; expected it as a kind-2 packet of ring bytes")
+        case .expect(.response, _):
+            throw error(number, "an expected response written as control text; expected it as a kind-3 packet of ring bytes")
+        case let .connect(connect):
+            protocols[connect.vbd] = connect.protocolName
+        default:
+            break
+        }
+        let textVbd = Self.vbd(of: kind)
+        guard textVbd == vbd else {
+            throw error(number, "the packet header names vbd \(vbd) but its text vbd \(textVbd); expected the same vbd")
+        }
+        return kind
+    }
+
+    /// The vbd a control event concerns (0 for events of no vbd).
+    static func vbd(of kind: TraceEventKind) -> UInt16 {
+        switch kind {
+        case let .connect(connect): connect.vbd
+        case let .request(request): request.vbd
+        case let .raw(raw): raw.vbd
+        case let .complete(_, vbd): vbd
+        case let .disconnect(vbd): vbd
+        case .expect(.violation, _): 0
+        case let .expect(_, vbd): vbd
+        case .frontendKey, .grant, .revoke, .fail: 0
+        }
+    }
+
+    private func request(_ body: [UInt8], vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+        guard let flags = body.first else {
+            throw error(number, "short packet: a ring-request packet without its flags byte; expected flags and the request's ring bytes")
+        }
+        guard flags & ~PcapTraceFormat.holdFlag == 0 else {
+            throw error(number, "unknown flags 0x\(String(flags, radix: 16)) in a ring-request packet; expected 0 or 1 (bit 0: hold)")
+        }
+        guard let ringProtocol = protocols[vbd] else {
+            throw error(number, "a ring request on vbd \(vbd) before its connect; expected a connect control packet for vbd \(vbd) first")
+        }
+        let bytes = Array(body.dropFirst())
+        let size = ringProtocol.request.size
+        guard bytes.count == size else {
+            throw error(number, "\(bytes.count < size ? "short" : "long") packet: a ring request of \(bytes.count) bytes on vbd \(vbd); expected the \(size) bytes of a \(ringProtocol) request")
+        }
+        let hold = flags & PcapTraceFormat.holdFlag != 0
+        if let request = RequestEvent(ringBytes: bytes, protocol: ringProtocol, vbd: vbd, hold: hold) {
+            return .request(request)
+        }
+        return .raw(RawRequestEvent(bytes: bytes, vbd: vbd, hold: hold))
+    }
+
+    /// Padding and the operation byte are not judged: a ring slot's padding
+    /// may hold whatever the backend's struct had, and `expect response`
+    /// compares id and status only.
+    private func response(_ body: [UInt8], vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+        // A response needs no connect (an `expect response` may stand
+        // anywhere); before any connect of its vbd it has the native layout.
+        let ringProtocol = protocols[vbd] ?? .native
+        let size = ringProtocol.response.size
+        guard body.count == size, let response = try? ringProtocol.decodeResponse(body) else {
+            throw error(number, "\(body.count < size ? "short" : "long") packet: a ring response of \(body.count) bytes on vbd \(vbd); expected the \(size) bytes of a \(ringProtocol) response")
+        }
+        guard let status = BlkifResponseStatus(rawValue: response.status) else {
+            throw error(number, "response status \(response.status) is not a BLKIF_RSP; expected 0 (okay), -1 (error) or -2 (eopnotsupp)")
+        }
+        return .expect(.response(id: response.id, status: status), vbd: vbd)
+    }
+
+    /// The text of bytes that are valid UTF-8 (decoding repairs invalid
+    /// bytes, so a repaired text differs from them), else nil.
+    private static func utf8(_ bytes: [UInt8]) -> String? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        return text.utf8.elementsEqual(bytes) ? text : nil
+    }
+
+    private static func oneLine(_ text: String) -> String {
+        String(text.map { $0.isNewline ? " " : $0 })
+    }
+
+    /// Text from a packet, quoted, its control characters escaped, cut at 40.
+    private static func quoted(_ text: String) -> String {
+        var out = "'"
+        for (count, scalar) in text.unicodeScalars.enumerated() {
+            if count == 40 { out += "…"; break }
+            if scalar.properties.generalCategory == .control || scalar.properties.generalCategory == .format {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "'"
+    }
+}
