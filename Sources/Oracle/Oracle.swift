@@ -42,6 +42,8 @@ public final class ConformanceOracle {
         var uncertainAlertVbd: UInt16?
         var mapBatchesSeen = 0
         var checkTrees: Set<UInt16> = []
+        /// Guest pages whose contents this event changed.
+        var dirtyPages: Set<GuestPage> = []
     }
     struct ExpectedResponse: Hashable { let vbd: UInt16; let id: UInt64; let status: BlkifResponseStatus }
     struct ExpectedUnmapping: Hashable { let vbd: UInt16; let id: UInt64; let bitmap: UInt16 }

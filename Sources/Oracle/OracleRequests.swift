@@ -9,6 +9,13 @@ extension ConformanceOracle {
                    allocationFailed: Bool, world: some ObservedWorld) {
         guard let model = connections[vbd] else { return }
         turn.checkTrees.insert(vbd)
+        // The guest stamps the pages of every write before it reaches the ring,
+        // whatever then becomes of the request.
+        if let op = request.knownOperation, op == .write || op == .writeBarrier || op == .flushDiskcache {
+            for segment in request.effectiveSegments {
+                if let page = world.guestPage(domid: model.domid, gref: segment.gref) { turn.dirtyPages.insert(page) }
+            }
+        }
 
         if let status = RequestValidation.status(of: request, in: model) {
             expectNoBatch(mapBatches, because: "the request is invalid (answer \(status))")
@@ -214,6 +221,7 @@ extension ConformanceOracle {
                     }
                 } else if let page = request.guestPages[index] {
                     turn.guestWrites[GuestKey(page: page, sector: pageSector)] = model.diskToken(sector)
+                    turn.dirtyPages.insert(page)
                 }
                 sector += 1
             }
@@ -224,16 +232,17 @@ extension ConformanceOracle {
     }
 
     /// Data moves when the I/O completes, from the guest page as it is then:
-    /// after every event, a held write takes its tokens afresh from its pages
-    /// (the guest may have stamped them again, or a read may have filled them).
+    /// after an event that changed guest pages (the guest stamped a write, a
+    /// read filled a page), held writes from those pages take their tokens afresh.
     func refreshHeldWrites(_ world: some ObservedWorld) {
+        guard !turn.dirtyPages.isEmpty else { return }
         for model in connections.values {
             for (position, request) in model.inFlight.enumerated() where request.isWrite {
-                let tokens = zip(request.segments, request.guestPages).map { segment, page -> [UInt64] in
-                    guard let page else { return [] }
-                    return (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
+                for (index, (segment, page)) in zip(request.segments, request.guestPages).enumerated() {
+                    guard let page, turn.dirtyPages.contains(page), index < request.writeTokens.count else { continue }
+                    model.inFlight[position].writeTokens[index] =
+                        (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
                 }
-                model.inFlight[position].writeTokens = tokens
             }
         }
     }
