@@ -42,6 +42,9 @@ public final class ConformanceOracle {
         var uncertainAlertVbd: UInt16?
         var mapBatchesSeen = 0
         var checkTrees: Set<UInt16> = []
+        /// Something was unmapped that no completing request owned: a tree
+        /// mapping may be gone though no tree changed.
+        var strayUnmap = false
         /// Guest pages whose contents this event changed.
         var dirtyPages: Set<GuestPage> = []
     }
@@ -121,7 +124,7 @@ public final class ConformanceOracle {
         checkData(world)
         // Mappings change only through batches; what is expected changes when held I/O completes.
         checkLeaks(world, batchesHappened: !mapBatches.isEmpty || !unmapBatches.isEmpty || event.completesHeldIO)
-        for vbd in turn.checkTrees.sorted() { checkTree(vbd: vbd, world: world, unmapsHappened: !unmapBatches.isEmpty) }
+        for vbd in turn.checkTrees.sorted() { checkTree(vbd: vbd, world: world, unmapsHappened: turn.strayUnmap) }
         refreshHeldWrites(world)
         return turn.violations
     }

@@ -71,11 +71,13 @@ extension ConformanceOracle {
             }
             for (op, result) in zip(batch.ops, batch.results) {
                 guard result.status == .okay, let mapping = result.unmapped else {
+                    turn.strayUnmap = true
                     report(.unmapOps, expected: "unmap only live one-off or torn-down handles",
                            seen: "unmap of handle \(op.handle) answered \(result.status)")
                     continue
                 }
                 if remaining.remove(op.handle) != nil { continue }
+                turn.strayUnmap = true
                 if treeHandles.contains(op.handle) {
                     report(.unmapOps, expected: "persistent grants stay mapped until disconnect",
                            seen: "handle \(op.handle) of persistent gref \(mapping.gref) unmapped")
