@@ -10,6 +10,6 @@ struct Replay: ParsableCommand {
             Exit status: 0 when every trace passes, 1 when one fails, 2 for usage errors and unreadable \
             or malformed traces.
             """,
-        subcommands: [Run.self, Dump.self, Matrix.self],
+        subcommands: [Run.self, Dump.self, Matrix.self, Decode.self, Minimize.self, Convert.self, Record.self, Bench.self],
         defaultSubcommand: Run.self)
 }

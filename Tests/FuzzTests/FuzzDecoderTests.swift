@@ -1,0 +1,180 @@
+import Backend
+import Blkif
+import Foundation
+import Harness
+import Testing
+import Trace
+
+/// A small deterministic generator, so failures reproduce.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Random fuzz inputs, some biased towards the choices that matter.
+func randomInputs(count: Int, seed: UInt64) -> [[UInt8]] {
+    var rng = SplitMix64(seed: seed)
+    return (0..<count).map { index in
+        let length = Int.random(in: 0...(index % 4 == 0 ? 2000 : 400), using: &rng)
+        if index % 3 == 0 {
+            // Mostly opcodes that build state, so traces go deep.
+            var bytes: [UInt8] = []
+            while bytes.count < length {
+                let roll = Int.random(in: 0..<10, using: &rng)
+                switch roll {
+                case 0: bytes.append(UInt8.random(in: FuzzFormat.Opcode.connect, using: &rng))
+                case 1: bytes.append(UInt8.random(in: FuzzFormat.Opcode.grant, using: &rng))
+                default: bytes.append(UInt8.random(in: 0...255, using: &rng))
+                }
+            }
+            return bytes
+        }
+        return (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    }
+}
+
+/// Traces that trap in the model (reported, not the decoder's to avoid):
+/// `Teardown.swift` computes `maxPersistent * 4 + 64`, which overflows for a
+/// `max-persistent` above Int.max / 4.
+func hitsKnownModelCrash(_ kinds: [TraceEventKind]) -> Bool {
+    kinds.contains {
+        if case .connect(let connect) = $0, let limit = connect.maxPersistent { return limit > Int.max / 4 - 64 }
+        return false
+    }
+}
+
+func replayKinds(_ kinds: [TraceEventKind], backend: BackendVariant = .fixed) -> ReplayReport {
+    var source = EventListSource(file: "fuzz", kinds: kinds)
+    return TraceRunner.run(&source, variant: backend)
+}
+
+@Suite struct FuzzDecoderTests {
+    @Test func everyInputDecodesToAValidBoundedTrace() {
+        for (index, input) in randomInputs(count: 3000, seed: 1).enumerated() {
+            let events = FuzzDecoder.decode(input)
+            #expect(events.count <= FuzzFormat.maxEvents)
+            #expect(!events.contains { if case .expect = $0 { true } else { false } })
+            if hitsKnownModelCrash(events) { continue }
+            let report = replayKinds(events)
+            #expect(report.traceError == nil, "input \(index): \(report.traceError!.description)\n\(TextTracePrinter.render(events))")
+            if report.traceError != nil { return }
+        }
+    }
+
+    @Test func everyQuirkBackendReplaysDecodedInputsWithoutTraceErrors() {
+        let inputs = randomInputs(count: 300, seed: 2)
+        for quirk in Quirk.allCases {
+            for input in inputs where !hitsKnownModelCrash(FuzzDecoder.decode(input)) {
+                let report = replayKinds(FuzzDecoder.decode(input), backend: BackendVariant(quirks: [quirk]))
+                #expect(report.traceError == nil, "\(quirk): \(report.traceError!.description)")
+                if report.traceError != nil { return }
+            }
+        }
+    }
+
+    @Test func decodingIsDeterministic() {
+        for input in randomInputs(count: 200, seed: 3) {
+            #expect(FuzzDecoder.decode(input) == FuzzDecoder.decode(input))
+        }
+    }
+
+    @Test func decodeEncodeDecodeIsTheIdentity() {
+        for (index, input) in randomInputs(count: 3000, seed: 4).enumerated() {
+            let events = FuzzDecoder.decode(input)
+            let encoding = FuzzEncoder.encode(events)
+            if let skipped = encoding.skipped.first {
+                Issue.record("input \(index): event \(skipped.index) \(events[skipped.index]): \(skipped.reason)")
+                return
+            }
+            #expect(encoding.events == events)
+            let again = FuzzDecoder.decode(encoding.bytes)
+            #expect(again == events, "input \(index)")
+            if again != events { return }
+        }
+    }
+
+    @Test func decodedTracesSurviveTheTextFormat() throws {
+        for input in randomInputs(count: 1000, seed: 5) {
+            let events = FuzzDecoder.decode(input)
+            let text = TextTracePrinter.render(events)
+            let parsed = try TextTraceReader.parseAll(text: text, file: "decoded.trace").map(\.kind)
+            let canonical = parsed.map(FuzzEncoder.canonical)
+            if let index = zip(canonical, events).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
+                Issue.record("event \(index): read back \(canonical[index]), decoded \(events[index])")
+                return
+            }
+            #expect(canonical.count == events.count)
+        }
+    }
+
+    @Test func inputsAreBounded() {
+        // 64 KiB of one-byte grant choices: the event limit stops it.
+        let grants = [UInt8](repeating: FuzzFormat.Opcode.grant.lowerBound, count: 100_000)
+        #expect(FuzzDecoder.decode(grants).count == FuzzFormat.maxEvents)
+        // Huge explicit ranges: the budget of range grefs holds.
+        var big: [UInt8] = []
+        for _ in 0..<40 { big += [FuzzFormat.Opcode.grant.lowerBound, 0, 0x20, 0xFD, 0xFF, 0xFF] }
+        let events = FuzzDecoder.decode(big)
+        let pages = events.reduce(0) { total, event in
+            if case .grant(let grant) = event { return total + grant.grefs.count }
+            return total
+        }
+        #expect(pages == FuzzFormat.maxRangePages)
+    }
+
+    @Test func reservedOpcodesAreNoOps() {
+        let prefix: [UInt8] = [0x5C, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x00]
+        let base = FuzzDecoder.decode(prefix)
+        for reserved in FuzzFormat.Opcode.reserved {
+            #expect(FuzzDecoder.decode([reserved] + prefix + [reserved]) == base)
+        }
+    }
+
+    /// Golden inputs: the format is stable, so these bytes mean these traces forever.
+    @Test func theFormatIsStable() {
+        let cases: [([UInt8], String)] = [
+            ([], "xenblk-trace 1\n"),
+            // connect (native, persistent=1, vbd 0, domid 1, default limit, default disk),
+            // grant gref=1, request read of gref 1 sectors 0-7 (id 1, sector 0).
+            ([0x5C, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x01, 0x38],
+             """
+             xenblk-trace 1
+             connect domid=1 persistent=1
+             grant gref=1
+             request id=1 op=read sector=0 seg=1:0-7
+
+             """),
+            // connect x86_32 persistent=0 vbd 1 domid 3, max 2, 16 sectors; a write held with a lying nr;
+            // a revoke of 4 from domid 2; fail map nth=3; a complete; a frontend key; a disconnect.
+            ([0x5D, 0x05, 0x01, 0x02, 0x02, 0x01,
+              0x01, 0x19, 0x05, 0x02, 0x00, 0x02, 0x03, 0x3A, 0xFC, 0x2A, 0xC0, 0x09, 0x02,
+              0x80, 0x04, 0x14, 0x01,
+              0x70, 0x01, 0x02, 0x00,
+              0x90, 0xFF,
+              0x50, 0x00, 0x00,
+              0x8C, 0x03,
+              0x68, 0x00],
+             """
+             xenblk-trace 1
+             connect domid=3 protocol=x86_32 persistent=0 max-persistent=2 sectors=16 vbd=1
+             request id=2 op=write sector=0 seg=3:2-7 seg=42:9-2 nr=5 vbd=1 hold
+             revoke gref=4..5 domid=2
+             fail map nth=3 status=general_error
+             complete id=2 vbd=1
+             frontend-key feature-persistent-grants 0
+             disconnect vbd=1
+
+             """),
+        ]
+        for (bytes, text) in cases {
+            #expect(FuzzDecoder.text(bytes) == text)
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import Backend
+import Blkif
+import Foundation
+import Harness
+import Testing
+import Trace
+
+/// The repository's traces/ directory, found from this file.
+let tracesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("traces")
+
+func traceFiles(under directory: URL) -> [URL] {
+    guard let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil) else { return [] }
+    return walker.compactMap { $0 as? URL }.filter { $0.pathExtension == "trace" }
+        .sorted { $0.path < $1.path }
+}
+
+@Suite struct FuzzEncoderTests {
+    @Test func encodingATraceKeepsItsEventsAndSkipsExpectations() throws {
+        var rawBytes = BlkifProtocol.native.encode(BlkifRequest(
+            operation: 1, id: 2, sectorNumber: 0, segments: [BlkifSegment(gref: 5, firstSect: 0, lastSect: 7)]))
+        rawBytes[5] = 0xAA  // padding
+        let hex = rawBytes.map { String(format: "%02x", $0) }.joined()
+        let text = """
+            xenblk-trace 1
+            frontend-key feature-persistent 1
+            connect domid=7 protocol=x86_64 max-persistent=3 sectors=4096
+            grant gref=5..20
+            grant gref=100 ro domid=9
+            fail map gref=5 times=2 status=bad_page
+            fail alloc nth=12
+            request id=1 op=read sector=0 seg=5:0-7 seg=5:1-3 seg=300:8-2 nr=2
+            request id=77 op=discard sector=8 nr-sectors=100 hold
+            request id=2 op=9 sector=2097151 seg=6:0-0 handle=3
+            expect response id=1 status=error
+            raw hex=\(hex)
+            complete id=77
+            revoke gref=5..6
+            disconnect
+            connect domid=7 protocol=x86_32 vbd=3
+            disconnect vbd=3
+            """
+        let events = try TextTraceReader.parseAll(text: text, file: "t.trace").map(\.kind)
+        let encoding = FuzzEncoder.encode(events)
+        #expect(encoding.skipped.map(\.index) == [9])
+        #expect(encoding.isExact())
+        let decoded = FuzzDecoder.decode(encoding.bytes)
+        var expected = events.map(FuzzEncoder.canonical)
+        expected.remove(at: 9)
+        #expect(decoded == expected)
+    }
+
+    @Test func eventsOutsideTheDomainAreReported() throws {
+        let text = """
+            xenblk-trace 1
+            frontend-key backend-quirk whatever
+            connect domid=7
+            complete id=5
+            """
+        let events = try TextTraceReader.parseAll(text: text, file: "t.trace").map(\.kind)
+        let encoding = FuzzEncoder.encode(events)
+        #expect(encoding.skipped.map(\.index) == [0, 2])
+        #expect(!encoding.isExact())
+    }
+
+    /// The conformance suite seeds the corpus: a trace in the decoder's domain
+    /// keeps its verdict under fixed when it goes through the fuzz format.
+    @Test func conformanceTracesKeepTheirVerdictThroughTheFuzzFormat() throws {
+        let files = traceFiles(under: tracesDirectory)
+        var exact = 0
+        for file in files {
+            let source = try TextTraceReader.open(path: file.path)
+            var reader = source
+            var kinds: [TraceEventKind] = []
+            while let event = try reader.next() { kinds.append(event.kind) }
+            let encoding = FuzzEncoder.encode(kinds)
+            // Expectations that name a violation under fixed make the original fail on purpose.
+            let expectsUnderFixed = kinds.contains {
+                if case .expect(.violation(_, let backend), _) = $0 { return backend == nil || backend == "fixed" }
+                return false
+            }
+            guard encoding.isExact(), !expectsUnderFixed else { continue }
+            exact += 1
+            var original = TextTraceSource(text: try String(contentsOf: file, encoding: .utf8), file: file.path)
+            let before = TraceRunner.run(&original, variant: .fixed)
+            let after = replayKinds(FuzzDecoder.decode(encoding.bytes))
+            #expect(after.traceError == nil, "\(file.lastPathComponent)")
+            // Dropping the expectations can only turn an `expect` failure into a pass.
+            let beforeVerdict = before.failingViolations.allSatisfy { $0.violation.check == .expect }
+                && before.traceError == nil && before.missingExpectedChecks.isEmpty
+            #expect((after.verdict == .pass) == beforeVerdict,
+                    "\(file.lastPathComponent): \(before.verdict) before, \(after.verdict) after: \(after.failingViolations.first?.violation.description ?? "")")
+        }
+        if !files.isEmpty { #expect(exact > 0) }
+    }
+}
+
+@Suite struct TraceMinimizerTests {
+    @Test func aNoisyFailureShrinksToItsCore() throws {
+        let text = """
+            xenblk-trace 1
+            connect domid=7 persistent=1 max-persistent=8 sectors=4096
+            grant gref=1..12
+            request id=1 op=write sector=0 seg=1:0-7 seg=2:0-7
+            request id=2 op=read sector=16 seg=3:0-7 hold
+            request id=3 op=read sector=0 seg=1:0-7
+            complete id=2
+            fail map gref=9 status=bad_page
+            request id=4 op=write sector=8 seg=4:0-7 seg=9:0-7 seg=9:2-3 seg=5:0-7
+            request id=5 op=read sector=8 seg=4:0-7
+            disconnect
+            """
+        let events = try TextTraceReader.parseAll(text: text, file: "t.trace").map(\.kind)
+        let variant = try BackendVariant(name: "fixed+duplicate-dangles")
+        let minimizer = TraceMinimizer(variant: variant, isolatesCrashes: false)
+        let original = minimizer.firstFailure(events)
+        let result = try minimizer.minimize(events)
+        #expect(result.outcome == original.violation.map { .violation($0.check) })
+        #expect(result.events.count < events.count)
+        #expect(result.events.count <= 4, "\(TextTracePrinter.render(result.events))")
+        #expect(minimizer.outcome(result.events) == result.outcome)
+        // Clean under fixed, as the defect is the quirk's.
+        #expect(replayKinds(result.events).verdict == .pass)
+    }
+
+    @Test func aPassingTraceIsRefused() throws {
+        let events = try TextTraceReader.parseAll(text: "xenblk-trace 1\nconnect domid=1\n", file: "t").map(\.kind)
+        #expect(throws: TraceMinimizer.Failure.passes(backend: "fixed")) {
+            try TraceMinimizer(variant: .fixed, isolatesCrashes: false).minimize(events)
+        }
+    }
+
+    @Test func decodedFuzzFindingsMinimizeUnderEachQuirk() throws {
+        // Random inputs until each quirk has a failing one; each must shrink and keep its check.
+        let inputs = randomInputs(count: 400, seed: 9)
+        for quirk in Quirk.allCases {
+            let variant = BackendVariant(quirks: [quirk])
+            let minimizer = TraceMinimizer(variant: variant, maxReplays: 5000, isolatesCrashes: false)
+            guard let failing = inputs.lazy.map({ FuzzDecoder.decode($0) }).filter({ !hitsKnownModelCrash($0) })
+                .first(where: { minimizer.firstFailure($0).violation != nil }) else { continue }
+            let result = try minimizer.minimize(failing)
+            #expect(result.events.count <= failing.count)
+            #expect(minimizer.outcome(result.events) == result.outcome, "\(quirk)")
+        }
+    }
+}
