@@ -9,9 +9,9 @@ extension Blkback {
         var batch: [UnmapOp] = []
         var batchPages: [PageFrame] = []
         var node = connection.tree.first(in: &store)
-        // A corrupted tree must not hang the model: no walk is longer than the
-        // number of records ever allocated for this connection could make it.
-        var budget = connection.maxPersistent * 4 + 64
+        // A corrupted tree must not hang the model: a walk visits each record
+        // still allocated at most a few times (the limit itself may be huge).
+        var budget = (heap.liveCount + max(connection.persistentCount, 0)) * 4 + 64
         while let current = node, budget > 0 {
             budget -= 1
             let record = heap.read(current)
