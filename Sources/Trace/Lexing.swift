@@ -46,7 +46,9 @@ struct LineSource: Sendable {
         while index < line.endIndex {
             let scalar = line[index]
             if scalar == "#" { break }
-            if scalar == " " || scalar == "\t" {
+            // A stray carriage return separates tokens
+            // too: kept inside a value it would not survive printing and re-reading.
+            if scalar == " " || scalar == "\t" || scalar == "\r" {
                 close(at: index)
             } else if start == nil {
                 start = index

@@ -214,3 +214,15 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
         #expect(second == first)
     }
 }
+
+/// Found by FuzzTraceText: a carriage return inside a line used to end up in a
+/// frontend-key value whose canonical text did not read back.
+@Suite struct CarriageReturnTests {
+    @Test func aStrayCarriageReturnSeparatesTokens() throws {
+        let events = try TextTraceReader.parseAll(text: "xenblk-trace 1\nfrontend-key feature-persistent 1\r# c\n", file: "t.trace")
+        #expect(events.map(\.kind) == [.frontendKey(name: "feature-persistent", value: "1")])
+        #expect(throws: TraceError.self) {
+            try TextTraceReader.parseAll(text: "xenblk-trace 1\nfrontend-key d \r\r\n", file: "t.trace")
+        }
+    }
+}
