@@ -387,7 +387,13 @@ public struct TraceMinimizer {
         for index in request.segments.indices.reversed() {
             with { $0.segments.remove(at: index) }
         }
-        if request.nrSegments != nil { with { $0.nrSegments = nil } }
+        if let nr = request.nrSegments {
+            with { $0.nrSegments = nil }
+            // A smaller lie: fewer zero slots read past the carried segments.
+            for smaller in smallerCounts(Int(nr)) where smaller > request.segments.count {
+                with { $0.nrSegments = UInt8(smaller) }
+            }
+        }
         if request.sector != 0 { with { $0.sector = 0 } }
         if request.handle != 0 { with { $0.handle = 0 } }
         if let sectors = request.nrSectors, sectors > 1 { with { $0.nrSectors = 1 } }

@@ -40,16 +40,6 @@ func randomInputs(count: Int, seed: UInt64) -> [[UInt8]] {
     }
 }
 
-/// Traces that trap in the model (reported, not the decoder's to avoid):
-/// `Teardown.swift` computes `maxPersistent * 4 + 64`, which overflows for a
-/// `max-persistent` above Int.max / 4.
-func hitsKnownModelCrash(_ kinds: [TraceEventKind]) -> Bool {
-    kinds.contains {
-        if case .connect(let connect) = $0, let limit = connect.maxPersistent { return limit > Int.max / 4 - 64 }
-        return false
-    }
-}
-
 func replayKinds(_ kinds: [TraceEventKind], backend: BackendVariant = .fixed) -> ReplayReport {
     var source = EventListSource(file: "fuzz", kinds: kinds)
     return TraceRunner.run(&source, variant: backend)
@@ -61,7 +51,6 @@ func replayKinds(_ kinds: [TraceEventKind], backend: BackendVariant = .fixed) ->
             let events = FuzzDecoder.decode(input)
             #expect(events.count <= FuzzFormat.maxEvents)
             #expect(!events.contains { if case .expect = $0 { true } else { false } })
-            if hitsKnownModelCrash(events) { continue }
             let report = replayKinds(events)
             #expect(report.traceError == nil, "input \(index): \(report.traceError!.description)\n\(TextTracePrinter.render(events))")
             if report.traceError != nil { return }
@@ -71,7 +60,7 @@ func replayKinds(_ kinds: [TraceEventKind], backend: BackendVariant = .fixed) ->
     @Test func everyQuirkBackendReplaysDecodedInputsWithoutTraceErrors() {
         let inputs = randomInputs(count: 300, seed: 2)
         for quirk in Quirk.allCases {
-            for input in inputs where !hitsKnownModelCrash(FuzzDecoder.decode(input)) {
+            for input in inputs {
                 let report = replayKinds(FuzzDecoder.decode(input), backend: BackendVariant(quirks: [quirk]))
                 #expect(report.traceError == nil, "\(quirk): \(report.traceError!.description)")
                 if report.traceError != nil { return }

@@ -136,7 +136,7 @@ func traceFiles(under directory: URL) -> [URL] {
         for quirk in Quirk.allCases {
             let variant = BackendVariant(quirks: [quirk])
             let minimizer = TraceMinimizer(variant: variant, maxReplays: 5000, isolatesCrashes: false)
-            guard let failing = inputs.lazy.map({ FuzzDecoder.decode($0) }).filter({ !hitsKnownModelCrash($0) })
+            guard let failing = inputs.lazy.map({ FuzzDecoder.decode($0) })
                 .first(where: { minimizer.firstFailure($0).violation != nil }) else { continue }
             let result = try minimizer.minimize(failing)
             #expect(result.events.count <= failing.count)
