@@ -20,6 +20,8 @@ let package = Package(
     targets: [
         // Protocol facts only: ABI layouts, opcodes, statuses. No behaviour.
         .target(name: "Blkif"),
+        // One seeded generator for the recorder and the tests.
+        .target(name: "Seeded"),
         // The environment the backend runs in: grant table, kernel heap, disk, xenstore.
         .target(name: "FakeXen", dependencies: [
             "Blkif",
@@ -32,18 +34,18 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "TracePcap", dependencies: ["CPcap", "Trace", "Blkif"]),
         .target(name: "Oracle", dependencies: ["Blkif", "FakeXen", "Trace"]),
-        .target(name: "Harness", dependencies: ["Blkif", "FakeXen", "Backend", "Oracle", "Trace", "TracePcap"]),
+        .target(name: "Harness", dependencies: ["Seeded", "Blkif", "FakeXen", "Backend", "Oracle", "Trace", "TracePcap"]),
         .executableTarget(name: "Replay", dependencies: [
             "Harness", "Trace", "TracePcap", "Backend", "Blkif",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BlkifTests", dependencies: ["Blkif"]),
         .testTarget(name: "FakeXenTests", dependencies: ["FakeXen"]),
-        .testTarget(name: "BackendTests", dependencies: ["Backend", "FakeXen", "Blkif"]),
+        .testTarget(name: "BackendTests", dependencies: ["Seeded", "Backend", "FakeXen", "Blkif"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Oracle", "Trace", "Backend", "FakeXen", "Blkif"]),
-        .testTarget(name: "TraceTests", dependencies: ["Trace", "Blkif"]),
-        .testTarget(name: "PcapTests", dependencies: ["TracePcap", "Trace", "Blkif", "Harness", "Backend"]),
-        .testTarget(name: "FuzzTests", dependencies: ["Harness", "Trace", "Backend", "Oracle", "Blkif"]),
+        .testTarget(name: "TraceTests", dependencies: ["Seeded", "Trace", "Blkif"]),
+        .testTarget(name: "PcapTests", dependencies: ["Seeded", "TracePcap", "Trace", "Blkif", "Harness", "Backend"]),
+        .testTarget(name: "FuzzTests", dependencies: ["Seeded", "Harness", "Trace", "Backend", "Oracle", "Blkif"]),
     ],
     swiftLanguageModes: [.v6]
 )

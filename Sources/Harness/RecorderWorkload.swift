@@ -1,3 +1,4 @@
+import Seeded
 import Blkif
 
 /// What a recorded frontend does: how blkfront drives the ring, as a
@@ -84,17 +85,11 @@ public struct Workload: Hashable, Sendable {
 /// on every platform and toolchain (no dependence on the standard library's
 /// `random(in:)` algorithms).
 struct WorkloadRandom {
-    private var state: UInt64
+    private var generator: SplitMix64
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in 0..<bound (bound ≥ 1), by the multiply-high method.
     mutating func below(_ bound: UInt64) -> UInt64 {

@@ -1,20 +1,9 @@
+import Seeded
 import Testing
 import Blkif
 import FakeXen
 import Backend
 
-/// SplitMix64: a small, fast, reproducible generator.
-private struct ScenarioRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A long random life of one frontend against the fixed backend: random
 /// grants from a small pool, reads and writes of 1–11 segments, a small and
@@ -38,7 +27,7 @@ final class RandomRun {
 
     let seed: UInt64
     let steps: Int
-    private var rng: ScenarioRandom
+    private var rng: SplitMix64
     let d: Driver
     private(set) var failures: [String] = []
     private(set) var coverage = Coverage()
@@ -71,7 +60,7 @@ final class RandomRun {
         hot = Array(pool.prefix(max(5, poolSize / 6)))
         self.seed = seed
         self.steps = steps
-        rng = ScenarioRandom(seed: seed)
+        rng = SplitMix64(seed: seed)
         nextToken = (seed & 0xFFFF) << 40 | 1
     }
 

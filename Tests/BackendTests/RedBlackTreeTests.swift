@@ -1,3 +1,4 @@
+import Seeded
 import Testing
 @testable import Backend
 
@@ -49,18 +50,6 @@ private struct FreeingStore: RedBlackNodeStore {
     }
 }
 
-/// Deterministic 64-bit generator (SplitMix64) so failures name a reproducible seed.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Every permutation of `0..<n`, in lexicographic order.
 private func permutations(of n: Int) -> [[Int]] {

@@ -1,3 +1,4 @@
+import Seeded
 import Backend
 import Blkif
 import Foundation

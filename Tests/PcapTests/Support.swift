@@ -1,6 +1,7 @@
 import Blkif
 import Foundation
 import Harness
+import Seeded
 import Testing
 import Trace
 import TracePcap
@@ -139,27 +140,15 @@ let headerPacket = control("xenblk-trace 1")
 
 // MARK: random traces the pcap encoding can carry
 
-/// SplitMix64, as the other test targets use.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Random canonical events that pcap can carry: requests and raws only on
 /// vbds connected before (raws of the protocol's size), edge values often.
 struct PcapEventGenerator {
-    var rng: SeededGenerator
+    var rng: SplitMix64
     private var protocols: [UInt16: BlkifProtocol] = [:]
     private var latestDomid: UInt16?
 
-    init(seed: UInt64) { rng = SeededGenerator(seed: seed) }
+    init(seed: UInt64) { rng = SplitMix64(seed: seed) }
 
     mutating func coin() -> Bool { Bool.random(using: &rng) }
 

@@ -1,3 +1,4 @@
+import Seeded
 import Blkif
 import Trace
 #if canImport(Glibc)
@@ -6,23 +7,6 @@ import Glibc
 import Darwin
 #endif
 
-/// SplitMix64: small, fast and fully determined by its seed, so any failing
-/// case can be replayed from the printed seed.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The seed for randomized tests: `TRACE_TEST_SEED` when set, else a fixed one.
 func testSeed(default value: UInt64) -> UInt64 {
@@ -41,10 +25,10 @@ enum ProcessEnvironment {
 /// the reader gives back unchanged (e.g. `nrSegments` is nil when it would
 /// equal the segment count, since the printer omits it then).
 struct EventGenerator {
-    var rng: SeededGenerator
+    var rng: SplitMix64
 
     init(seed: UInt64) {
-        rng = SeededGenerator(seed: seed)
+        rng = SplitMix64(seed: seed)
     }
 
     mutating func events(count: Int) -> [TraceEventKind] {
