@@ -46,14 +46,7 @@ struct Decode: ParsableCommand {
     }
 
     private func encodeTrace() throws {
-        var kinds: [TraceEventKind] = []
-        do {
-            var source = try TraceFile.open(path: file)
-            while let event = try source.next() { kinds.append(event.kind) }
-        } catch {
-            FileOutput.standardError(error.description)
-            throw ExitCode(2)
-        }
+        let kinds = try TraceFile.readKindsOrExit(file)
         let encoding = FuzzEncoder.encode(kinds)
         for (index, reason) in encoding.skipped {
             FileOutput.standardError("\(file): event \(index + 1) left out: \(reason)")

@@ -34,14 +34,7 @@ struct Minimize: ParsableCommand {
 
     func run() throws {
         let variant = try backendOption.variant()
-        var kinds: [TraceEventKind] = []
-        do {
-            var source = try TraceFile.open(path: file)
-            while let event = try source.next() { kinds.append(event.kind) }
-        } catch {
-            FileOutput.standardError(error.description)
-            throw ExitCode(2)
-        }
+        let kinds = try TraceFile.readKindsOrExit(file)
         let minimizer = TraceMinimizer(variant: variant, maxReplays: maxReplays)
         let result: TraceMinimizer.Result
         do { result = try minimizer.minimize(kinds) } catch {

@@ -1,4 +1,7 @@
+import ArgumentParser
 import Foundation
+import Harness
+import Trace
 
 /// Finds the traces under the paths a user gave, in a stable order.
 enum TraceFiles {
@@ -31,5 +34,21 @@ enum TraceFiles {
             found.append(contentsOf: here.sorted())
         }
         return found
+    }
+}
+
+extension TraceFile {
+    /// Every event of a trace file, for the commands that need the whole trace
+    /// (decode --encode, minimize); a malformed file is reported and exits 2.
+    static func readKindsOrExit(_ path: String) throws -> [TraceEventKind] {
+        var kinds: [TraceEventKind] = []
+        do {
+            var source = try TraceFile.open(path: path)
+            while let event = try source.next() { kinds.append(event.kind) }
+        } catch {
+            FileOutput.standardError(error.description)
+            throw ExitCode(2)
+        }
+        return kinds
     }
 }
