@@ -30,7 +30,7 @@ public final class ConformanceOracle {
         var violations: [Violation] = []
         var position: TracePosition = .line(0, column: 0)
         var responses: [ExpectedResponse] = []
-        /// vbd → handles expected to be unmapped this event.
+        /// Handles expected to be unmapped this event (one-offs of completing requests, the tree at teardown).
         var unmaps: Set<GrantHandle> = []
         var unmappings: [ExpectedUnmapping] = []
         var diskWrites: [DiskKey: UInt64] = [:]
@@ -40,7 +40,6 @@ public final class ConformanceOracle {
         var alertUncertain = false
         /// The connection whose alert is uncertain this event.
         var uncertainAlertVbd: UInt16?
-        var mapBatchesSeen = 0
         var checkTrees: Set<UInt16> = []
         /// Something was unmapped that no completing request owned: a tree
         /// mapping may be gone though no tree changed.
