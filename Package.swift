@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Oracle", targets: ["Oracle"]),
         .library(name: "Trace", targets: ["Trace"]),
         .library(name: "Harness", targets: ["Harness"]),
+        .library(name: "FuzzSupport", targets: ["FuzzSupport"]),
         .executable(name: "replay", targets: ["Replay"]),
     ],
     dependencies: [
@@ -34,18 +35,36 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "TracePcap", dependencies: ["CPcap", "Trace", "Blkif"]),
         .target(name: "Oracle", dependencies: ["Blkif", "FakeXen", "Trace"]),
-        .target(name: "Harness", dependencies: ["Seeded", "Blkif", "FakeXen", "Backend", "Oracle", "Trace", "TracePcap"]),
+        // Runs traces: plays the guest, feeds the backend, asks the oracle, reports.
+        .target(name: "Harness", dependencies: ["Blkif", "FakeXen", "Backend", "Oracle", "Trace", "TracePcap"]),
+        // Tools on top of running traces, one job each:
+        // the libFuzzer input format (decoder, encoder) and the properties the fuzz targets check;
+        .target(name: "FuzzSupport", dependencies: ["Harness", "Backend", "Blkif", "Trace", "TracePcap"]),
+        // shrinking a failing trace to a smallest one that fails the same way;
+        .target(name: "Minimizer", dependencies: ["Harness", "Backend", "Blkif", "Oracle", "Trace"]),
+        // workload models (blkfront's frontends) recorded as pcap traces.
+        .target(name: "Recording", dependencies: ["Seeded", "Harness", "Backend", "Blkif", "Oracle", "Trace", "TracePcap"]),
         .executableTarget(name: "Replay", dependencies: [
-            "Harness", "Trace", "TracePcap", "Backend", "Blkif",
+            "Harness", "FuzzSupport", "Minimizer", "Recording", "Trace", "TracePcap", "Backend", "Blkif",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // What several test targets share: repository paths, scratch files,
+        // seeded random events and fuzz inputs, pcap fixtures, "replay this".
+        .target(name: "TestSupport", dependencies: [
+            "Seeded", "Blkif", "Trace", "TracePcap", "Harness", "Backend", "FuzzSupport",
+        ], path: "Tests/TestSupport"),
+        // One test target per module, named after it.
         .testTarget(name: "BlkifTests", dependencies: ["Blkif"]),
         .testTarget(name: "FakeXenTests", dependencies: ["FakeXen"]),
         .testTarget(name: "BackendTests", dependencies: ["Seeded", "Backend", "FakeXen", "Blkif"]),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Oracle", "Trace", "Backend", "FakeXen", "Blkif"]),
-        .testTarget(name: "TraceTests", dependencies: ["Seeded", "Trace", "Blkif"]),
-        .testTarget(name: "PcapTests", dependencies: ["Seeded", "TracePcap", "Trace", "Blkif", "Harness", "Backend"]),
-        .testTarget(name: "FuzzTests", dependencies: ["Seeded", "Harness", "Trace", "Backend", "Oracle", "Blkif"]),
+        .testTarget(name: "TraceTests", dependencies: ["TestSupport", "Trace", "Blkif"]),
+        .testTarget(name: "TracePcapTests", dependencies: ["TestSupport", "TracePcap", "Trace", "Blkif", "Harness", "Backend"]),
+        .testTarget(name: "HarnessTests", dependencies: ["TestSupport", "Harness", "Oracle", "Trace", "TracePcap", "Backend", "FakeXen", "Blkif"]),
+        .testTarget(name: "FuzzSupportTests", dependencies: ["TestSupport", "FuzzSupport", "Harness", "Trace", "Backend", "Blkif", "Seeded"]),
+        .testTarget(name: "MinimizerTests", dependencies: ["TestSupport", "Minimizer", "FuzzSupport", "Backend", "Trace"]),
+        .testTarget(name: "RecordingTests", dependencies: ["TestSupport", "Recording", "Harness", "TracePcap", "Trace", "Backend", "Blkif"]),
+        // tools/wireshark/xenblk.lua, run by tshark on files the pcap writer wrote.
+        .testTarget(name: "WiresharkDissectorTests", dependencies: ["TestSupport", "TracePcap", "Trace", "Blkif"]),
     ],
     swiftLanguageModes: [.v6]
 )

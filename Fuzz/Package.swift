@@ -16,15 +16,15 @@ let package = Package(
     targets: [
         // Bytes → trace (FuzzDecoder) → replay under $XENBLK_BACKEND; traps on any violation.
         .executableTarget(name: "FuzzReplay", dependencies: [
-            .product(name: "Harness", package: harness),
+            .product(name: "FuzzSupport", package: harness),
             .product(name: "Backend", package: harness),
         ]),
         // The text trace reader on any bytes: an error or a trace whose canonical text reads back.
-        .executableTarget(name: "FuzzTraceText", dependencies: [.product(name: "Harness", package: harness)]),
+        .executableTarget(name: "FuzzTraceText", dependencies: [.product(name: "FuzzSupport", package: harness)]),
         // The pcap trace reader (libpcap) on any bytes: an error or a trace, never a crash or a hang.
-        .executableTarget(name: "FuzzPcap", dependencies: [.product(name: "Harness", package: harness)]),
+        .executableTarget(name: "FuzzPcap", dependencies: [.product(name: "FuzzSupport", package: harness)]),
         // Ring request and response bytes in each ABI: decode and re-encode round-trip.
-        .executableTarget(name: "FuzzRequestABI", dependencies: [.product(name: "Harness", package: harness)]),
+        .executableTarget(name: "FuzzRequestABI", dependencies: [.product(name: "FuzzSupport", package: harness)]),
     ],
     swiftLanguageModes: [.v6]
 )

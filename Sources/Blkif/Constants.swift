@@ -51,6 +51,14 @@ public enum BlkifOperation: UInt8, CaseIterable, Sendable, CustomStringConvertib
     }
 
     public var description: String { traceName ?? "op\(rawValue)" }
+
+    /// Whether the operation's segments carry guest data to the disk: a
+    /// write, and a barrier or a cache flush, which may carry data too.
+    public var isWrite: Bool { self == .write || isFlushLike }
+
+    /// Whether the operation asks for ordering or durability (a barrier or a
+    /// cache flush), which the disk must support.
+    public var isFlushLike: Bool { self == .writeBarrier || self == .flushDiskcache }
 }
 
 /// `BLKIF_RSP_*`.

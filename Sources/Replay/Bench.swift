@@ -2,6 +2,7 @@ import ArgumentParser
 import Backend
 import Foundation
 import Harness
+import Recording
 import Trace
 
 /// Throughput measured against a baseline in the same run, so that the
@@ -88,7 +89,7 @@ struct Bench: ParsableCommand {
     }
 
     private static func replay(_ path: String, oracle: Bool) throws {
-        let report = TraceFile.replay(path: path, variant: .fixed, options: ReplayOptions(oracle: oracle))
+        let report = TraceRunner.replay(.file(path: path), variant: .fixed, options: ReplayOptions(oracle: oracle))
         if let error = report.traceError { throw ValidationError(error.description) }
         guard report.verdict == .pass else { throw ValidationError("\(path) failed under fixed: \(report.violations.first.map { "\($0.violation)" } ?? "")") }
     }

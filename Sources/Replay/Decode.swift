@@ -1,6 +1,7 @@
 import ArgumentParser
 import Blkif
 import Foundation
+import FuzzSupport
 import Harness
 import Trace
 
@@ -9,7 +10,7 @@ struct Decode: ParsableCommand {
         abstract: "Print the trace a fuzz input stands for (or, with --encode, the fuzz input a trace stands for).",
         discussion: """
             A fuzz input is any byte string, such as a crash file libFuzzer wrote for FuzzReplay; \
-            it is decoded with fuzz input format \(FuzzFormat.version) (Sources/Harness/FuzzDecoder.swift) \
+            it is decoded with fuzz input format \(FuzzFormat.version) (Sources/FuzzSupport/FuzzDecoder.swift) \
             into a canonical text trace. With --encode, FILE is a trace (text or pcap) and the fuzz \
             input it stands for is written to --output; events outside the decoder's domain \
             (expectations, values no choice produces) are left out and listed on standard error.
@@ -58,18 +59,17 @@ struct Decode: ParsableCommand {
 
     /// One FuzzRequestABI input per distinct ring request of the trace.
     private func writeABISeeds(_ kinds: [TraceEventKind], into directory: String) throws {
-        var protocols: [UInt16: BlkifProtocol] = [:]
+        var state = TraceState()
         var seeds: Set<[UInt8]> = []
         for kind in kinds {
+            defer { state.apply(kind) }
             switch kind {
-            case .connect(let connect):
-                protocols[connect.vbd] = connect.protocolName
             case .request(let request):
-                guard let ringProtocol = protocols[request.vbd] else { continue }
+                guard let ringProtocol = state.ringProtocol(ofVbd: request.vbd) else { continue }
                 seeds.insert(FuzzProperties.abiInput(protocol: ringProtocol, response: false,
                                                      bytes: ringProtocol.encode(request.blkifRequest)))
             case .raw(let raw):
-                guard let ringProtocol = protocols[raw.vbd] else { continue }
+                guard let ringProtocol = state.ringProtocol(ofVbd: raw.vbd) else { continue }
                 seeds.insert(FuzzProperties.abiInput(protocol: ringProtocol, response: false, bytes: raw.bytes))
             default:
                 continue

@@ -23,7 +23,7 @@ struct Matrix: ParsableCommand {
         var ok = true
         for variant in variants {
             let reports = ParallelReplay.run(files: files, jobs: jobs, failFast: false) { path in
-                TraceFile.replay(path: path, variant: variant)
+                TraceRunner.replay(.file(path: path), variant: variant)
             }
             if reports.contains(where: { $0.verdict == .error }) {
                 for report in reports where report.verdict == .error { print(report.traceError!.description) }

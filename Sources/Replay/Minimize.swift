@@ -2,6 +2,7 @@ import ArgumentParser
 import Backend
 import Foundation
 import Harness
+import Minimizer
 import Oracle
 import Trace
 
@@ -101,8 +102,7 @@ struct Minimize: ParsableCommand {
     }
 
     static func replay(_ text: String, variant: BackendVariant) -> ReplayReport {
-        var source = TextTraceSource(text: text, file: "minimized")
-        return TraceRunner.run(&source, variant: variant)
+        return TraceRunner.replay(.text(text, name: "minimized"), variant: variant)
     }
 
     static func line(_ position: TracePosition) -> String {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Backend
 import Blkif
 import Harness
+import Recording
 
 extension Workload.Frontend: ExpressibleByArgument {}
 extension Workload.SectorPattern: ExpressibleByArgument {}

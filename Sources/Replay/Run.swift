@@ -60,7 +60,7 @@ struct Run: ParsableCommand {
         let started = Date()
         let reports = ParallelReplay.run(files: files, jobs: verbose ? 1 : jobs, failFast: failFast) { path in
             var events: [String] = []
-            let report = TraceFile.replay(path: path, variant: variant, options: options,
+            let report = TraceRunner.replay(.file(path: path), variant: variant, options: options,
                                           onEvent: verbose ? { event, found in
                                               events.append(VerboseLine.render(event, found))
                                           } : nil)

@@ -41,14 +41,11 @@ extension TraceFile {
     /// Every event of a trace file, for the commands that need the whole trace
     /// (decode --encode, minimize); a malformed file is reported and exits 2.
     static func readKindsOrExit(_ path: String) throws -> [TraceEventKind] {
-        var kinds: [TraceEventKind] = []
         do {
-            var source = try TraceFile.open(path: path)
-            while let event = try source.next() { kinds.append(event.kind) }
+            return try TraceFile.readAll(path: path).map(\.kind)
         } catch {
             FileOutput.standardError(error.description)
             throw ExitCode(2)
         }
-        return kinds
     }
 }

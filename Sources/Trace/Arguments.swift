@@ -4,6 +4,8 @@ struct LineContext {
     let line: Int
     /// Where the event's keyword starts: the place to blame for what is missing.
     let keywordColumn: Int
+    /// The latest connect's domain before this line: the default `domid=`.
+    var latestDomid: UInt16? = nil
 
     func error(at column: Int, _ message: String) -> TraceError {
         TraceError(file: file, position: .line(line, column: column), message: message)

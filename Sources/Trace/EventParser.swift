@@ -35,19 +35,19 @@ enum Schema {
     static let expectations = ["response", "persistent=N", "violation"]
 }
 
-/// Reads one event from the tokens of a non-empty line. Stateful only for
-/// what the format makes stateful: `domid=` defaults to the latest connect's.
+/// Reads one event from the tokens of a non-empty line. The one thing the
+/// format makes depend on what came before — `domid=` defaults to the latest
+/// connect's — comes from the trace's state, which the caller keeps.
 struct EventParser: Sendable {
     let file: String
-    private var latestDomid: UInt16?
 
     init(file: String) {
         self.file = file
     }
 
-    mutating func parse(_ tokens: [Token], line: Int) throws(TraceError) -> TraceEvent {
+    func parse(_ tokens: [Token], line: Int, after state: TraceState) throws(TraceError) -> TraceEvent {
         let keyword = tokens[0]
-        let context = LineContext(file: file, line: line, keywordColumn: keyword.column)
+        let context = LineContext(file: file, line: line, keywordColumn: keyword.column, latestDomid: state.latestDomid)
         let arguments = tokens.dropFirst()
         let kind: TraceEventKind
         switch keyword.text {
@@ -83,7 +83,7 @@ struct EventParser: Sendable {
         return .frontendKey(name: name, value: words[1].text)
     }
 
-    private mutating func connect(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+    private func connect(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
         let args = try Arguments(tokens, event: "connect", schema: Schema.connect, context: context)
         var event = ConnectEvent(domid: try args.required("domid", .integer(min: 1, max: 32767)))
         event.protocolName = try args.optional("protocol", .protocolName) ?? .native
@@ -94,14 +94,13 @@ struct EventParser: Sendable {
         event.flush = try args.optional("flush", .bool) ?? true
         event.discard = try args.optional("discard", .bool) ?? false
         event.vbd = try args.optional("vbd", .integer()) ?? 0
-        latestDomid = event.domid
         return .connect(event)
     }
 
     /// An explicit `domid=`, else the latest connect's; never a guess.
     private func domid(_ args: Arguments) throws(TraceError) -> UInt16 {
         if let domid: UInt16 = try args.optional("domid", .integer(min: 1, max: 32767)) { return domid }
-        guard let latestDomid else {
+        guard let latestDomid = args.context.latestDomid else {
             throw args.context.error(at: args.context.keywordColumn,
                                      "'\(args.event)' before any connect needs its domain; expected domid=1..32767")
         }

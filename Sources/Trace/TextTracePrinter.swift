@@ -2,37 +2,42 @@ import Blkif
 
 /// Prints events in canonical text: one space between tokens, keys in the
 /// format's order, defaults omitted, numbers in decimal, requests in their
-/// canonical form (see `RequestEvent.canonical`). Stateful because a
-/// `domid=` equal to the latest connect's is a default too, and because a
-/// `raw` request is printed as the `request` it encodes when its bytes are
-/// exactly that request's encoding in the protocol of the latest connect of
-/// its vbd — so canonical text → pcap → text is the identity.
+/// canonical form (see `RequestEvent.canonical`). A line depends on what the
+/// trace set up before it: a `domid=` equal to the latest connect's is a
+/// default too, and a `raw` request is printed as the `request` it encodes
+/// when its bytes are exactly that request's encoding in the protocol of the
+/// latest connect of its vbd — so canonical text → pcap → text is the
+/// identity. The printer keeps that state; `line(for:after:)` takes it from
+/// a caller that keeps its own.
 public struct TextTracePrinter: Sendable {
-    private var latestDomid: UInt16?
-    /// The protocol of the latest connect of each vbd (kept after its disconnect).
-    private var protocols: [UInt16: BlkifProtocol] = [:]
+    public private(set) var state = TraceState()
 
     public init() {}
 
     /// The header line; it starts a new trace, so it forgets every connect.
     public mutating func header() -> String {
-        latestDomid = nil
-        protocols = [:]
+        state = TraceState()
         return TextTraceReader.header
     }
 
-    /// The canonical line of one event, without a newline. `expect` prints
-    /// `vbd=` when it is not 0 (on response and persistent; an extension of
-    /// format version 1). Values the text cannot carry (a frontend-key value
-    /// with spaces or `#`, a raw request of no bytes) are printed as they are
-    /// and will not read back.
+    /// The canonical line of one event, without a newline, after the events
+    /// printed so far.
     public mutating func line(for kind: TraceEventKind) -> String {
+        defer { state.apply(kind) }
+        return Self.line(for: kind, after: state)
+    }
+
+    /// The canonical line of one event, without a newline, after what
+    /// `state` says the trace has set up. `expect` prints `vbd=` when it is
+    /// not 0 (on response and persistent; an extension of format version 1).
+    /// Values the text cannot carry (a frontend-key value with spaces or `#`,
+    /// a raw request of no bytes) are printed as they are and will not read back.
+    public static func line(for kind: TraceEventKind, after state: TraceState) -> String {
+        let latestDomid = state.latestDomid
         switch kind {
         case let .frontendKey(name, value):
             return "frontend-key \(name) \(value)"
         case let .connect(event):
-            latestDomid = event.domid
-            protocols[event.vbd] = event.protocolName
             return Self.words(for: event).line
         case let .grant(event):
             var words = Words("grant")
@@ -50,7 +55,7 @@ public struct TextTracePrinter: Sendable {
         case let .request(event):
             return Self.words(for: event.canonical).line
         case let .raw(event):
-            if let ringProtocol = protocols[event.vbd],
+            if let ringProtocol = state.ringProtocol(ofVbd: event.vbd),
                let request = RequestEvent(ringBytes: event.bytes, protocol: ringProtocol, vbd: event.vbd, hold: event.hold) {
                 return Self.words(for: request).line
             }

@@ -5,7 +5,9 @@ public struct TextTraceReader: Sendable {
 
     private let file: String
     private var lines: LineSource
-    private var parser: EventParser
+    private let parser: EventParser
+    /// What the events read so far set up (the default `domid=` comes from it).
+    public private(set) var state = TraceState()
     private var sawHeader = false
     /// Errors are final: a reader that failed keeps failing the same way
     /// rather than guessing where the trace might resume.
@@ -47,7 +49,11 @@ public struct TextTraceReader: Sendable {
     private mutating func readEvent() throws(TraceError) -> TraceEvent? {
         while let (number, tokens) = lines.next() {
             if tokens.isEmpty { continue }   // blank or comment-only
-            if sawHeader { return try parser.parse(tokens, line: number) }
+            if sawHeader {
+                let event = try parser.parse(tokens, line: number, after: state)
+                state.apply(event.kind)
+                return event
+            }
             try checkHeader(tokens, line: number)
             sawHeader = true
         }

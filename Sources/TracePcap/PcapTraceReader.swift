@@ -19,9 +19,11 @@ public final class PcapTraceReader {
     public private(set) var packetNumber = 0
     private var sawHeader = false
     private var ended = false
-    /// The protocol of the latest connect of each vbd, to size and decode ring bytes.
-    private var protocols: [UInt16: BlkifProtocol] = [:]
-    private var parser: TextEventLineParser
+    /// What the events read so far set up: the protocol of the latest connect
+    /// of each vbd sizes and decodes ring bytes; the latest domain is the
+    /// default `domid=` of control text.
+    public private(set) var state = TraceState()
+    private let parser: TextEventLineParser
     /// Errors are final, as for the text reader: no guessing where to resume.
     private var failure: TraceError?
 
@@ -124,6 +126,7 @@ public final class PcapTraceReader {
         case .request: eventKind = try request(body, vbd: vbd, number)
         case .response: eventKind = try response(body, vbd: vbd, number)
         }
+        state.apply(eventKind)
         return TraceEvent(kind: eventKind, position: .packet(number))
     }
 
@@ -157,7 +160,7 @@ public final class PcapTraceReader {
         }
         let parsed: TraceEvent?
         do throws(TraceError) {
-            parsed = try parser.parse(text)
+            parsed = try parser.parse(text, after: state)
         } catch {
             let column = if case let .line(_, column) = error.position { column } else { 0 }
             throw self.error(number, "in the control text at column \(column): \(error.message)")
@@ -170,30 +173,14 @@ public final class PcapTraceReader {
             throw error(number, "a ring request written as control text; expected it as a kind-2 packet of ring bytes")
         case .expect(.response, _):
             throw error(number, "an expected response written as control text; expected it as a kind-3 packet of ring bytes")
-        case let .connect(connect):
-            protocols[connect.vbd] = connect.protocolName
         default:
             break
         }
-        let textVbd = Self.vbd(of: kind)
+        let textVbd = kind.vbd
         guard textVbd == vbd else {
             throw error(number, "the packet header names vbd \(vbd) but its text vbd \(textVbd); expected the same vbd")
         }
         return kind
-    }
-
-    /// The vbd a control event concerns (0 for events of no vbd).
-    static func vbd(of kind: TraceEventKind) -> UInt16 {
-        switch kind {
-        case let .connect(connect): connect.vbd
-        case let .request(request): request.vbd
-        case let .raw(raw): raw.vbd
-        case let .complete(_, vbd): vbd
-        case let .disconnect(vbd): vbd
-        case .expect(.violation, _): 0
-        case let .expect(_, vbd): vbd
-        case .frontendKey, .grant, .revoke, .fail: 0
-        }
     }
 
     private func request(_ body: [UInt8], vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
@@ -203,7 +190,7 @@ public final class PcapTraceReader {
         guard flags & ~PcapTraceFormat.holdFlag == 0 else {
             throw error(number, "unknown flags 0x\(String(flags, radix: 16)) in a ring-request packet; expected 0 or 1 (bit 0: hold)")
         }
-        guard let ringProtocol = protocols[vbd] else {
+        guard let ringProtocol = state.ringProtocol(ofVbd: vbd) else {
             throw error(number, "a ring request on vbd \(vbd) before its connect; expected a connect control packet for vbd \(vbd) first")
         }
         let bytes = Array(body.dropFirst())
@@ -224,7 +211,7 @@ public final class PcapTraceReader {
     private func response(_ body: [UInt8], vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
         // A response needs no connect (an `expect response` may stand
         // anywhere); before any connect of its vbd it has the native layout.
-        let ringProtocol = protocols[vbd] ?? .native
+        let ringProtocol = state.ringProtocol(ofVbd: vbd) ?? .native
         let size = ringProtocol.response.size
         guard body.count == size, let response = try? ringProtocol.decodeResponse(body) else {
             throw error(number, "\(body.count < size ? "short" : "long") packet: a ring response of \(body.count) bytes on vbd \(vbd); expected the \(size) bytes of a \(ringProtocol) response")

@@ -32,10 +32,11 @@ public final class PcapTraceWriter {
     private var dumper: OpaquePointer?
     /// Packets written so far, the header included: the next packet's number is this + 1.
     public private(set) var packetCount = 0
-    private var printer = TextTracePrinter()
+    /// What the events written so far set up: the protocol of each vbd, and
+    /// what printing and reading back a control line depend on.
+    private var state = TraceState()
     /// Reads each control line back, to refuse what the reader would not give back.
-    private var verifier: TextEventLineParser
-    private var protocols: [UInt16: BlkifProtocol] = [:]
+    private let verifier: TextEventLineParser
     /// The operation of requests not answered yet, per vbd and id, for the
     /// operation byte of their response packets (0 when unknown).
     private var pendingOperations: [UInt16: [UInt64: UInt8]] = [:]
@@ -52,7 +53,7 @@ public final class PcapTraceWriter {
             throw PcapWriteError("\(path): cannot write: \(String(cString: pcap_geterr(dead)))")
         }
         self.dumper = dumper
-        try emit(.control, vbd: 0, Array(printer.header().utf8))
+        try emit(.control, vbd: 0, Array(TextEventLineParser.header.utf8))
     }
 
     deinit {
@@ -62,6 +63,11 @@ public final class PcapTraceWriter {
 
     /// Writes one event as one packet.
     public func write(_ kind: TraceEventKind) throws(PcapWriteError) {
+        try writePacket(kind)
+        state.apply(kind)
+    }
+
+    private func writePacket(_ kind: TraceEventKind) throws(PcapWriteError) {
         switch kind {
         case let .request(event):
             let ringProtocol = try connectedProtocol(event.vbd, "request")
@@ -78,7 +84,7 @@ public final class PcapTraceWriter {
             }
             try emit(.request, vbd: event.vbd, [event.hold ? PcapTraceFormat.holdFlag : 0] + event.bytes)
         case let .expect(.response(id, status), vbd):
-            let ringProtocol = protocols[vbd] ?? .native
+            let ringProtocol = state.ringProtocol(ofVbd: vbd) ?? .native
             let operation = pendingOperations[vbd]?.removeValue(forKey: id) ?? 0
             try emit(.response, vbd: vbd,
                      ringProtocol.encode(BlkifResponse(id: id, operation: operation, status: status.rawValue)))
@@ -99,7 +105,7 @@ public final class PcapTraceWriter {
     }
 
     private func connectedProtocol(_ vbd: UInt16, _ what: String) throws(PcapWriteError) -> BlkifProtocol {
-        guard let ringProtocol = protocols[vbd] else {
+        guard let ringProtocol = state.ringProtocol(ofVbd: vbd) else {
             throw PcapWriteError("a \(what) on vbd \(vbd) before any connect of it: pcap stores a request as the ring bytes of its vbd's protocol")
         }
         return ringProtocol
@@ -111,24 +117,21 @@ public final class PcapTraceWriter {
         if case let .expect(.violation(check, backend), vbd) = kind, vbd != 0 {
             kind = .expect(.violation(check, backend: backend), vbd: 0)
         }
-        let line = printer.line(for: kind)
+        let line = TextTracePrinter.line(for: kind, after: state)
         if line.unicodeScalars.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "#" }) {
             throw PcapWriteError("the event's text \(Self.shortened(line)) holds a line break or '#', which a control packet cannot carry")
         }
         let back: TraceEvent?
         do throws(TraceError) {
-            back = try verifier.parse(line)
+            back = try verifier.parse(line, after: state)
         } catch {
             throw PcapWriteError("the event's text \(Self.shortened(line)) does not read back (\(error.message))")
         }
         guard back?.kind == kind else {
             throw PcapWriteError("the event's text \(Self.shortened(line)) does not read back as the same event")
         }
-        if case let .connect(connect) = kind {
-            protocols[connect.vbd] = connect.protocolName
-            pendingOperations[connect.vbd] = nil
-        }
-        try emit(.control, vbd: PcapTraceReader.vbd(of: kind), Array(line.utf8))
+        if case let .connect(connect) = kind { pendingOperations[connect.vbd] = nil }
+        try emit(.control, vbd: kind.vbd, Array(line.utf8))
     }
 
     private func emit(_ kind: PcapTraceFormat.Kind, vbd: UInt16, _ body: [UInt8]) throws(PcapWriteError) {

@@ -2,6 +2,7 @@ import Backend
 import Blkif
 import Harness
 import Oracle
+import TestSupport
 import Testing
 import Trace
 
@@ -53,8 +54,7 @@ import Trace
     }
 
     static func run(_ events: [TraceEventKind], _ variant: BackendVariant) -> ReplayReport {
-        var source = EventListSource(file: "exhaustive", kinds: events)
-        return TraceRunner.run(&source, variant: variant)
+        replay(events, backend: variant, name: "exhaustive")
     }
 
     static var cases: [(Int, Bool, [BlkifSegment], Bool, Fault)] {

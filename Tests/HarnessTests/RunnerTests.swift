@@ -2,14 +2,9 @@ import Backend
 import Foundation
 import Harness
 import Oracle
+import TestSupport
 import Testing
 import Trace
-
-/// Replays a text trace written inline.
-func replay(_ text: String, backend: String = "fixed", oracle: Bool = true) throws -> ReplayReport {
-    var source = TextTraceSource(text: "xenblk-trace 1\n" + text, file: "inline.trace")
-    return TraceRunner.run(&source, variant: try BackendVariant(name: backend), options: ReplayOptions(oracle: oracle))
-}
 
 @Suite struct RunnerTests {
     @Test func aCleanTraceUnderFixedPasses() throws {

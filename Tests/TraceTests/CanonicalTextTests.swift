@@ -1,4 +1,5 @@
 import Blkif
+import TestSupport
 import Testing
 import Trace
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import Trace
 
@@ -34,7 +35,7 @@ import Trace
     @Test func garbageNeverCrashes() throws {
         let seed = testSeed(default: 0x6A_2BA6E)
         print("RobustnessTests garbage seed: \(seed) (set TRACE_TEST_SEED to replay another)")
-        var generator = EventGenerator(seed: seed)
+        var generator = RandomEvents(seed: seed)
         let pieces = ["xenblk-trace", "1", "connect", "grant", "request", "fail", "map", "expect", "violation",
                       "domid=", "gref=", "seg=", "op=", "id=", "hex=", "nr=", "..", ":", "-", "=", "#", "0x",
                       "ro", "hold", "persistent=", "response", "status=", "\t", " ", "\n", "\r\n", "7", "é", "\u{301}"]
@@ -52,7 +53,7 @@ import Trace
                     pieces.randomElement(using: &generator.rng)!
                 }.joined()
             default:
-                var bytes = Array(TextTracePrinter.render(generator.events(count: 8)).utf8)
+                var bytes = Array(TextTracePrinter.render(generator.textEvents(count: 8)).utf8)
                 for _ in 0..<Int.random(in: 1...4, using: &generator.rng) where !bytes.isEmpty {
                     let at = Int.random(in: 0..<bytes.count, using: &generator.rng)
                     switch Int.random(in: 0..<3, using: &generator.rng) {

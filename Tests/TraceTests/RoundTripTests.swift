@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Trace
 
@@ -6,9 +7,9 @@ import Trace
     @Test func printThenParseIsIdentity() throws {
         let seed = testSeed(default: 0x7EA5_E001)
         print("RoundTripTests seed: \(seed) (set TRACE_TEST_SEED to replay another)")
-        var generator = EventGenerator(seed: seed)
+        var generator = RandomEvents(seed: seed)
         for index in 0..<500 {
-            let events = generator.events(count: Int.random(in: 0...40, using: &generator.rng))
+            let events = generator.textEvents(count: Int.random(in: 0...40, using: &generator.rng))
             let text = TextTracePrinter.render(events)
             let parsed = try TextTraceReader.parseAll(text: text, file: "random-\(index).trace")
             #expect(parsed.map(\.kind) == events, "case \(index) of seed \(seed):\n\(text)")

@@ -1,4 +1,4 @@
-import Harness
+import FuzzSupport
 
 // libFuzzer provides main: this file has no top-level code, only the entry.
 // The backend comes from XENBLK_BACKEND (as `replay --backend` takes it; default fixed).

@@ -1,4 +1,4 @@
-import Harness
+import FuzzSupport
 
 // libFuzzer provides main: this file has no top-level code, only the entry.
 @_cdecl("LLVMFuzzerTestOneInput")

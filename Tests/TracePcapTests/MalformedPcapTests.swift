@@ -1,6 +1,7 @@
 import Blkif
 import Foundation
 import Harness
+import TestSupport
 import Testing
 import Trace
 import TracePcap
@@ -14,7 +15,7 @@ import TracePcap
         let path = try scratch.write(name, file)
         let message = readError(path).replacingOccurrences(of: path, with: name)
         // The harness reports the same error when replaying the file.
-        let report = TraceFile.replay(path: path, variant: .fixed)
+        let report = TraceRunner.replay(.file(path: path), variant: .fixed)
         #expect(report.verdict == (message.isEmpty ? .pass : .error))
         #expect(report.traceError?.description.replacingOccurrences(of: path, with: name) ?? "" == message)
         #expect(!message.contains("\n"))
@@ -147,7 +148,7 @@ import TracePcap
         let scratch = try Scratch("runtime")
         defer { scratch.cleanUp() }
         let path = try scratch.write("r.pcap", classicPcap(packets: [headerPacket, Self.connect, control("complete id=9")]))
-        let report = TraceFile.replay(path: path, variant: .fixed)
+        let report = TraceRunner.replay(.file(path: path), variant: .fixed)
         #expect(report.traceError?.description == "\(path): packet 3: id 9 is not held on vbd 0")
     }
 }

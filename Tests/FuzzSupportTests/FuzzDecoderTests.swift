@@ -1,56 +1,31 @@
 import Backend
 import Blkif
+import FuzzSupport
 import Foundation
 import Harness
 import Seeded
+import TestSupport
 import Testing
 import Trace
 
 
-/// Random fuzz inputs, some biased towards the choices that matter.
-func randomInputs(count: Int, seed: UInt64) -> [[UInt8]] {
-    var rng = SplitMix64(seed: seed)
-    return (0..<count).map { index in
-        let length = Int.random(in: 0...(index % 4 == 0 ? 2000 : 400), using: &rng)
-        if index % 3 == 0 {
-            // Mostly opcodes that build state, so traces go deep.
-            var bytes: [UInt8] = []
-            while bytes.count < length {
-                let roll = Int.random(in: 0..<10, using: &rng)
-                switch roll {
-                case 0: bytes.append(UInt8.random(in: FuzzFormat.Opcode.connect, using: &rng))
-                case 1: bytes.append(UInt8.random(in: FuzzFormat.Opcode.grant, using: &rng))
-                default: bytes.append(UInt8.random(in: 0...255, using: &rng))
-                }
-            }
-            return bytes
-        }
-        return (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
-    }
-}
-
-func replayKinds(_ kinds: [TraceEventKind], backend: BackendVariant = .fixed) -> ReplayReport {
-    var source = EventListSource(file: "fuzz", kinds: kinds)
-    return TraceRunner.run(&source, variant: backend)
-}
-
 @Suite struct FuzzDecoderTests {
     @Test func everyInputDecodesToAValidBoundedTrace() {
-        for (index, input) in randomInputs(count: 3000, seed: 1).enumerated() {
+        for (index, input) in randomFuzzInputs(count: 3000, seed: 1).enumerated() {
             let events = FuzzDecoder.decode(input)
             #expect(events.count <= FuzzFormat.maxEvents)
             #expect(!events.contains { if case .expect = $0 { true } else { false } })
-            let report = replayKinds(events)
+            let report = replay(events)
             #expect(report.traceError == nil, "input \(index): \(report.traceError!.description)\n\(TextTracePrinter.render(events))")
             if report.traceError != nil { return }
         }
     }
 
     @Test func everyQuirkBackendReplaysDecodedInputsWithoutTraceErrors() {
-        let inputs = randomInputs(count: 300, seed: 2)
+        let inputs = randomFuzzInputs(count: 300, seed: 2)
         for quirk in Quirk.allCases {
             for input in inputs {
-                let report = replayKinds(FuzzDecoder.decode(input), backend: BackendVariant(quirks: [quirk]))
+                let report = replay(FuzzDecoder.decode(input), backend: BackendVariant(quirks: [quirk]))
                 #expect(report.traceError == nil, "\(quirk): \(report.traceError!.description)")
                 if report.traceError != nil { return }
             }
@@ -58,13 +33,13 @@ func replayKinds(_ kinds: [TraceEventKind], backend: BackendVariant = .fixed) ->
     }
 
     @Test func decodingIsDeterministic() {
-        for input in randomInputs(count: 200, seed: 3) {
+        for input in randomFuzzInputs(count: 200, seed: 3) {
             #expect(FuzzDecoder.decode(input) == FuzzDecoder.decode(input))
         }
     }
 
     @Test func decodeEncodeDecodeIsTheIdentity() {
-        for (index, input) in randomInputs(count: 3000, seed: 4).enumerated() {
+        for (index, input) in randomFuzzInputs(count: 3000, seed: 4).enumerated() {
             let events = FuzzDecoder.decode(input)
             let encoding = FuzzEncoder.encode(events)
             if let skipped = encoding.skipped.first {
@@ -79,7 +54,7 @@ func replayKinds(_ kinds: [TraceEventKind], backend: BackendVariant = .fixed) ->
     }
 
     @Test func decodedTracesSurviveTheTextFormat() throws {
-        for input in randomInputs(count: 1000, seed: 5) {
+        for input in randomFuzzInputs(count: 1000, seed: 5) {
             let events = FuzzDecoder.decode(input)
             let text = TextTracePrinter.render(events)
             let parsed = try TextTraceReader.parseAll(text: text, file: "decoded.trace").map(\.kind)

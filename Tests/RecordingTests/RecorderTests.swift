@@ -2,6 +2,8 @@ import Backend
 import Blkif
 import Foundation
 import Harness
+import Recording
+import TestSupport
 import Testing
 import Trace
 import TracePcap
@@ -93,7 +95,7 @@ import TracePcap
         let text = try dumpPcap(path)
         #expect(text.components(separatedBy: "\ndisconnect\n").count - 1 == 3)
         #expect(text.contains("expect persistent="))
-        let report = TraceFile.replay(path: path, variant: .fixed)
+        let report = TraceRunner.replay(.file(path: path), variant: .fixed)
         #expect(report.verdict == .pass, "\(report.violations)")
         #expect(report.statistics.requests == 250)
     }
@@ -113,15 +115,36 @@ import TracePcap
 
     /// The committed recordings: small, clean under fixed, and caught by quirks.
     @Test func committedRecordings() throws {
-        let directory = packageRoot.appendingPathComponent("traces/recorded")
+        let directory = Repository.root.appendingPathComponent("traces/recorded")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path))?.filter { $0.hasSuffix(".pcap") } ?? []
         #expect(names.count >= 5)
         for name in names.sorted() {
             let path = directory.appendingPathComponent(name).path
             let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
             #expect(size < 1_000_000, "\(name) is \(size) bytes")
-            let report = TraceFile.replay(path: path, variant: .fixed)
+            let report = TraceRunner.replay(.file(path: path), variant: .fixed)
             #expect(report.verdict == .pass, "\(name): \(report.violations.prefix(3)) \(String(describing: report.traceError))")
         }
     }
+}
+
+@Suite struct RecordingRoundTripTests {
+    /// A recording → text → pcap is byte for byte the same.
+    @Test func pcapThroughTextKeepsTheBytes() throws {
+        let scratch = try Scratch("bytes")
+        defer { scratch.cleanUp() }
+        var workload = Workload(seed: 11, requests: 300, queueDepth: 8, reconnectEvery: 120, protocolName: .x86_32)
+        for frontend in Workload.Frontend.allCases {
+            workload.frontend = frontend
+            let recorded = scratch.path("\(frontend).pcap")
+            _ = try WorkloadRecorder.record(workload, to: recorded)
+            let text = try dumpPcap(recorded)
+            let again = try throughPcap(text, file: "\(frontend)-again.trace", scratch: scratch)
+            #expect(again == text)
+            let rewritten = scratch.path("\(frontend)-rewritten.pcap")
+            try writePcap(try TextTraceReader.parseAll(text: text, file: "t").map(\.kind), to: rewritten)
+            #expect(try bytes(of: rewritten) == bytes(of: recorded))
+        }
+    }
+
 }

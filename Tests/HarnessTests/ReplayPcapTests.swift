@@ -1,6 +1,7 @@
 import Backend
 import Foundation
 import Harness
+import TestSupport
 import Testing
 import Trace
 import TracePcap
@@ -34,8 +35,8 @@ import TracePcap
         let pcapPath = scratch.path("t.pcap")
         try writePcap(try TextTraceReader.parseAll(text: Self.text, file: "t").map(\.kind), to: pcapPath)
         for variant in [BackendVariant.fixed, try BackendVariant(name: "seed")] {
-            let fromText = TraceFile.replay(path: textPath, variant: variant)
-            let fromPcap = TraceFile.replay(path: pcapPath, variant: variant)
+            let fromText = TraceRunner.replay(.file(path: textPath), variant: variant)
+            let fromPcap = TraceRunner.replay(.file(path: pcapPath), variant: variant)
             #expect(fromText.statistics == fromPcap.statistics)
             #expect(fromText.verdict == fromPcap.verdict)
             // The two wrong expectations, at lines 8 and 9 = packets 8 and 9 (header = line 1 = packet 1).
@@ -44,7 +45,7 @@ import TracePcap
             #expect(linePositions.map { if case let .line(line, _) = $0 { line } else { -1 } }
                     == packetPositions.map { if case let .packet(number) = $0 { number } else { -2 } })
         }
-        let fixed = TraceFile.replay(path: pcapPath, variant: .fixed)
+        let fixed = TraceRunner.replay(.file(path: pcapPath), variant: .fixed)
         #expect(fixed.violations.map(\.violation.check) == [.expect, .expect])
         #expect(fixed.violations.map(\.violation.seen) == ["okay", "persistent=4"])
         #expect(fixed.violations.map(\.violation.position) == [.packet(8), .packet(9)])

@@ -1,8 +1,10 @@
-import Seeded
 import Backend
 import Blkif
+import FuzzSupport
 import Foundation
 import Harness
+import Seeded
+import TestSupport
 import Testing
 import Trace
 
@@ -27,7 +29,7 @@ import Trace
 
     @Test func theTextReaderHandlesTheSuiteAndItsMutations() throws {
         var rng = SplitMix64(seed: 12)
-        for file in traceFiles(under: tracesDirectory) {
+        for file in Repository.traceFiles() {
             let bytes = Array(try Data(contentsOf: file))
             #expect(FuzzProperties.traceText(bytes) == nil, "\(file.lastPathComponent)")
             for _ in 0..<20 {
@@ -42,7 +44,7 @@ import Trace
     }
 
     @Test func decodedTracesPrintAsTextThatReadsBack() {
-        for input in randomInputs(count: 300, seed: 13) {
+        for input in randomFuzzInputs(count: 300, seed: 13) {
             let text = Array(FuzzDecoder.text(input).utf8)
             #expect(FuzzProperties.traceText(text) == nil)
         }
@@ -57,7 +59,7 @@ import Trace
     }
 
     @Test func fuzzReplayFindsNothingUnderFixedOnDecodedRandomInputs() {
-        for input in randomInputs(count: 500, seed: 15) {
+        for input in randomFuzzInputs(count: 500, seed: 15) {
             let finding = FuzzProperties.replay(input, variant: .fixed)
             #expect(finding == nil, "\(finding ?? "")\n\(FuzzDecoder.text(input))")
             if finding != nil { return }
@@ -67,11 +69,9 @@ import Trace
 
 /// corpus/: every seed keeps passing its target's check (the corpus is for the fixed backend).
 @Suite struct CorpusTests {
-    static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("corpus")
 
     static func inputs(_ target: String) -> [(name: String, bytes: [UInt8])] {
-        let directory = corpus.appendingPathComponent(target)
+        let directory = Repository.corpus.appendingPathComponent(target)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         return names.sorted().compactMap { name in
             (try? Data(contentsOf: directory.appendingPathComponent(name))).map { (name, Array($0)) }

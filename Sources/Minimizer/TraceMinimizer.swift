@@ -1,14 +1,8 @@
 import Backend
 import Blkif
+import Harness
 import Oracle
 import Trace
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Shrinks a failing trace to a smallest one that still fails with the same
 /// first check under the same backend: it removes events (in chunks, then one
@@ -89,8 +83,7 @@ public struct TraceMinimizer {
 
     /// The first failing violation of a replay, when the verdict is a failure (in process).
     public func firstFailure(_ events: [TraceEventKind]) -> (report: ReplayReport, violation: Violation?) {
-        var source = EventListSource(file: "minimize", kinds: events)
-        let report = TraceRunner.run(&source, variant: variant, options: options)
+        let report = TraceRunner.replay(.events(events, name: "minimize"), variant: variant, options: options)
         guard report.verdict == .fail else { return (report, nil) }
         return (report, report.failingViolations.first?.violation)
     }
@@ -106,39 +99,34 @@ public struct TraceMinimizer {
         }
     }
 
-    /// How a replay ends, in a forked child process, so that a crash is an answer.
+    /// How a replay ends, in a child process, so that a crash is an answer.
     public func isolatedOutcome(_ events: [TraceEventKind]) -> Outcome {
-        let pid = fork()
-        if pid == 0 {
-            // The child: no crash report, no backtrace, just the status.
-            for signal in [SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGABRT, SIGFPE] {
-                _ = Glibc.signal(signal) { _exit(128 + $0) }
-            }
-            let null = open("/dev/null", O_WRONLY)
-            if null >= 0 { dup2(null, 2); dup2(null, 1) }
-            let code: Int32
-            switch outcome(events) {
-            case .pass: code = 0
-            case .traceError: code = 2
-            case .missingExpectation: code = 3
-            case .violation(let check): code = 10 + Int32(CheckID.allCases.firstIndex(of: check)!)
-            case .crash: code = 4
-            }
-            _exit(code)
+        switch CrashIsolation.run(encodingResult: { Self.exitCode(of: outcome(events)) }) {
+        case .exited(let code): Self.outcome(ofExitCode: code) ?? .crash(signal: 0)
+        case .signalled(let signal): .crash(signal: signal)
+        case .unavailable: outcome(events)   // no child process: in process, as best we can
         }
-        guard pid > 0 else { return outcome(events) }   // no fork: in process, as best we can
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let signalled = status & 0x7F
-        if signalled != 0 { return .crash(signal: signalled) }
-        let code = (status >> 8) & 0xFF
-        if code >= 128 { return .crash(signal: code - 128) }
+    }
+
+    /// An outcome as a child's exit code: 0 pass, 2 trace error, 3 missing
+    /// expectation, 10 + the check's index for a violation.
+    static func exitCode(of outcome: Outcome) -> Int32 {
+        switch outcome {
+        case .pass: 0
+        case .traceError: 2
+        case .missingExpectation: 3
+        case .violation(let check): 10 + Int32(CheckID.allCases.firstIndex(of: check)!)
+        case .crash: 4
+        }
+    }
+
+    static func outcome(ofExitCode code: Int32) -> Outcome? {
         switch code {
-        case 0: return .pass
-        case 2: return .traceError
-        case 3: return .missingExpectation
-        case 10..<(10 + Int32(CheckID.allCases.count)): return .violation(CheckID.allCases[Int(code - 10)])
-        default: return .crash(signal: 0)
+        case 0: .pass
+        case 2: .traceError
+        case 3: .missingExpectation
+        case 10..<(10 + Int32(CheckID.allCases.count)): .violation(CheckID.allCases[Int(code - 10)])
+        default: nil
         }
     }
 
@@ -148,8 +136,7 @@ public struct TraceMinimizer {
         switch original {
         case .pass: throw .passes(backend: variant.name)
         case .traceError:
-            var source = EventListSource(file: "minimize", kinds: events)
-            let report = TraceRunner.run(&source, variant: variant, options: options)
+            let report = TraceRunner.replay(.events(events, name: "minimize"), variant: variant, options: options)
             throw .traceError(report.traceError ?? TraceError(file: "minimize", position: .line(0, column: 0),
                                                               message: "not a valid trace"))
         case .missingExpectation: throw .onlyMissingExpectation(backend: variant.name)
@@ -281,17 +268,7 @@ public struct TraceMinimizer {
 
     /// The events with every vbd renamed by `rename`.
     static func renamingVbds(_ events: [TraceEventKind], _ rename: (UInt16) -> UInt16) -> [TraceEventKind] {
-        events.map { event in
-            switch event {
-            case .connect(var connect): connect.vbd = rename(connect.vbd); return .connect(connect)
-            case .request(var request): request.vbd = rename(request.vbd); return .request(request)
-            case .raw(var raw): raw.vbd = rename(raw.vbd); return .raw(raw)
-            case let .complete(id, vbd): return .complete(id: id, vbd: rename(vbd))
-            case let .disconnect(vbd): return .disconnect(vbd: rename(vbd))
-            case let .expect(expectation, vbd): return .expect(expectation, vbd: rename(vbd))
-            case .frontendKey, .grant, .revoke, .fail: return event
-            }
-        }
+        events.map { $0.onVbd(rename) }
     }
 
     /// Candidate traces in which the event at `index` is simpler, simplest first.
@@ -319,7 +296,7 @@ public struct TraceMinimizer {
             }
             for variant in simplerRequests(request) { replace(.request(variant)) }
         case .raw(let raw):
-            if let protocolName = protocolOf(vbd: raw.vbd, before: index, in: events),
+            if let protocolName = TraceState(after: events[..<index]).ringProtocol(ofVbd: raw.vbd),
                let decoded = try? protocolName.decodeRequest(raw.bytes) {
                 var request = RequestEvent(id: decoded.id, operation: decoded.operation, sector: decoded.sectorNumber,
                                            segments: decoded.isDiscard ? [] : decoded.segments,
@@ -414,12 +391,5 @@ public struct TraceMinimizer {
     static func smallerCounts(_ count: Int) -> [Int] {
         guard count > 1 else { return [] }
         return Array(Set([1, count / 2, count - 1])).filter { $0 >= 1 && $0 < count }.sorted()
-    }
-
-    static func protocolOf(vbd: UInt16, before index: Int, in events: [TraceEventKind]) -> BlkifProtocol? {
-        for event in events[..<index].reversed() {
-            if case .connect(let connect) = event, connect.vbd == vbd { return connect.protocolName }
-        }
-        return nil
     }
 }

@@ -1,13 +1,14 @@
 import Blkif
 import Foundation
 import Harness
+import TestSupport
 import Testing
 import Trace
 import TracePcap
 
 /// The Wireshark dissector (tools/wireshark/xenblk.lua) decodes what the reader decodes.
 @Suite struct DissectorTests {
-    static let script = packageRoot.appendingPathComponent("tools/wireshark/xenblk.lua").path
+    static let script = Repository.root.appendingPathComponent("tools/wireshark/xenblk.lua").path
     static let fields = ["frame.number", "xenblk.kind", "xenblk.vbd", "xenblk.control", "xenblk.req.op",
                          "xenblk.req.id", "xenblk.req.sector", "xenblk.req.nr_segments", "xenblk.req.nr_sectors",
                          "xenblk.seg.gref", "xenblk.seg.first_sect", "xenblk.seg.last_sect", "xenblk.hold",
@@ -18,7 +19,7 @@ import TracePcap
         var arguments = ["-r", path, "-X", "lua_script:" + script, "-T", "fields",
                          "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
         for field in fields { arguments += ["-e", field] }
-        let (output, status) = try run(executable("tshark")!, arguments)
+        let (output, status) = try runProgram(executable("tshark")!, arguments)
         #expect(status == 0)
         return output.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.isEmpty }
             .map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
@@ -128,7 +129,7 @@ import TracePcap
 
     /// The dissector on a committed recording: every request and response as the reader sees them.
     @Test(.enabled(if: executable("tshark") != nil)) func tsharkDecodesARecording() throws {
-        let path = packageRoot.appendingPathComponent("traces/recorded/persistent-qd8-x86_32.pcap").path
+        let path = Repository.root.appendingPathComponent("traces/recorded/persistent-qd8-x86_32.pcap").path
         let events = try PcapTraceReader.readAll(path: path)
         let rows = try Self.tshark(path)
         #expect(rows.count == events.count + 1)

@@ -77,7 +77,7 @@ public enum FuzzEncoder {
         var candidates: [[UInt8]] = []
         if let first = choice(for: event, state: state) { candidates.append(first) }
         // A request whose values no request choice reaches, as its ring bytes.
-        if case .request(let request) = event, let ringProtocol = state.attached[request.vbd]?.ringProtocol,
+        if case .request(let request) = event, let ringProtocol = state.trace.connected[request.vbd]?.ringProtocol,
            let raw = choice(for: .raw(RawRequestEvent(bytes: ringProtocol.encode(request.blkifRequest), vbd: request.vbd,
                                                       hold: request.hold)), state: state) {
             candidates.append(raw)
@@ -113,7 +113,7 @@ public enum FuzzEncoder {
             return [FuzzFormat.Opcode.raw.lowerBound, flags] + padded
         case let .complete(id, vbd):
             guard let index = state.holdingVbds.firstIndex(of: vbd), index < 256,
-                  let heldIndex = state.attached[vbd]?.held.firstIndex(of: id), heldIndex < 256 else { return nil }
+                  let heldIndex = state.trace.connected[vbd]?.held.firstIndex(of: id), heldIndex < 256 else { return nil }
             return [FuzzFormat.Opcode.complete.lowerBound, UInt8(index), UInt8(heldIndex)]
         case .disconnect(let vbd):
             guard let index = state.connectedVbds.firstIndex(of: vbd), index < 256 else { return nil }

@@ -1,5 +1,6 @@
 import Backend
 import Blkif
+import Harness
 import Trace
 import TracePcap
 #if canImport(Glibc)
@@ -19,8 +20,7 @@ public enum FuzzProperties {
     /// Decodes the input, replays it under `variant` and judges it: any
     /// failing verdict is a finding; a trace error is a decoder bug.
     public static func replay(_ input: some Sequence<UInt8>, variant: BackendVariant) -> String? {
-        var source = FuzzDecoder.source(input)
-        let report = TraceRunner.run(&source, variant: variant)
+        let report = TraceRunner.replay(.events(FuzzDecoder.decode(input), name: "fuzz-input"), variant: variant)
         if let error = report.traceError { return "decoder bug: the decoded trace is invalid: \(error.description)" }
         guard report.verdict == .pass else {
             guard let first = report.failingViolations.first?.violation else {

@@ -148,7 +148,6 @@ public enum FuzzFormat {
     /// Sectors byte values from here on are followed by explicit first and last.
     static let explicitSectors: UInt8 = 0xC0
     static let segmentCountModulus = 12
-    static let ringSlots = 32
 }
 
 /// Reads fuzz bytes; past the end it reads zeros.
@@ -198,50 +197,25 @@ struct FuzzReader {
 }
 
 /// What the decoder and the encoder both know about the run so far: the
-/// state that decides which events are valid.
+/// trace's own state (connected vbds, held requests, the latest domain),
+/// which decides which events are valid, and the grant budget.
 struct FuzzState {
-    struct Attachment {
-        var domid: UInt16
-        var ringProtocol: BlkifProtocol
-        var held: [UInt64] = []
-    }
-    var attached: [UInt16: Attachment] = [:]
-    var latestDomid: UInt16?
+    var trace = TraceState()
     /// Grefs named by grant and revoke ranges so far.
     var rangePages = 0
 
-    var connectedVbds: [UInt16] { attached.keys.sorted() }
-    var holdingVbds: [UInt16] { attached.filter { !$0.value.held.isEmpty }.keys.sorted() }
-    var defaultDomid: UInt16 { latestDomid ?? 1 }
-
-    func canSubmit(vbd: UInt16) -> Bool {
-        guard let attachment = attached[vbd] else { return false }
-        return attachment.held.count < FuzzFormat.ringSlots
-    }
+    var connectedVbds: [UInt16] { trace.connectedVbds }
+    var holdingVbds: [UInt16] { trace.holdingVbds }
+    var defaultDomid: UInt16 { trace.latestDomid ?? 1 }
+    func canSubmit(vbd: UInt16) -> Bool { trace.canSubmit(vbd: vbd) }
 
     /// Applies an event the way the trace runner will.
     mutating func apply(_ kind: TraceEventKind) {
+        trace.apply(kind)
         switch kind {
-        case .connect(let connect):
-            attached[connect.vbd] = Attachment(domid: connect.domid, ringProtocol: connect.protocolName)
-            latestDomid = connect.domid
-        case .grant(let grant):
-            rangePages += grant.grefs.count
-        case .revoke(let revoke):
-            rangePages += revoke.grefs.count
-        case .request(let request):
-            if request.hold { attached[request.vbd]?.held.append(request.id) }
-        case .raw(let raw):
-            if raw.hold, let attachment = attached[raw.vbd],
-               let request = try? attachment.ringProtocol.decodeRequest(raw.bytes) {
-                attached[raw.vbd]!.held.append(request.id)
-            }
-        case let .complete(id, vbd):
-            if let index = attached[vbd]?.held.firstIndex(of: id) { attached[vbd]!.held.remove(at: index) }
-        case .disconnect(let vbd):
-            attached[vbd] = nil
-        case .frontendKey, .fail, .expect:
-            break
+        case .grant(let grant): rangePages += grant.grefs.count
+        case .revoke(let revoke): rangePages += revoke.grefs.count
+        default: break
         }
     }
 }
@@ -259,12 +233,6 @@ public enum FuzzDecoder {
             events.append(event)
         }
         return events
-    }
-
-    /// The decoded events as a source for `TraceRunner` (event n at line n + 1,
-    /// as in the printed trace).
-    public static func source(_ input: some Sequence<UInt8>, file: String = "fuzz-input") -> EventListSource {
-        EventListSource(file: file, kinds: decode(input))
     }
 
     /// The decoded events as a text trace.
@@ -311,7 +279,7 @@ public enum FuzzDecoder {
         case .explicit(let value): limit = Int(min(value, UInt64(Int.max)))
         }
         let sectors = reader.pick(FuzzFormat.Pool.sectors) { min($0, FuzzFormat.Limit.sectors) }
-        guard state.attached[vbd] == nil else { return nil }
+        guard state.trace.connected[vbd] == nil else { return nil }
         return .connect(ConnectEvent(
             domid: domid, protocolName: FuzzFormat.Pool.protocols[Int(flags & 3)],
             persistent: FuzzFormat.Pool.persistent[Int(flags >> 2 & 3)],
@@ -442,7 +410,7 @@ public enum FuzzDecoder {
         let vbds = state.connectedVbds
         guard !vbds.isEmpty else { return nil }
         let vbd = vbds[vbdIndex % vbds.count]
-        guard state.canSubmit(vbd: vbd), let ringProtocol = state.attached[vbd]?.ringProtocol else { return nil }
+        guard state.canSubmit(vbd: vbd), let ringProtocol = state.trace.connected[vbd]?.ringProtocol else { return nil }
         let size = ringProtocol.request.size
         var bytes: [UInt8]
         if let body {
@@ -462,7 +430,7 @@ public enum FuzzDecoder {
         case .request(let request):
             return .request(request.canonical)
         case .raw(let raw):
-            guard let ringProtocol = state.attached[raw.vbd]?.ringProtocol,
+            guard let ringProtocol = state.trace.connected[raw.vbd]?.ringProtocol,
                   let request = RequestEvent(ringBytes: raw.bytes, protocol: ringProtocol, vbd: raw.vbd, hold: raw.hold)
             else { return kind }
             return .request(request)
@@ -477,7 +445,7 @@ public enum FuzzDecoder {
         let vbds = state.holdingVbds
         guard !vbds.isEmpty else { return nil }
         let vbd = vbds[vbdIndex % vbds.count]
-        let held = state.attached[vbd]!.held
+        let held = state.trace.connected[vbd]!.held
         return .complete(id: held[heldIndex % held.count], vbd: vbd)
     }
 

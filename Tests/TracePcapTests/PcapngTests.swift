@@ -1,5 +1,6 @@
 import Foundation
 import Harness
+import TestSupport
 import Testing
 import Trace
 import TracePcap
@@ -32,7 +33,7 @@ import TracePcap
 
             """)
         // The harness opens .pcapng by extension and replays it.
-        let report = TraceFile.replay(path: ng, variant: .fixed)
+        let report = TraceRunner.replay(.file(path: ng), variant: .fixed)
         #expect(report.verdict == .pass, "\(report.violations) \(String(describing: report.traceError))")
         #expect(report.statistics.requests == 1)
     }
@@ -43,7 +44,7 @@ import TracePcap
         defer { scratch.cleanUp() }
         let classic = try scratch.write("t.pcap", classicPcap(packets: Self.packets))
         let ng = scratch.path("t.pcapng")
-        let status = try run(executable("editcap")!, ["-F", "pcapng", classic, ng]).status
+        let status = try runProgram(executable("editcap")!, ["-F", "pcapng", classic, ng]).status
         #expect(status == 0)
         #expect(try PcapTraceReader.readAll(path: ng) == (try PcapTraceReader.readAll(path: classic)))
     }
@@ -61,28 +62,4 @@ enum BlkifRequestBytes {
         bytes[37] = 7
         return bytes
     }
-}
-
-/// The path of an executable on PATH, if any.
-func executable(_ name: String) -> String? {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    for directory in path.split(separator: ":") {
-        let candidate = "\(directory)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    return nil
-}
-
-/// Runs a program to its end; its standard output and exit status.
-func run(_ program: String, _ arguments: [String]) throws -> (output: String, status: Int32) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: program)
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (String(decoding: data, as: UTF8.self), process.terminationStatus)
 }

@@ -1,5 +1,6 @@
 import Backend
 import Blkif
+import Harness
 import Oracle
 import Trace
 import TracePcap
@@ -126,7 +127,7 @@ private final class RecordingSession {
         var issued = 0
         var sinceConnect = 0
         try connect()
-        while runner.backend.panic == nil {
+        while !runner.hasPanicked {
             let reconnectDue = workload.reconnectEvery.map { sinceConnect >= $0 } ?? false
             let canIssue = issued < workload.requests && !reconnectDue && inFlight.count < workload.queueDepth
             if canIssue && (inFlight.isEmpty || random.chance(0.75)) {
@@ -144,7 +145,7 @@ private final class RecordingSession {
                 break
             }
         }
-        if runner.backend.panic == nil { try disconnect() }
+        if !runner.hasPanicked { try disconnect() }
     }
 
     func connect() throws {
@@ -156,7 +157,7 @@ private final class RecordingSession {
     /// The frontend closes: the backend tears down; then the persistent
     /// frontend ends foreign access to its pool (blkif_free).
     func disconnect() throws {
-        if let count = runner.backend.snapshot(vbd: vbd)?.persistentCount {
+        if let count = runner.persistentCount(vbd: vbd) {
             try emit(.expect(.persistent(count: count), vbd: vbd))
         }
         try emit(.disconnect(vbd: vbd))
