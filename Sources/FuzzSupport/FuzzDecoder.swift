@@ -419,24 +419,7 @@ public enum FuzzDecoder {
         } else {
             bytes = Array(explicit.prefix(size))
         }
-        return canonical(.raw(RawRequestEvent(bytes: bytes, vbd: vbd, hold: hold)), state: state)
-    }
-
-    /// Events in the form the text printer gives them: requests canonical
-    /// (`RequestEvent.canonical`), and a raw request that is exactly the
-    /// encoding of a request event as that request. Both replay the same.
-    static func canonical(_ kind: TraceEventKind, state: FuzzState) -> TraceEventKind {
-        switch kind {
-        case .request(let request):
-            return .request(request.canonical)
-        case .raw(let raw):
-            guard let ringProtocol = state.trace.connected[raw.vbd]?.ringProtocol,
-                  let request = RequestEvent(ringBytes: raw.bytes, protocol: ringProtocol, vbd: raw.vbd, hold: raw.hold)
-            else { return kind }
-            return .request(request)
-        default:
-            return kind
-        }
+        return TraceEventKind.raw(RawRequestEvent(bytes: bytes, vbd: vbd, hold: hold)).canonical(after: state.trace)
     }
 
     static func complete(_ reader: inout FuzzReader, state: FuzzState) -> TraceEventKind? {

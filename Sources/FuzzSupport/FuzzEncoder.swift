@@ -36,7 +36,7 @@ public enum FuzzEncoder {
                 encoding.skipped.append((index, "beyond the decoder's \(FuzzFormat.maxEvents) events"))
                 continue
             }
-            let event = FuzzDecoder.canonical(original, state: state)
+            let event = original.canonical(after: state.trace)
             let candidates = choices(for: event, state: state)
             guard !candidates.isEmpty else {
                 encoding.skipped.append((index, "no fuzz choice gives this event in this state"))
@@ -64,7 +64,7 @@ public enum FuzzEncoder {
 
     /// The form the decoder produces for an event that means the same:
     /// requests in canonical form (raw requests are left as they are here;
-    /// see `FuzzDecoder.canonical`, which knows the vbd's protocol).
+    /// see `TraceEventKind.canonical(after:)`, which knows the vbd's protocol).
     public static func canonical(_ kind: TraceEventKind) -> TraceEventKind {
         guard case .request(let request) = kind else { return kind }
         return .request(request.canonical)

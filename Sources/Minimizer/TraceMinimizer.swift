@@ -298,13 +298,7 @@ public struct TraceMinimizer {
         case .raw(let raw):
             if let protocolName = TraceState(after: events[..<index]).ringProtocol(ofVbd: raw.vbd),
                let decoded = try? protocolName.decodeRequest(raw.bytes) {
-                var request = RequestEvent(id: decoded.id, operation: decoded.operation, sector: decoded.sectorNumber,
-                                           segments: decoded.isDiscard ? [] : decoded.segments,
-                                           nrSegments: decoded.nrSegments,
-                                           nrSectors: decoded.isDiscard ? decoded.discardSectors : nil,
-                                           handle: decoded.handle, vbd: raw.vbd, hold: raw.hold)
-                if request.nrSegments == UInt8(request.segments.count) { request.nrSegments = nil }
-                replace(.request(request))
+                replace(.request(RequestEvent(fieldsOf: decoded, vbd: raw.vbd, hold: raw.hold)))
             }
         case .connect(let connect):
             var defaults = ConnectEvent(domid: connect.domid, persistent: connect.persistent, vbd: connect.vbd)

@@ -52,18 +52,12 @@ public struct TextTracePrinter: Sendable {
             return words.line
         case let .fail(fault):
             return Self.words(for: fault).line
-        case let .request(event):
-            return Self.words(for: event.canonical).line
-        case let .raw(event):
-            if let ringProtocol = state.ringProtocol(ofVbd: event.vbd),
-               let request = RequestEvent(ringBytes: event.bytes, protocol: ringProtocol, vbd: event.vbd, hold: event.hold) {
-                return Self.words(for: request).line
+        case .request, .raw:
+            switch kind.canonical(after: state) {
+            case .request(let request): return Self.words(for: request).line
+            case .raw(let raw): return Self.words(for: raw).line
+            default: preconditionFailure("the canonical form of a ring request is a ring request")
             }
-            var words = Words("raw")
-            words.key("hex", event.bytes.map(Self.hexByte).joined())
-            words.key("vbd", event.vbd, unless: 0)
-            words.flag("hold", event.hold)
-            return words.line
         case let .complete(id, vbd):
             var words = Words("complete")
             words.key("id", id)
@@ -84,6 +78,14 @@ public struct TextTracePrinter: Sendable {
         var text = printer.header() + "\n"
         for event in events { text += printer.line(for: event) + "\n" }
         return text
+    }
+
+    private static func words(for event: RawRequestEvent) -> Words {
+        var words = Words("raw")
+        words.key("hex", event.bytes.map(Self.hexByte).joined())
+        words.key("vbd", event.vbd, unless: 0)
+        words.flag("hold", event.hold)
+        return words
     }
 
     private static func words(for event: ConnectEvent) -> Words {
