@@ -14,6 +14,8 @@ extension Replay {
                 Records a seeded workload against the fixed backend, writes it as pcap and as text, then times \
                 reading each encoding and replaying it with the oracle off (the baseline) and on. Each figure is \
                 the median of --repeat runs; ratios are against the baseline of this same run.
+                Exit status: 0; 1 when a replay of the workload fails under fixed; 2 for usage errors and \
+                workload files that cannot be written or read back.
                 """)
 
         @Option(help: "Requests in the workload.")
@@ -25,8 +27,8 @@ extension Replay {
         @Option(help: "Requests in flight at once (1…32).")
         var queueDepth = 8
 
-        @Option(help: "persistent or legacy.")
-        var frontend = "persistent"
+        @Option(help: "The frontend.")
+        var frontend: Workload.Frontend = .persistent
 
         @Option(help: "Runs per figure.")
         var `repeat` = 3
@@ -34,21 +36,29 @@ extension Replay {
         @Option(help: "Where to put the workload files (default: a temporary folder).")
         var directory: String?
 
+        var workload: Workload {
+            Workload(seed: seed, requests: requests, frontend: frontend, queueDepth: queueDepth)
+        }
+
+        func validate() throws {
+            if let problem = workload.problems.first { throw ValidationError(problem) }
+        }
+
         func run() throws {
-            guard let kind = Workload.Frontend(rawValue: frontend) else {
-                throw ValidationError("--frontend takes persistent or legacy")
-            }
             let folder = directory ?? NSTemporaryDirectory() + "xenblk-bench-\(ProcessInfo.processInfo.processIdentifier)"
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
+                throw ReplayFailure.cannotWrite(folder, because: error.localizedDescription)
+            }
             let pcap = folder + "/workload.pcap"
             let text = folder + "/workload.trace"
-            let workload = Workload(seed: seed, requests: requests, frontend: kind, queueDepth: queueDepth)
             print("workload: \(frontend), \(requests) requests, queue depth \(queueDepth), seed \(seed)")
             let summary: RecordingSummary
             do { summary = try WorkloadRecorder.record(workload, to: pcap, oracle: false) } catch {
-                throw ValidationError(error.description)
+                throw ReplayFailure.invalid(error.description)
             }
-            _ = try TraceConversion.convert(input: pcap, output: text)
+            do { _ = try TraceConversion.convert(input: pcap, output: text) } catch {
+                throw ReplayFailure.invalid(error.description)
+            }
 
             let readPcap = try median { try Self.readAll(pcap) }
             let readText = try median { try Self.readAll(text) }
@@ -83,15 +93,21 @@ extension Replay {
             return times.sorted()[times.count / 2]
         }
 
-        private static func readAll(_ path: String) throws {
-            var source = try TraceFile.open(path: path)
-            while try source.next() != nil {}
+        private static func readAll(_ path: String) throws(ReplayFailure) {
+            do {
+                var source = try TraceFile.open(path: path)
+                while try source.next() != nil {}
+            } catch {
+                throw .invalid(error.description)
+            }
         }
 
-        private static func replay(_ path: String, oracle: Bool) throws {
+        private static func replay(_ path: String, oracle: Bool) throws(ReplayFailure) {
             let report = TraceFile.replay(path: path, variant: .fixed, options: ReplayOptions(oracle: oracle))
-            if let error = report.traceError { throw ValidationError(error.description) }
-            guard report.verdict == .pass else { throw ValidationError("\(path) failed under fixed: \(report.violations.first.map { "\($0.violation)" } ?? "")") }
+            if let unreadable = ReplayFailure.unreadableTraces(in: [report]) { throw unreadable }
+            guard report.verdict == .pass else {
+                throw .failed("\(path) failed under fixed: \(report.violations.first.map { "\($0.violation)" } ?? "")")
+            }
         }
     }
 }

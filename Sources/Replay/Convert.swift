@@ -11,6 +11,8 @@ extension Replay {
                 libpcap; pcapng is read, not written). Streams: a trace of any length converts in constant memory. \
                 An event the output cannot carry (a request on a vbd never connected, a raw request of the wrong \
                 size for pcap) is an error naming the input's line or packet; OUT is then removed.
+                Exit status: 0; 2 for usage errors, an unreadable or malformed trace, an event OUT cannot \
+                carry and an OUT that cannot be written.
                 """)
 
         @Argument(help: "The trace to read (.trace, .pcap or .pcapng).")
@@ -33,8 +35,7 @@ extension Replay {
                 print("\(input) → \(output): \(count) events")
             } catch {
                 unlink(output)
-                FileOutput.standardError(error.description)
-                throw ExitCode(2)
+                throw ReplayFailure.invalid(error.description)
             }
         }
     }

@@ -14,6 +14,8 @@ extension Replay {
                 into a canonical text trace. With --encode, FILE is a trace (text or pcap) and the fuzz \
                 input it stands for is written to --output; events outside the decoder's domain \
                 (expectations, values no choice produces) are left out and listed on standard error.
+                Exit status: 0; 1 with --encode --exact when an event other than an expectation was left out; \
+                2 for usage errors, an unreadable input, a malformed trace and files that cannot be written.
                 """)
 
         @Argument(help: "A fuzz input (with --encode: a trace).")
@@ -35,26 +37,27 @@ extension Replay {
         func run() throws {
             if encode { return try encodeTrace() }
             guard let data = FileManager.default.contents(atPath: file) else {
-                FileOutput.standardError("\(file): cannot read the fuzz input")
-                throw ExitCode(2)
+                throw ReplayFailure.invalid("\(file): cannot read the fuzz input; expected a readable file of any bytes")
             }
             let events = FuzzDecoder.decode(data)
             let consumed = min(data.count, FuzzFormat.maxInput)
             var text = "# decoded from \((file as NSString).lastPathComponent) by replay decode "
                 + "(fuzz input format \(FuzzFormat.version), \(consumed) bytes, \(events.count) events)\n"
             text += TextTracePrinter.render(events)
-            try write(Data(text.utf8))
+            try Output.write(Data(text.utf8), to: output)
         }
 
         private func encodeTrace() throws {
-            let kinds = try TraceFile.readKindsOrExit(file)
+            let kinds = try TraceFiles.readEvents(file)
             let encoding = FuzzEncoder.encode(kinds)
             for (index, reason) in encoding.skipped {
-                FileOutput.standardError("\(file): event \(index + 1) left out: \(reason)")
+                Output.error("\(file): event \(index + 1) left out: \(reason)")
             }
-            try write(Data(encoding.bytes))
+            try Output.write(Data(encoding.bytes), to: output)
             if let abiSeeds { try writeABISeeds(kinds, into: abiSeeds) }
-            if exact && !encoding.isExact() { throw ExitCode(1) }
+            if exact && !encoding.isExact() {
+                throw ReplayFailure.failed("\(file): --exact: events other than expectations were left out (listed above)")
+            }
         }
 
         /// One FuzzRequestABI input per distinct ring request of the trace.
@@ -81,21 +84,7 @@ extension Replay {
                 // Named by content, so seeding twice adds nothing.
                 let hash = seed.reduce(UInt64(0xCBF2_9CE4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
                 let path = directory + "/" + base + "-" + String(hash, radix: 16)
-                guard FileManager.default.createFile(atPath: path, contents: Data(seed)) else {
-                    FileOutput.standardError("cannot write \(path)")
-                    throw ExitCode(2)
-                }
-            }
-        }
-
-        private func write(_ data: Data) throws {
-            guard let output else {
-                FileHandle.standardOutput.write(data)
-                return
-            }
-            guard FileManager.default.createFile(atPath: output, contents: data) else {
-                FileOutput.standardError("cannot write \(output)")
-                throw ExitCode(2)
+                try Output.write(Data(seed), to: path)
             }
         }
     }

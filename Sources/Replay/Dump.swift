@@ -11,6 +11,7 @@ extension Replay {
                 A ring-request packet prints as the request it encodes when encoding that request gives back \
                 its bytes exactly, else as raw hex=…, so nothing recorded is lost; a ring-response packet prints \
                 as expect response. Streams: a trace of any length dumps in constant memory.
+                Exit status: 0; 2 when the trace cannot be read or is malformed (the events before the fault are printed).
                 """)
 
         @Argument(help: "A trace file: text, pcap or pcapng.")
@@ -34,8 +35,7 @@ extension Replay {
                 print(printer.header())
                 while let event = try source.next() { print(printer.line(for: event.kind)) }
             } catch {
-                FileOutput.standardError(error.description)
-                throw ExitCode(2)
+                throw ReplayFailure.invalid(error.description)
             }
         }
     }

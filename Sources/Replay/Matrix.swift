@@ -7,29 +7,27 @@ import Oracle
 extension Replay {
     struct Matrix: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Replay the suite under fixed and under fixed+QUIRK for every quirk; show which traces and checks detect each.")
+            abstract: "Replay the suite under fixed and under fixed+QUIRK for every quirk; show which traces and checks detect each.",
+            discussion: """
+                Exit status: 0 when fixed passes every trace and every quirk is detected; 1 when fixed fails a \
+                trace or a quirk goes undetected; 2 for usage errors and unreadable or malformed traces.
+                """)
 
         @Argument(help: "Trace files or directories.")
         var paths: [String] = ["traces"]
 
-        @Option(help: "Traces replayed at once.")
-        var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+        @OptionGroup var jobsOption: JobsOption
 
         func run() throws {
-            let files: [String]
-            do { files = try TraceFiles.collect(paths) } catch { throw ValidationError("\(error)") }
-            guard !files.isEmpty else { throw ValidationError("no trace files under \(paths.joined(separator: " "))") }
+            let files = try TraceFiles.collect(paths)
             let variants = [BackendVariant.fixed] + Quirk.allCases.map { BackendVariant(quirks: [$0]) }
             var rows: [[String]] = [["backend", "result", "detected by", "checks"]]
             var ok = true
             for variant in variants {
-                let reports = ParallelReplay.run(files: files, jobs: jobs, failFast: false) { path in
+                let reports = ParallelReplay.run(files: files, jobs: jobsOption.jobs, failFast: false) { path in
                     TraceFile.replay(path: path, variant: variant)
                 }
-                if reports.contains(where: { $0.verdict == .error }) {
-                    for report in reports where report.verdict == .error { print(report.traceError!.description) }
-                    throw ExitCode(2)
-                }
+                if let unreadable = ReplayFailure.unreadableTraces(in: reports) { throw unreadable }
                 let failing = reports.filter { $0.verdict != .pass }
                 // A trace detects a quirk when it fails under it, or when it
                 // expects violations under this very backend and sees them.
@@ -53,7 +51,7 @@ extension Replay {
             print(Table.render(rows))
             let detected = rows.dropFirst(2).filter { $0[1] == "detected" }.count
             print("\(detected) of \(Quirk.allCases.count) quirks detected; fixed \(rows[1][1])")
-            if !ok { throw ExitCode(1) }
+            if !ok { throw ReplayFailure.reportedFailure }
         }
     }
 }

@@ -17,6 +17,9 @@ extension Replay {
                 defect is still detected, and must be clean under every other backend (and `backend=seed` \
                 too when the seed shows the same check). A trace that crashes the model is minimized as \
                 well: each candidate then runs in a forked child, and failing the same way means crashing.
+                Exit status: 0 when the minimized trace is written; 1 when the trace does not fail under the \
+                backend, or fails only for a missing expected violation (nothing to keep failing); 2 for usage \
+                errors, an unreadable or malformed trace and an output file that cannot be written.
                 """)
 
         @Argument(help: "A failing trace (text or pcap).")
@@ -34,13 +37,12 @@ extension Replay {
         var output: String?
 
         func run() throws {
-            let variant = try backendOption.variant()
-            let kinds = try TraceFile.readKindsOrExit(file)
+            let variant = backendOption.backend
+            let kinds = try TraceFiles.readEvents(file)
             let minimizer = TraceMinimizer(variant: variant, maxReplays: maxReplays)
             let result: TraceMinimizer.Result
             do { result = try minimizer.minimize(kinds) } catch {
-                FileOutput.standardError("\(file): \(error.description)")
-                throw ExitCode(2)
+                throw Self.failure(error, file: file)
             }
             var body = result.events
             var check: CheckID?
@@ -91,13 +93,15 @@ extension Replay {
                 fixedNote = "the fixed backend fails it: a defect of the fixed backend, the fake or the oracle"
             }
             let text = comments(line, fixedNote) + eventLines
-            if let output {
-                do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
-                    FileOutput.standardError("cannot write \(output): \(error.localizedDescription)")
-                    throw ExitCode(2)
-                }
-            } else {
-                print(text, terminator: "")
+            try Output.write(text, to: output)
+        }
+
+        /// A trace error is input the command cannot use (2); a trace with no
+        /// failure to keep is the command's negative answer (1).
+        static func failure(_ error: TraceMinimizer.Failure, file: String) -> ReplayFailure {
+            switch error {
+            case .traceError: .invalid("\(file): \(error.description)")
+            case .passes, .onlyMissingExpectation: .failed("\(file): \(error.description)")
             }
         }
 

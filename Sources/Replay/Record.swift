@@ -3,10 +3,6 @@ import Backend
 import Blkif
 import Harness
 
-extension Workload.Frontend: ExpressibleByArgument {}
-extension Workload.SectorPattern: ExpressibleByArgument {}
-extension BlkifProtocol: ExpressibleByArgument {}
-
 extension Replay {
     struct Record: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -18,9 +14,11 @@ extension Replay {
                 replayed against the fixed backend (judged by the oracle unless --no-oracle) and written with \
                 the responses seen as kind-3 packets, the recording's expectations. The same options give the \
                 same bytes; persistent and legacy runs of one seed do the same I/O.
+                Exit status: 0; 1 when the oracle finds a violation in the recording or the backend panics (the \
+                file is still written); 2 for usage errors and an --out that cannot be written.
                 """)
 
-        @Option(help: "The frontend: persistent or legacy.")
+        @Option(help: "The frontend.")
         var frontend: Workload.Frontend = .persistent
 
         @Option(help: "Requests to issue.")
@@ -35,10 +33,10 @@ extension Replay {
         @Option(help: "The share of reads, 0...1; the rest are writes.")
         var readFraction: Double = 0.5
 
-        @Option(help: "Segments per request: N or A-B (within 1-11).")
-        var segments: String = "1-11"
+        @Option(help: "Segments per request: N, or A-B with A <= B (within 1-11).")
+        var segments = SegmentRange(1...11)
 
-        @Option(help: "Sectors: sequential or random.")
+        @Option(help: "Where each request starts: after the previous one, or anywhere.")
         var sectors: Workload.SectorPattern = .sequential
 
         @Option(help: "Requests in flight at most, 1...32; above 1 they are held and completed out of order.")
@@ -47,7 +45,7 @@ extension Replay {
         @Option(help: "Disconnect and connect again after every N requests.")
         var reconnectEvery: Int?
 
-        @Option(name: .customLong("protocol"), help: "The ring ABI: native, x86_32 or x86_64.")
+        @Option(name: .customLong("protocol"), help: "The ring ABI.")
         var ringProtocol: BlkifProtocol = .native
 
         @Option(help: "The frontend's domain.")
@@ -59,35 +57,25 @@ extension Replay {
         @Flag(inversion: .prefixedNo, help: "Judge the recording with the oracle.")
         var oracle = true
 
-        func workload() throws -> Workload {
-            let parts = segments.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
-            let range: ClosedRange<Int>
-            switch parts.count {
-            case 1 where parts[0] != nil: range = parts[0]!...parts[0]!
-            case 2 where parts[0] != nil && parts[1] != nil && parts[0]! <= parts[1]!: range = parts[0]!...parts[1]!
-            default: throw ValidationError("--segments takes N or A-B with A <= B, e.g. 1-11: \(segments)")
-            }
-            let workload = Workload(seed: seed, requests: requests, frontend: frontend, readFraction: readFraction,
-                                    segments: range, sectorPattern: sectors, queueDepth: queueDepth,
-                                    reconnectEvery: reconnectEvery, protocolName: ringProtocol, domid: domid,
-                                    diskSectors: diskSectors)
-            if let problem = workload.problems.first { throw ValidationError(problem) }
-            return workload
+        var workload: Workload {
+            Workload(seed: seed, requests: requests, frontend: frontend, readFraction: readFraction,
+                     segments: segments.range, sectorPattern: sectors, queueDepth: queueDepth,
+                     reconnectEvery: reconnectEvery, protocolName: ringProtocol, domid: domid,
+                     diskSectors: diskSectors)
         }
 
         func validate() throws {
-            _ = try workload()
+            if let problem = workload.problems.first { throw ValidationError(problem) }
             guard out.lowercased().hasSuffix(".pcap") else { throw ValidationError("--out must name a .pcap file: \(out)") }
         }
 
         func run() throws {
             let summary: RecordingSummary
-            do { summary = try WorkloadRecorder.record(try workload(), to: out, oracle: oracle) } catch let error as RecordingError {
-                FileOutput.standardError(error.description)
-                throw ExitCode(2)
+            do { summary = try WorkloadRecorder.record(workload, to: out, oracle: oracle) } catch {
+                throw ReplayFailure.invalid(error.description)
             }
             print(RecordingReport.render(summary))
-            if summary.violationCount > 0 || summary.panicked { throw ExitCode(1) }
+            if summary.violationCount > 0 || summary.panicked { throw ReplayFailure.reportedFailure }
         }
     }
 }

@@ -8,21 +8,26 @@ import Trace
 extension Replay {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Replay every trace under the paths (recursively, in path order) and report.")
+            abstract: "Replay every trace under the paths (recursively, in path order) and report.",
+            discussion: """
+                The text report ends with exactly `N passed, M failed`.
+                Exit status: 0 when every trace passes; 1 when one fails; 2 for usage errors, a path that does \
+                not exist or holds no trace, an unreadable or malformed trace (also named on standard error, \
+                with its line or packet) and an --output that cannot be written.
+                """)
 
         @Argument(help: "Trace files or directories.")
         var paths: [String] = ["traces"]
 
         @OptionGroup var backendOption: BackendOption
 
-        @Option(help: "Report format: text, json or junit.")
+        @Option(help: "Report format.")
         var format: OutputFormat = .text
 
         @Option(help: "Write the report to this file instead of standard output.")
         var output: String?
 
-        @Option(help: "Traces replayed at once (default: the number of cores).")
-        var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+        @OptionGroup var jobsOption: JobsOption
 
         @Flag(help: "Stop at the first trace that fails.")
         var failFast = false
@@ -33,19 +38,13 @@ extension Replay {
         @Flag(inversion: .prefixedNo, help: "Judge with the oracle (off: only run the backend and the expect lines).")
         var oracle = true
 
-        func validate() throws {
-            guard jobs >= 1 else { throw ValidationError("--jobs takes a number of at least 1") }
-        }
-
         func run() throws {
-            let variant = try backendOption.variant()
-            let files: [String]
-            do { files = try TraceFiles.collect(paths) } catch { throw ValidationError("\(error)") }
-            guard !files.isEmpty else { throw ValidationError("no .trace files under \(paths.joined(separator: " "))") }
+            let variant = backendOption.backend
+            let files = try TraceFiles.collect(paths)
 
             let options = ReplayOptions(oracle: oracle)
             let started = Date()
-            let reports = ParallelReplay.run(files: files, jobs: verbose ? 1 : jobs, failFast: failFast) { path in
+            let reports = ParallelReplay.run(files: files, jobs: verbose ? 1 : jobsOption.jobs, failFast: failFast) { path in
                 var events: [String] = []
                 let report = TraceFile.replay(path: path, variant: variant, options: options,
                                               onEvent: verbose ? { event, found in
@@ -61,16 +60,17 @@ extension Replay {
             case .json: rendered = JSONReport.render(reports)
             case .junit: rendered = JUnitReport.render(reports, elapsed: elapsed)
             }
-            if let output {
-                do { try rendered.write(toFile: output, atomically: true, encoding: .utf8) } catch {
-                    throw ValidationError("cannot write \(output): \(error.localizedDescription)")
-                }
-                if format != .text { print(TextReport.summaryLine(reports)) }
-            } else {
-                print(rendered, terminator: rendered.hasSuffix("\n") ? "" : "\n")
-            }
-            if reports.contains(where: { $0.verdict == .error }) { throw ExitCode(2) }
-            if reports.contains(where: { $0.verdict != .pass }) { throw ExitCode(1) }
+            try Output.write(rendered, to: output)
+            // A machine-readable report in a file still leaves the count on the terminal.
+            if output != nil && format != .text { print(TextReport.summaryLine(reports)) }
+            try Self.verdict(reports)
+        }
+
+        /// Exit 2 when a trace could not be read (named on standard error
+        /// too, since the report may be JSON or in a file), else 1 when one failed.
+        private static func verdict(_ reports: [ReplayReport]) throws(ReplayFailure) {
+            if let unreadable = ReplayFailure.unreadableTraces(in: reports) { throw unreadable }
+            if reports.contains(where: { $0.verdict != .pass }) { throw .reportedFailure }
         }
     }
 }
