@@ -80,7 +80,7 @@ extension Replay {
             if let check {
                 let underVariant = Self.replay(draft, variant: variant)
                 line = underVariant.violations.first { $0.violation.check == check }
-                    .map { "\(Self.line($0.violation.position))" } ?? "?"
+                    .map { TextReport.position($0.violation.position) } ?? "?"
             }
             var fixedNote = ""
             if variant != .fixed {
@@ -108,13 +108,6 @@ extension Replay {
         static func replay(_ text: String, variant: BackendVariant) -> ReplayReport {
             var source = TextTraceSource(text: text, file: "minimized")
             return TraceRunner.run(&source, variant: variant)
-        }
-
-        static func line(_ position: TracePosition) -> String {
-            switch position {
-            case let .line(line, _): "\(line)"
-            case let .packet(number): "packet \(number)"
-            }
         }
 
         static func oneLine(_ text: String) -> String {
