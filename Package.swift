@@ -46,6 +46,8 @@ let package = Package(
         .testTarget(name: "TraceTests", dependencies: ["Seeded", "Trace", "Blkif"]),
         .testTarget(name: "PcapTests", dependencies: ["Seeded", "TracePcap", "Trace", "Blkif", "Harness", "Backend"]),
         .testTarget(name: "FuzzTests", dependencies: ["Seeded", "Harness", "Trace", "Backend", "Oracle", "Blkif"]),
+        // Runs the built `replay` as a subprocess; depending on it makes `swift test` build it.
+        .testTarget(name: "ReplayTests", dependencies: ["Replay"]),
     ],
     swiftLanguageModes: [.v6]
 )
