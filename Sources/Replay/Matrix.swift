@@ -10,7 +10,8 @@ extension Replay {
             abstract: "Replay the suite under fixed and under fixed+QUIRK for every quirk; show which traces and checks detect each.",
             discussion: """
                 Exit status: 0 when fixed passes every trace and every quirk is detected; 1 when fixed fails a \
-                trace or a quirk goes undetected; 2 for usage errors and unreadable or malformed traces.
+                trace or a quirk goes undetected; 2 for usage errors, a path that does not exist or holds no \
+                trace, and an unreadable or malformed trace (named on standard error).
                 """)
 
         @Argument(help: "Trace files or directories.")
