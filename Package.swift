@@ -65,6 +65,8 @@ let package = Package(
         .testTarget(name: "RecordingTests", dependencies: ["TestSupport", "Recording", "Harness", "TracePcap", "Trace", "Backend", "Blkif"]),
         // tools/wireshark/xenblk.lua, run by tshark on files the pcap writer wrote.
         .testTarget(name: "WiresharkDissectorTests", dependencies: ["TestSupport", "TracePcap", "Trace", "Blkif"]),
+        // Runs the built `replay` as a subprocess; depending on it makes `swift test` build it.
+        .testTarget(name: "ReplayTests", dependencies: ["Replay", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

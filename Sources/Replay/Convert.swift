@@ -1,115 +1,42 @@
 import ArgumentParser
 import Foundation
-import Harness
 import Trace
-import TracePcap
 
-struct Convert: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Convert a trace between text and pcap, by the files' extensions.",
-        discussion: """
-            IN is a .trace, .pcap or .pcapng file; OUT a .trace (canonical text) or a .pcap (written through \
-            libpcap; pcapng is read, not written). Streams: a trace of any length converts in constant memory. \
-            An event the output cannot carry (a request on a vbd never connected, a raw request of the wrong \
-            size for pcap) is an error naming the input's line or packet; OUT is then removed.
-            """)
+extension Replay {
+    struct Convert: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Convert a trace between text and pcap, by the files' extensions.",
+            discussion: """
+                IN is a .trace, .pcap or .pcapng file; OUT a .trace (canonical text) or a .pcap (written through \
+                libpcap; pcapng is read, not written). Streams: a trace of any length converts in constant memory. \
+                An event the output cannot carry (a request on a vbd never connected, a raw request of the wrong \
+                size for pcap) is an error naming the input's line or packet; OUT is then removed.
+                Exit status: 0; 2 for usage errors, an unreadable or malformed trace, an event OUT cannot \
+                carry and an OUT that cannot be written.
+                """)
 
-    @Argument(help: "The trace to read (.trace, .pcap or .pcapng).")
-    var input: String
+        @Argument(help: "The trace to read (.trace, .pcap or .pcapng).")
+        var input: String
 
-    @Argument(help: "The file to write (.trace or .pcap).")
-    var output: String
+        @Argument(help: "The file to write (.trace or .pcap).")
+        var output: String
 
-    func validate() throws {
-        let lowered = output.lowercased()
-        guard lowered.hasSuffix(".trace") || lowered.hasSuffix(".pcap") else {
-            throw ValidationError("OUT must end in .trace or .pcap (pcapng is read, not written): \(output)")
+        func validate() throws {
+            let lowered = output.lowercased()
+            guard lowered.hasSuffix(".trace") || lowered.hasSuffix(".pcap") else {
+                throw ValidationError("OUT must end in .trace or .pcap (pcapng is read, not written): \(output)")
+            }
+            guard input != output else { throw ValidationError("IN and OUT are the same file: \(input)") }
         }
-        guard input != output else { throw ValidationError("IN and OUT are the same file: \(input)") }
-    }
 
-    func run() throws {
-        do {
-            let count = try TraceConversion.convert(input: input, output: output)
-            print("\(input) → \(output): \(count) events")
-        } catch {
-            unlink(output)
-            FileOutput.standardError(error.description)
-            throw ExitCode(2)
-        }
-    }
-}
-
-/// Streams a trace from one encoding into the other.
-enum TraceConversion {
-    /// The number of events converted.
-    static func convert(input: String, output: String) throws(TraceError) -> Int {
-        var source = try TraceFile.open(path: input)
-        var count = 0
-        if TraceFile.isPcap(path: output) {
-            let writer: PcapTraceWriter
-            do { writer = try PcapTraceWriter(path: output) } catch {
-                throw TraceError(file: output, position: .packet(0), message: error.message)
-            }
-            while let event = try source.next() {
-                do { try writer.write(event.kind) } catch {
-                    throw TraceError(file: input, position: event.position, message: "cannot be written as pcap: \(error.message)")
-                }
-                count += 1
-            }
-            do { try writer.close() } catch { throw TraceError(file: output, position: .packet(0), message: error.message) }
-        } else {
-            guard let file = TextFile(path: output) else {
-                throw TraceError(file: output, position: .line(0, column: 0),
-                                 message: "cannot write: \(String(cString: strerror(errno)))")
-            }
-            var printer = TextTracePrinter()
-            file.write(printer.header())
-            while let event = try source.next() {
-                file.write(printer.line(for: event.kind))
-                count += 1
-            }
-            guard file.close() else {
-                throw TraceError(file: output, position: .line(0, column: 0),
-                                 message: "cannot write: \(String(cString: strerror(errno)))")
+        func run() throws {
+            do {
+                let count = try TraceConversion.convert(input: input, output: output)
+                print("\(input) → \(output): \(count) events")
+            } catch {
+                unlink(output)
+                throw ReplayFailure.invalid(error.description)
             }
         }
-        return count
-    }
-}
-
-/// A text file written line by line through a buffer.
-final class TextFile {
-    private var handle: UnsafeMutablePointer<FILE>?
-    private var buffer: [UInt8] = []
-    private var failed = false
-
-    init?(path: String) {
-        guard let handle = fopen(path, "wb") else { return nil }
-        self.handle = handle
-        buffer.reserveCapacity(1 << 16)
-    }
-
-    deinit { if let handle { fclose(handle) } }
-
-    func write(_ line: String) {
-        buffer.append(contentsOf: line.utf8)
-        buffer.append(UInt8(ascii: "\n"))
-        if buffer.count >= 1 << 16 { flush() }
-    }
-
-    private func flush() {
-        guard let handle, !buffer.isEmpty else { return }
-        let written = buffer.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, handle) }
-        if written != buffer.count { failed = true }
-        buffer.removeAll(keepingCapacity: true)
-    }
-
-    /// Whether everything reached the file.
-    func close() -> Bool {
-        flush()
-        guard let handle else { return !failed }
-        self.handle = nil
-        return fclose(handle) == 0 && !failed
     }
 }

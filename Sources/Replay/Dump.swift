@@ -3,38 +3,40 @@ import Foundation
 import Harness
 import Trace
 
-struct Dump: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Print a trace (.trace, .pcap or .pcapng) in canonical text.",
-        discussion: """
-            A ring-request packet prints as the request it encodes when encoding that request gives back \
-            its bytes exactly, else as raw hex=…, so nothing recorded is lost; a ring-response packet prints \
-            as expect response. Streams: a trace of any length dumps in constant memory.
-            """)
+extension Replay {
+    struct Dump: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a trace (.trace, .pcap or .pcapng) in canonical text.",
+            discussion: """
+                A ring-request packet prints as the request it encodes when encoding that request gives back \
+                its bytes exactly, else as raw hex=…, so nothing recorded is lost; a ring-response packet prints \
+                as expect response. Streams: a trace of any length dumps in constant memory.
+                Exit status: 0; 2 when the trace cannot be read or is malformed (the events before the fault are printed).
+                """)
 
-    @Argument(help: "A trace file: text, pcap or pcapng.")
-    var file: String
+        @Argument(help: "A trace file: text, pcap or pcapng.")
+        var file: String
 
-    @Flag(help: "Only read the trace and print how many events it has and how fast they were read (a validity check).")
-    var count = false
+        @Flag(help: "Only read the trace and print how many events it has and how fast they were read (a validity check).")
+        var count = false
 
-    func run() throws {
-        do {
-            var source = try TraceFile.open(path: file)
-            if count {
-                let started = Date()
-                var events = 0
-                while try source.next() != nil { events += 1 }
-                let elapsed = Date().timeIntervalSince(started)
-                print("\(file): \(events) events read in \(String(format: "%.2f", elapsed)) s (\(Int(Double(events) / max(elapsed, 1e-9))) events/s)")
-                return
+        func run() throws {
+            do {
+                var source = try TraceFile.open(path: file)
+                if count {
+                    let started = Date()
+                    var events = 0
+                    while try source.next() != nil { events += 1 }
+                    let elapsed = Date().timeIntervalSince(started)
+                    print("\(file): \(events) events read in \(String(format: "%.2f", elapsed)) s (\(Int(Double(events) / max(elapsed, 1e-9))) events/s)")
+                    return
+                }
+                var printer = TextTracePrinter()
+                print(printer.header())
+                while let event = try source.next() { print(printer.line(for: event.kind)) }
+            } catch {
+                throw ReplayFailure.invalid(error.description)
             }
-            var printer = TextTracePrinter()
-            print(printer.header())
-            while let event = try source.next() { print(printer.line(for: event.kind)) }
-        } catch {
-            FileOutput.standardError(error.description)
-            throw ExitCode(2)
         }
     }
 }

@@ -4,71 +4,55 @@ import Foundation
 import Harness
 import Oracle
 
-struct Matrix: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Replay the suite under fixed and under fixed+QUIRK for every quirk; show which traces and checks detect each.")
+extension Replay {
+    struct Matrix: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replay the suite under fixed and under fixed+QUIRK for every quirk; show which traces and checks detect each.",
+            discussion: """
+                Exit status: 0 when fixed passes every trace and every quirk is detected; 1 when fixed fails a \
+                trace or a quirk goes undetected; 2 for usage errors, a path that does not exist or holds no \
+                trace, and an unreadable or malformed trace (named on standard error).
+                """)
 
-    @Argument(help: "Trace files or directories.")
-    var paths: [String] = ["traces"]
+        @Argument(help: "Trace files or directories.")
+        var paths: [String] = ["traces"]
 
-    @Option(help: "Traces replayed at once.")
-    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+        @OptionGroup var jobsOption: JobsOption
 
-    func run() throws {
-        let files: [String]
-        do { files = try TraceFiles.collect(paths) } catch { throw ValidationError("\(error)") }
-        guard !files.isEmpty else { throw ValidationError("no trace files under \(paths.joined(separator: " "))") }
-        let variants = [BackendVariant.fixed] + Quirk.allCases.map { BackendVariant(quirks: [$0]) }
-        var rows: [[String]] = [["backend", "result", "detected by", "checks"]]
-        var ok = true
-        for variant in variants {
-            let reports = ParallelReplay.run(files: files, jobs: jobs, failFast: false) { path in
-                TraceRunner.replay(.file(path: path), variant: variant)
+        func run() throws {
+            let files = try TraceFiles.collect(paths)
+            let variants = [BackendVariant.fixed] + Quirk.allCases.map { BackendVariant(quirks: [$0]) }
+            var rows: [[String]] = [["backend", "result", "detected by", "checks"]]
+            var ok = true
+            for variant in variants {
+                let reports = ParallelReplay.run(files: files, jobs: jobsOption.jobs, failFast: false) { path in
+                    TraceRunner.replay(.file(path: path), variant: variant)
+                }
+                if let unreadable = ReplayFailure.unreadableTraces(in: reports) { throw unreadable }
+                let failing = reports.filter { $0.verdict != .pass }
+                // A trace detects a quirk when it fails under it, or when it
+                // expects violations under this very backend and sees them.
+                let exposing = reports.filter { $0.verdict == .pass && !$0.expectedChecks.isEmpty && !$0.violations.isEmpty }
+                let detecting = variant.quirks.isEmpty ? failing : failing + exposing
+                let checks = Set(failing.flatMap { $0.failingViolations.map(\.violation.check.rawValue)
+                    + $0.missingExpectedChecks.map { "missing:" + $0.rawValue } }
+                    + exposing.flatMap { $0.violations.map(\.violation.check.rawValue) }).sorted()
+                let names = detecting.map { ($0.file as NSString).lastPathComponent }
+                let shown = names.prefix(4).joined(separator: ", ") + (names.count > 4 ? " +\(names.count - 4)" : "")
+                if variant.quirks.isEmpty {
+                    let clean = failing.isEmpty
+                    ok = ok && clean
+                    rows.append([variant.name, clean ? "clean" : "FAILS", shown, checks.joined(separator: " ")])
+                } else {
+                    let detected = !detecting.isEmpty
+                    ok = ok && detected
+                    rows.append([variant.name, detected ? "detected" : "UNDETECTED", shown, checks.joined(separator: " ")])
+                }
             }
-            if reports.contains(where: { $0.verdict == .error }) {
-                for report in reports where report.verdict == .error { print(report.traceError!.description) }
-                throw ExitCode(2)
-            }
-            let failing = reports.filter { $0.verdict != .pass }
-            // A trace detects a quirk when it fails under it, or when it
-            // expects violations under this very backend and sees them.
-            let exposing = reports.filter { $0.verdict == .pass && !$0.expectedChecks.isEmpty && !$0.violations.isEmpty }
-            let detecting = variant.quirks.isEmpty ? failing : failing + exposing
-            let checks = Set(failing.flatMap { $0.failingViolations.map(\.violation.check.rawValue)
-                + $0.missingExpectedChecks.map { "missing:" + $0.rawValue } }
-                + exposing.flatMap { $0.violations.map(\.violation.check.rawValue) }).sorted()
-            let names = detecting.map { ($0.file as NSString).lastPathComponent }
-            let shown = names.prefix(4).joined(separator: ", ") + (names.count > 4 ? " +\(names.count - 4)" : "")
-            if variant.quirks.isEmpty {
-                let clean = failing.isEmpty
-                ok = ok && clean
-                rows.append([variant.name, clean ? "clean" : "FAILS", shown, checks.joined(separator: " ")])
-            } else {
-                let detected = !detecting.isEmpty
-                ok = ok && detected
-                rows.append([variant.name, detected ? "detected" : "UNDETECTED", shown, checks.joined(separator: " ")])
-            }
+            print(Table.render(rows))
+            let detected = rows.dropFirst(2).filter { $0[1] == "detected" }.count
+            print("\(detected) of \(Quirk.allCases.count) quirks detected; fixed \(rows[1][1])")
+            if !ok { throw ReplayFailure.reportedFailure }
         }
-        print(Table.render(rows))
-        let detected = rows.dropFirst(2).filter { $0[1] == "detected" }.count
-        print("\(detected) of \(Quirk.allCases.count) quirks detected; fixed \(rows[1][1])")
-        if !ok { throw ExitCode(1) }
-    }
-}
-
-enum Table {
-    static func render(_ rows: [[String]]) -> String {
-        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return rows.map { row in
-            row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n")
-    }
-}
-
-enum FileOutput {
-    static func standardError(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 }

@@ -6,113 +6,112 @@ import Minimizer
 import Oracle
 import Trace
 
-struct Minimize: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Shrink a failing trace to a smallest one that fails with the same first check; print it.",
-        discussion: """
-            Removes events and simplifies arguments while the trace still fails under the backend \
-            with the same first failing check, then prints the result as a commented text trace. \
-            Under a backend other than fixed it adds `expect violation CHECK backend=NAME`, so the \
-            output is a regression trace: it passes the gate under that backend exactly while the \
-            defect is still detected, and must be clean under every other backend (and `backend=seed` \
-            too when the seed shows the same check). A trace that crashes the model is minimized as \
-            well: each candidate then runs in a forked child, and failing the same way means crashing.
-            """)
+extension Replay {
+    struct Minimize: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Shrink a failing trace to a smallest one that fails with the same first check; print it.",
+            discussion: """
+                Removes events and simplifies arguments while the trace still fails under the backend \
+                with the same first failing check, then prints the result as a commented text trace. \
+                Under a backend other than fixed it adds `expect violation CHECK backend=NAME`, so the \
+                output is a regression trace: it passes the gate under that backend exactly while the \
+                defect is still detected, and must be clean under every other backend (and `backend=seed` \
+                too when the seed shows the same check). A trace that crashes the model is minimized as \
+                well: each candidate then runs in a forked child, and failing the same way means crashing.
+                Exit status: 0 when the minimized trace is written; 1 when the trace does not fail under the \
+                backend, or fails only for a missing expected violation (nothing to keep failing); 2 for usage \
+                errors, an unreadable or malformed trace and an output file that cannot be written.
+                """)
 
-    @Argument(help: "A failing trace (text or pcap).")
-    var file: String
+        @Argument(help: "A failing trace (text or pcap).")
+        var file: String
 
-    @OptionGroup var backendOption: BackendOption
+        @OptionGroup var backendOption: BackendOption
 
-    @Flag(inversion: .prefixedNo, help: "Add `expect violation CHECK backend=NAME` (never under fixed).")
-    var expect = true
+        @Flag(inversion: .prefixedNo, help: "Add `expect violation CHECK backend=NAME` (never under fixed).")
+        var expect = true
 
-    @Option(help: "Replays allowed; the smallest trace found by then is printed.")
-    var maxReplays = 50_000
+        @Option(help: "Replays allowed; the smallest trace found by then is printed.")
+        var maxReplays = 50_000
 
-    @Option(name: .shortAndLong, help: "Write the trace to this file instead of standard output.")
-    var output: String?
+        @Option(name: .shortAndLong, help: "Write the trace to this file instead of standard output.")
+        var output: String?
 
-    func run() throws {
-        let variant = try backendOption.variant()
-        let kinds = try TraceFile.readKindsOrExit(file)
-        let minimizer = TraceMinimizer(variant: variant, maxReplays: maxReplays)
-        let result: TraceMinimizer.Result
-        do { result = try minimizer.minimize(kinds) } catch {
-            FileOutput.standardError("\(file): \(error.description)")
-            throw ExitCode(2)
-        }
-        var body = result.events
-        var check: CheckID?
-        if case .violation(let found) = result.outcome { check = found }
-        let expecting = expect && variant != .fixed && check != nil
-        if expecting, let check {
-            body.insert(.expect(.violation(check, backend: variant.name), vbd: 0), at: 0)
-            // The seed has every quirk: name it too when the trace shows the same check there
-            // (traces/known-defects is gated under seed).
-            if variant != .seed {
-                var withSeed = body
-                withSeed.insert(.expect(.violation(check, backend: BackendVariant.seed.name), vbd: 0), at: 1)
-                if TraceMinimizer(variant: .seed).isolatedOutcome(withSeed) == .pass { body = withSeed }
+        func run() throws {
+            let variant = backendOption.backend
+            let kinds = try TraceFiles.readEvents(file)
+            let minimizer = TraceMinimizer(variant: variant, maxReplays: maxReplays)
+            let result: TraceMinimizer.Result
+            do { result = try minimizer.minimize(kinds) } catch {
+                throw Self.failure(error, file: file)
             }
-        }
-        let eventLines = TextTracePrinter.render(body)
+            var body = result.events
+            var check: CheckID?
+            if case .violation(let found) = result.outcome { check = found }
+            let expecting = expect && variant != .fixed && check != nil
+            if expecting, let check {
+                body.insert(.expect(.violation(check, backend: variant.name), vbd: 0), at: 0)
+                // The seed has every quirk: name it too when the trace shows the same check there
+                // (traces/known-defects is gated under seed).
+                if variant != .seed {
+                    var withSeed = body
+                    withSeed.insert(.expect(.violation(check, backend: BackendVariant.seed.name), vbd: 0), at: 1)
+                    if TraceMinimizer(variant: .seed).isolatedOutcome(withSeed) == .pass { body = withSeed }
+                }
+            }
+            let eventLines = TextTracePrinter.render(body)
 
-        // Where the violation stands in the printed text, and how the trace does under fixed.
-        let comments = { (line: String, fixedNote: String) -> String in
-            var text = "# minimized from \((self.file as NSString).lastPathComponent) by replay minimize: "
-                + "\(result.events.count) of \(result.originalCount) events, \(result.replays) replays"
-                + (result.complete ? "" : " (budget reached)") + "\n"
-            if let violation = result.violation {
-                text += "# under \(variant.name) the first failing check is \(violation.check.rawValue), at line \(line):\n"
-                text += "#   expected \(Self.oneLine(violation.expected))\n"
-                text += "#   seen \(Self.oneLine(violation.seen))\n"
+            // Where the violation stands in the printed text, and how the trace does under fixed.
+            let comments = { (line: String, fixedNote: String) -> String in
+                var text = "# minimized from \((self.file as NSString).lastPathComponent) by replay minimize: "
+                    + "\(result.events.count) of \(result.originalCount) events, \(result.replays) replays"
+                    + (result.complete ? "" : " (budget reached)") + "\n"
+                if let violation = result.violation {
+                    text += "# under \(variant.name) the first failing check is \(violation.check.rawValue), at line \(line):\n"
+                    text += "#   expected \(Self.oneLine(violation.expected))\n"
+                    text += "#   seen \(Self.oneLine(violation.seen))\n"
+                } else {
+                    text += "# under \(variant.name) replaying this trace crashes: \(result.outcome), a trap in the model\n"
+                }
+                text += "# \(fixedNote)\n"
+                return text
+            }
+            let draft = comments("?", "?") + eventLines
+            var line = "?"
+            if let check {
+                let underVariant = Self.replay(draft, variant: variant)
+                line = underVariant.violations.first { $0.violation.check == check }
+                    .map { TextReport.position($0.violation.position) } ?? "?"
+            }
+            var fixedNote = ""
+            if variant != .fixed {
+                let kinds = try TextTraceReader.parseAll(text: draft, file: "minimized").map(\.kind)
+                let underFixed = TraceMinimizer(variant: .fixed).isolatedOutcome(kinds)
+                fixedNote = underFixed == .pass
+                    ? "under fixed this trace is clean"
+                    : "under fixed this trace fails too (\(underFixed)): a defect of the fixed backend, the fake or the oracle"
             } else {
-                text += "# under \(variant.name) replaying this trace crashes: \(result.outcome), a trap in the model\n"
+                fixedNote = "the fixed backend fails it: a defect of the fixed backend, the fake or the oracle"
             }
-            text += "# \(fixedNote)\n"
-            return text
+            let text = comments(line, fixedNote) + eventLines
+            try Output.write(text, to: output)
         }
-        let draft = comments("?", "?") + eventLines
-        var line = "?"
-        if let check {
-            let underVariant = Self.replay(draft, variant: variant)
-            line = underVariant.violations.first { $0.violation.check == check }
-                .map { "\(Self.line($0.violation.position))" } ?? "?"
-        }
-        var fixedNote = ""
-        if variant != .fixed {
-            let kinds = try TextTraceReader.parseAll(text: draft, file: "minimized").map(\.kind)
-            let underFixed = TraceMinimizer(variant: .fixed).isolatedOutcome(kinds)
-            fixedNote = underFixed == .pass
-                ? "under fixed this trace is clean"
-                : "under fixed this trace fails too (\(underFixed)): a defect of the fixed backend, the fake or the oracle"
-        } else {
-            fixedNote = "the fixed backend fails it: a defect of the fixed backend, the fake or the oracle"
-        }
-        let text = comments(line, fixedNote) + eventLines
-        if let output {
-            do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
-                FileOutput.standardError("cannot write \(output): \(error.localizedDescription)")
-                throw ExitCode(2)
+
+        /// A trace error is input the command cannot use (2); a trace with no
+        /// failure to keep is the command's negative answer (1).
+        static func failure(_ error: TraceMinimizer.Failure, file: String) -> ReplayFailure {
+            switch error {
+            case .traceError: .invalid("\(file): \(error.description)")
+            case .passes, .onlyMissingExpectation: .failed("\(file): \(error.description)")
             }
-        } else {
-            print(text, terminator: "")
         }
-    }
 
-    static func replay(_ text: String, variant: BackendVariant) -> ReplayReport {
-        return TraceRunner.replay(.text(text, name: "minimized"), variant: variant)
-    }
-
-    static func line(_ position: TracePosition) -> String {
-        switch position {
-        case let .line(line, _): "\(line)"
-        case let .packet(number): "packet \(number)"
+        static func replay(_ text: String, variant: BackendVariant) -> ReplayReport {
+            return TraceRunner.replay(.text(text, name: "minimized"), variant: variant)
         }
-    }
 
-    static func oneLine(_ text: String) -> String {
-        text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
+        static func oneLine(_ text: String) -> String {
+            text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
+        }
     }
 }

@@ -4,114 +4,79 @@ import Blkif
 import Harness
 import Recording
 
-extension Workload.Frontend: ExpressibleByArgument {}
-extension Workload.SectorPattern: ExpressibleByArgument {}
-extension BlkifProtocol: ExpressibleByArgument {}
+extension Replay {
+    struct Record: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record a frontend workload against the fixed backend as a pcap trace.",
+            discussion: """
+                A deterministic, seeded model of how blkfront drives the ring: the persistent frontend reuses a \
+                pool of granted pages (last freed, first reused) that grows up to a ring's worth; the legacy \
+                frontend grants fresh pages per request and revokes them after the response. The workload is \
+                replayed against the fixed backend (judged by the oracle unless --no-oracle) and written with \
+                the responses seen as kind-3 packets, the recording's expectations. The same options give the \
+                same bytes; persistent and legacy runs of one seed do the same I/O.
+                Exit status: 0; 1 when the oracle finds a violation in the recording or the backend panics (the \
+                file is still written); 2 for usage errors and an --out that cannot be written.
+                """)
 
-struct Record: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Record a frontend workload against the fixed backend as a pcap trace.",
-        discussion: """
-            A deterministic, seeded model of how blkfront drives the ring: the persistent frontend reuses a \
-            pool of granted pages (last freed, first reused) that grows up to a ring's worth; the legacy \
-            frontend grants fresh pages per request and revokes them after the response. The workload is \
-            replayed against the fixed backend (judged by the oracle unless --no-oracle) and written with \
-            the responses seen as kind-3 packets, the recording's expectations. The same options give the \
-            same bytes; persistent and legacy runs of one seed do the same I/O.
-            """)
+        @Option(help: "The frontend.")
+        var frontend: Workload.Frontend = .persistent
 
-    @Option(help: "The frontend: persistent or legacy.")
-    var frontend: Workload.Frontend = .persistent
+        @Option(help: "Requests to issue.")
+        var requests: Int = 1000
 
-    @Option(help: "Requests to issue.")
-    var requests: Int = 1000
+        @Option(help: "The seed of the workload.")
+        var seed: UInt64 = 1
 
-    @Option(help: "The seed of the workload.")
-    var seed: UInt64 = 1
+        @Option(help: "The pcap file to write.")
+        var out: String
 
-    @Option(help: "The pcap file to write.")
-    var out: String
+        @Option(help: "The share of reads, 0...1; the rest are writes.")
+        var readFraction: Double = 0.5
 
-    @Option(help: "The share of reads, 0...1; the rest are writes.")
-    var readFraction: Double = 0.5
+        @Option(help: "Segments per request: N, or A-B with A <= B (within 1-11).")
+        var segments = SegmentRange(1...11)
 
-    @Option(help: "Segments per request: N or A-B (within 1-11).")
-    var segments: String = "1-11"
+        @Option(help: "Where each request starts: after the previous one, or anywhere.")
+        var sectors: Workload.SectorPattern = .sequential
 
-    @Option(help: "Sectors: sequential or random.")
-    var sectors: Workload.SectorPattern = .sequential
+        @Option(help: "Requests in flight at most, 1...32; above 1 they are held and completed out of order.")
+        var queueDepth: Int = 1
 
-    @Option(help: "Requests in flight at most, 1...32; above 1 they are held and completed out of order.")
-    var queueDepth: Int = 1
+        @Option(help: "Disconnect and connect again after every N requests.")
+        var reconnectEvery: Int?
 
-    @Option(help: "Disconnect and connect again after every N requests.")
-    var reconnectEvery: Int?
+        @Option(name: .customLong("protocol"), help: "The ring ABI.")
+        var ringProtocol: BlkifProtocol = .native
 
-    @Option(name: .customLong("protocol"), help: "The ring ABI: native, x86_32 or x86_64.")
-    var ringProtocol: BlkifProtocol = .native
+        @Option(help: "The frontend's domain.")
+        var domid: UInt16 = 1
 
-    @Option(help: "The frontend's domain.")
-    var domid: UInt16 = 1
+        @Option(help: "The disk's size in 512-byte sectors.")
+        var diskSectors: UInt64 = 262_144
 
-    @Option(help: "The disk's size in 512-byte sectors.")
-    var diskSectors: UInt64 = 262_144
+        @Flag(inversion: .prefixedNo, help: "Judge the recording with the oracle.")
+        var oracle = true
 
-    @Flag(inversion: .prefixedNo, help: "Judge the recording with the oracle.")
-    var oracle = true
-
-    func workload() throws -> Workload {
-        let parts = segments.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
-        let range: ClosedRange<Int>
-        switch parts.count {
-        case 1 where parts[0] != nil: range = parts[0]!...parts[0]!
-        case 2 where parts[0] != nil && parts[1] != nil && parts[0]! <= parts[1]!: range = parts[0]!...parts[1]!
-        default: throw ValidationError("--segments takes N or A-B with A <= B, e.g. 1-11: \(segments)")
+        var workload: Workload {
+            Workload(seed: seed, requests: requests, frontend: frontend, readFraction: readFraction,
+                     segments: segments.range, sectorPattern: sectors, queueDepth: queueDepth,
+                     reconnectEvery: reconnectEvery, protocolName: ringProtocol, domid: domid,
+                     diskSectors: diskSectors)
         }
-        let workload = Workload(seed: seed, requests: requests, frontend: frontend, readFraction: readFraction,
-                                segments: range, sectorPattern: sectors, queueDepth: queueDepth,
-                                reconnectEvery: reconnectEvery, protocolName: ringProtocol, domid: domid,
-                                diskSectors: diskSectors)
-        if let problem = workload.problems.first { throw ValidationError(problem) }
-        return workload
-    }
 
-    func validate() throws {
-        _ = try workload()
-        guard out.lowercased().hasSuffix(".pcap") else { throw ValidationError("--out must name a .pcap file: \(out)") }
-    }
-
-    func run() throws {
-        let summary: RecordingSummary
-        do { summary = try WorkloadRecorder.record(try workload(), to: out, oracle: oracle) } catch let error as RecordingError {
-            FileOutput.standardError(error.description)
-            throw ExitCode(2)
+        func validate() throws {
+            if let problem = workload.problems.first { throw ValidationError(problem) }
+            guard out.lowercased().hasSuffix(".pcap") else { throw ValidationError("--out must name a .pcap file: \(out)") }
         }
-        print(RecordingReport.render(summary))
-        if summary.violationCount > 0 || summary.panicked { throw ExitCode(1) }
-    }
-}
 
-enum RecordingReport {
-    static func render(_ summary: RecordingSummary) -> String {
-        let w = summary.workload
-        let s = summary.statistics
-        var lines: [String] = []
-        let reconnect = w.reconnectEvery.map { ", reconnect every \($0)" } ?? ""
-        lines.append("recorded \(summary.file): \(w.frontend) frontend, seed \(w.seed), \(w.protocolName), queue depth \(w.queueDepth)\(reconnect)")
-        lines.append("  \(summary.packets) packets: \(s.requests) requests, \(s.segments) segments, \(summary.responses) responses (\(summary.failedResponses) not okay), \(summary.connects) connect(s)")
-        let hits = s.oracle.map { "\($0.persistentHits) persistent hits" } ?? "persistent hits not counted (--no-oracle)"
-        lines.append("  \(s.mapOps) map ops, \(s.unmapOps) unmap ops (\(s.unmapHypercalls) unmap hypercalls), \(hits)")
-        lines.append("  frontend: \(summary.grants) grants, \(summary.revokes) revokes, pool peak \(summary.poolPeak), in flight peak \(summary.depthPeak)")
-        if s.oracle == nil {
-            lines.append("  oracle: off")
-        } else if summary.violationCount == 0 && !summary.panicked {
-            lines.append("  oracle: no violation under \(BackendVariant.fixed.name)")
-        } else {
-            lines.append("  oracle: \(summary.violationCount) violation(s)\(summary.panicked ? ", the backend panicked" : "")")
-            for v in summary.violations {
-                lines.append("    \(summary.file): \(v.position): \(v.check.rawValue): expected \(v.expected); seen \(v.seen)")
+        func run() throws {
+            let summary: RecordingSummary
+            do { summary = try WorkloadRecorder.record(workload, to: out, oracle: oracle) } catch {
+                throw ReplayFailure.invalid(error.description)
             }
+            print(RecordingReport.render(summary))
+            if summary.violationCount > 0 || summary.panicked { throw ReplayFailure.reportedFailure }
         }
-        return lines.joined(separator: "\n")
     }
 }

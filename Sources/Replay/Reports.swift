@@ -1,6 +1,8 @@
+import Backend
 import Foundation
 import Harness
 import Oracle
+import Recording
 import Trace
 
 /// The human report: a line per trace, then each failure's details, then the count.
@@ -144,5 +146,30 @@ enum VerboseLine {
             line += "\n    \(violation.check.rawValue): expected \(violation.expected); seen \(violation.seen)"
         }
         return line
+    }
+}
+
+enum RecordingReport {
+    static func render(_ summary: RecordingSummary) -> String {
+        let w = summary.workload
+        let s = summary.statistics
+        var lines: [String] = []
+        let reconnect = w.reconnectEvery.map { ", reconnect every \($0)" } ?? ""
+        lines.append("recorded \(summary.file): \(w.frontend) frontend, seed \(w.seed), \(w.protocolName), queue depth \(w.queueDepth)\(reconnect)")
+        lines.append("  \(summary.packets) packets: \(s.requests) requests, \(s.segments) segments, \(summary.responses) responses (\(summary.failedResponses) not okay), \(summary.connects) connect(s)")
+        let hits = s.oracle.map { "\($0.persistentHits) persistent hits" } ?? "persistent hits not counted (--no-oracle)"
+        lines.append("  \(s.mapOps) map ops, \(s.unmapOps) unmap ops (\(s.unmapHypercalls) unmap hypercalls), \(hits)")
+        lines.append("  frontend: \(summary.grants) grants, \(summary.revokes) revokes, pool peak \(summary.poolPeak), in flight peak \(summary.depthPeak)")
+        if s.oracle == nil {
+            lines.append("  oracle: off")
+        } else if summary.violationCount == 0 && !summary.panicked {
+            lines.append("  oracle: no violation under \(BackendVariant.fixed.name)")
+        } else {
+            lines.append("  oracle: \(summary.violationCount) violation(s)\(summary.panicked ? ", the backend panicked" : "")")
+            for v in summary.violations {
+                lines.append("    \(summary.file): \(v.position): \(v.check.rawValue): expected \(v.expected); seen \(v.seen)")
+            }
+        }
+        return lines.joined(separator: "\n")
     }
 }

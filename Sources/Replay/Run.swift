@@ -5,136 +5,72 @@ import Harness
 import Oracle
 import Trace
 
-enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
-    case text, json, junit
-}
+extension Replay {
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replay every trace under the paths (recursively, in path order) and report.",
+            discussion: """
+                The text report ends with exactly `N passed, M failed`.
+                Exit status: 0 when every trace passes; 1 when one fails; 2 for usage errors, a path that does \
+                not exist or holds no trace, an unreadable or malformed trace (also named on standard error, \
+                with its line or packet) and an --output that cannot be written.
+                """)
 
-/// Parses `--backend` early so a typo is a usage error, not a failed run.
-struct BackendOption: ParsableArguments {
-    @Option(name: .long, help: "The backend: seed, fixed, or fixed+QUIRK[+QUIRK…].")
-    var backend: String = "fixed"
+        @Argument(help: "Trace files or directories.")
+        var paths: [String] = ["traces"]
 
-    func variant() throws -> BackendVariant {
-        do { return try BackendVariant(name: backend) } catch { throw ValidationError(error.description) }
-    }
-}
+        @OptionGroup var backendOption: BackendOption
 
-struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Replay every trace under the paths (recursively, in path order) and report.")
+        @Option(help: "Report format.")
+        var format: OutputFormat = .text
 
-    @Argument(help: "Trace files or directories.")
-    var paths: [String] = ["traces"]
+        @Option(help: "Write the report to this file instead of standard output.")
+        var output: String?
 
-    @OptionGroup var backendOption: BackendOption
+        @OptionGroup var jobsOption: JobsOption
 
-    @Option(help: "Report format: text, json or junit.")
-    var format: OutputFormat = .text
+        @Flag(help: "Stop at the first trace that fails.")
+        var failFast = false
 
-    @Option(help: "Write the report to this file instead of standard output.")
-    var output: String?
+        @Flag(help: "Print every event with what the oracle found (runs one trace at a time).")
+        var verbose = false
 
-    @Option(help: "Traces replayed at once (default: the number of cores).")
-    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+        @Flag(inversion: .prefixedNo, help: "Judge with the oracle (off: only run the backend and the expect lines).")
+        var oracle = true
 
-    @Flag(help: "Stop at the first trace that fails.")
-    var failFast = false
+        func run() throws {
+            let variant = backendOption.backend
+            let files = try TraceFiles.collect(paths)
 
-    @Flag(help: "Print every event with what the oracle found (runs one trace at a time).")
-    var verbose = false
-
-    @Flag(inversion: .prefixedNo, help: "Judge with the oracle (off: only run the backend and the expect lines).")
-    var oracle = true
-
-    func validate() throws {
-        guard jobs >= 1 else { throw ValidationError("--jobs takes a number of at least 1") }
-    }
-
-    func run() throws {
-        let variant = try backendOption.variant()
-        let files: [String]
-        do { files = try TraceFiles.collect(paths) } catch { throw ValidationError("\(error)") }
-        guard !files.isEmpty else { throw ValidationError("no .trace files under \(paths.joined(separator: " "))") }
-
-        let options = ReplayOptions(oracle: oracle)
-        let started = Date()
-        let reports = ParallelReplay.run(files: files, jobs: verbose ? 1 : jobs, failFast: failFast) { path in
-            var events: [String] = []
-            let report = TraceRunner.replay(.file(path: path), variant: variant, options: options,
-                                          onEvent: verbose ? { event, found in
-                                              events.append(VerboseLine.render(event, found))
-                                          } : nil)
-            if verbose { print("== \(path)\n" + events.joined(separator: "\n")) }
-            return report
-        }
-        let elapsed = Date().timeIntervalSince(started)
-        let rendered: String
-        switch format {
-        case .text: rendered = TextReport.render(reports, elapsed: elapsed)
-        case .json: rendered = JSONReport.render(reports)
-        case .junit: rendered = JUnitReport.render(reports, elapsed: elapsed)
-        }
-        if let output {
-            do { try rendered.write(toFile: output, atomically: true, encoding: .utf8) } catch {
-                throw ValidationError("cannot write \(output): \(error.localizedDescription)")
+            let options = ReplayOptions(oracle: oracle)
+            let started = Date()
+            let reports = ParallelReplay.run(files: files, jobs: verbose ? 1 : jobsOption.jobs, failFast: failFast) { path in
+                var events: [String] = []
+                let report = TraceRunner.replay(.file(path: path), variant: variant, options: options,
+                                              onEvent: verbose ? { event, found in
+                                                  events.append(VerboseLine.render(event, found))
+                                              } : nil)
+                if verbose { print("== \(path)\n" + events.joined(separator: "\n")) }
+                return report
             }
-            if format != .text { print(TextReport.summaryLine(reports)) }
-        } else {
-            print(rendered, terminator: rendered.hasSuffix("\n") ? "" : "\n")
-        }
-        if reports.contains(where: { $0.verdict == .error }) { throw ExitCode(2) }
-        if reports.contains(where: { $0.verdict != .pass }) { throw ExitCode(1) }
-    }
-}
-
-/// Replays files on several threads; results come back in file order.
-enum ParallelReplay {
-    static func run(files: [String], jobs: Int, failFast: Bool,
-                    _ replay: @escaping @Sendable (String) -> ReplayReport) -> [ReplayReport] {
-        let results = ResultSlots(count: files.count)
-        let queue = DispatchQueue(label: "replay", attributes: .concurrent)
-        let group = DispatchGroup()
-        let semaphore = DispatchSemaphore(value: jobs)
-        for (index, file) in files.enumerated() {
-            semaphore.wait()
-            if failFast && results.sawFailure { semaphore.signal(); break }
-            group.enter()
-            queue.async {
-                let report = replay(file)
-                results.store(report, at: index)
-                semaphore.signal()
-                group.leave()
+            let elapsed = Date().timeIntervalSince(started)
+            let rendered: String
+            switch format {
+            case .text: rendered = TextReport.render(reports, elapsed: elapsed)
+            case .json: rendered = JSONReport.render(reports)
+            case .junit: rendered = JUnitReport.render(reports, elapsed: elapsed)
             }
+            try Output.write(rendered, to: output)
+            // A machine-readable report in a file still leaves the count on the terminal.
+            if output != nil && format != .text { print(TextReport.summaryLine(reports)) }
+            try Self.verdict(reports)
         }
-        group.wait()
-        return results.collected
-    }
-}
 
-/// Thread-safe result array for the replay workers.
-final class ResultSlots: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [ReplayReport?]
-    private var failed = false
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func store(_ report: ReplayReport, at index: Int) {
-        lock.lock()
-        defer { lock.unlock() }
-        slots[index] = report
-        if report.verdict != .pass { failed = true }
-    }
-
-    var sawFailure: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return failed
-    }
-
-    var collected: [ReplayReport] {
-        lock.lock()
-        defer { lock.unlock() }
-        return slots.compactMap { $0 }
+        /// Exit 2 when a trace could not be read (named on standard error
+        /// too, since the report may be JSON or in a file), else 1 when one failed.
+        private static func verdict(_ reports: [ReplayReport]) throws(ReplayFailure) {
+            if let unreadable = ReplayFailure.unreadableTraces(in: reports) { throw unreadable }
+            if reports.contains(where: { $0.verdict != .pass }) { throw .reportedFailure }
+        }
     }
 }

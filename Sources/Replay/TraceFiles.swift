@@ -1,25 +1,26 @@
-import ArgumentParser
 import Foundation
 import Harness
 import Trace
 
 /// Finds the traces under the paths a user gave, in a stable order.
 enum TraceFiles {
-    static let extensions: Set<String> = ["trace", "pcap", "pcapng"]
+    /// In the order messages list them.
+    static let extensions = ["trace", "pcap", "pcapng"]
 
-    struct Missing: Error, CustomStringConvertible {
-        let path: String
-        var description: String { "no such file or directory: \(path)" }
-    }
+    private static var extensionList: String { extensions.map { "." + $0 }.joined(separator: ", ") }
 
     /// Directories are searched recursively for trace files; files named
-    /// directly are taken whatever their extension.
-    static func collect(_ paths: [String]) throws -> [String] {
+    /// directly are taken whatever their extension. A missing path, or
+    /// finding nothing at all, is an error: a gate that checks nothing must
+    /// not pass.
+    static func collect(_ paths: [String]) throws(ReplayFailure) -> [String] {
         var found: [String] = []
         let manager = FileManager.default
         for path in paths {
             var isDirectory: ObjCBool = false
-            guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else { throw Missing(path: path) }
+            guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw .invalid("\(path): no such file or directory; expected a trace file or a directory of them")
+            }
             guard isDirectory.boolValue else {
                 found.append(path)
                 continue
@@ -33,19 +34,19 @@ enum TraceFiles {
             }
             found.append(contentsOf: here.sorted())
         }
+        guard !found.isEmpty else {
+            throw .invalid("no trace files (\(extensionList)) under \(paths.joined(separator: " "))")
+        }
         return found
     }
-}
 
-extension TraceFile {
-    /// Every event of a trace file, for the commands that need the whole trace
-    /// (decode --encode, minimize); a malformed file is reported and exits 2.
-    static func readKindsOrExit(_ path: String) throws -> [TraceEventKind] {
+    /// Every event of a trace file, for the commands that need the whole
+    /// trace at once (decode --encode, minimize).
+    static func readEvents(_ path: String) throws(ReplayFailure) -> [TraceEventKind] {
         do {
             return try TraceFile.readAll(path: path).map(\.kind)
         } catch {
-            FileOutput.standardError(error.description)
-            throw ExitCode(2)
+            throw .invalid(error.description)
         }
     }
 }

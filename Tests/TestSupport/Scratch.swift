@@ -1,10 +1,13 @@
 import Foundation
 
-/// A fresh directory for one test's files, removed by `cleanUp`.
-public struct Scratch: Sendable {
+/// A fresh directory for one test's files, removed by `cleanUp` or when
+/// the test lets go of it.
+public final class Scratch: Sendable {
     public let url: URL
 
-    public init(_ name: String) throws {
+    deinit { cleanUp() }
+
+    public init(_ name: String = "test") throws {
         url = FileManager.default.temporaryDirectory
             .appendingPathComponent("xenblk-tests-\(getpid())-\(name)-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)

@@ -19,7 +19,8 @@ import TracePcap
         var arguments = ["-r", path, "-X", "lua_script:" + script, "-T", "fields",
                          "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
         for field in fields { arguments += ["-e", field] }
-        let (output, status) = try runProgram(executable("tshark")!, arguments)
+        let run = try runProgram(executable("tshark")!, arguments)
+        let (output, status) = (run.standardOutput, run.status)
         #expect(status == 0)
         return output.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.isEmpty }
             .map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
