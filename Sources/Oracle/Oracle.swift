@@ -36,9 +36,7 @@ public final class ConformanceOracle {
         var diskWrites: [DiskKey: UInt64] = [:]
         var guestWrites: [GuestKey: UInt64] = [:]
         var alertsExpected = 0
-        /// True while an allocation failure makes the alert unpredictable.
-        var alertUncertain = false
-        /// The connection whose alert is uncertain this event.
+        /// The connection whose alert an allocation failure made unpredictable this event.
         var uncertainAlertVbd: UInt16?
         var checkTrees: Set<UInt16> = []
         /// Something was unmapped that no completing request owned: a tree
@@ -136,7 +134,7 @@ public final class ConformanceOracle {
         let frontendWants = frontendKeys["feature-persistent"].flatMap(Self.scanUnsigned) == 1
         let mode = connect.backendPersistent && frontendWants
         connections[connect.vbd] = ConnectionModel(
-            domid: connect.domid, vbd: connect.vbd, ringProtocol: connect.protocolName, persistentMode: mode,
+            domid: connect.domid, ringProtocol: connect.protocolName, persistentMode: mode,
             limit: connect.maxPersistent ?? connect.protocolName.maxPersistentGrants,
             sectors: connect.sectors, flush: connect.flush, discard: connect.discard)
         let seen = publications.compactMap { publication -> Bool? in
@@ -156,7 +154,6 @@ public final class ConformanceOracle {
         guard let model = connections[vbd] else { return }
         // In-flight requests complete and are answered first.
         for request in model.inFlight { completeIO(request, world: world) }
-        model.inFlight.removeAll()
         turn.unmaps.formUnion(model.tree.values)
         connections[vbd] = nil
         if world.connection(vbd: vbd) != nil {
@@ -173,7 +170,6 @@ public final class ConformanceOracle {
             report(.teardown, expected: "nothing allocated for domain \(model.domid) vbd \(vbd) after disconnect",
                    seen: "still allocated: " + summarize(allocated))
         }
-        model.tree.removeAll()
     }
 
     /// Handles a connection is expected to have mapped right now.

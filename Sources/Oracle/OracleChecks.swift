@@ -4,7 +4,7 @@ import Trace
 
 extension ConformanceOracle {
     func checkAlerts(seen: Int) {
-        if turn.alertUncertain ? seen > 1 : seen != turn.alertsExpected {
+        if turn.uncertainAlertVbd != nil ? seen > 1 : seen != turn.alertsExpected {
             report(.overflowAlert,
                    expected: turn.alertsExpected == 1 ? "one alert: the persistent limit is reached for the first time on this connection"
                                                       : "no alert",

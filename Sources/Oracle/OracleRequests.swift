@@ -48,7 +48,6 @@ extension ConformanceOracle {
             if allocationFailed {
                 // The aborted request may or may not have alerted; what it did
                 // decides whether the connection has alerted (see `check`).
-                turn.alertUncertain = true
                 turn.uncertainAlertVbd = vbd
             } else {
                 model.alerted = true
@@ -111,9 +110,8 @@ extension ConformanceOracle {
                 return (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
             }
             : []
-        let predicted = PredictedRequest(vbd: vbd, id: request.id, operation: request.operation, isWrite: isWrite,
-                                         isRead: isRead, sector: request.sectorNumber, segments: segments,
-                                         guestPages: pages, oneOffHandles: oneOffHandles, writeTokens: tokens,
+        let predicted = PredictedRequest(vbd: vbd, id: request.id, isWrite: isWrite, sector: request.sectorNumber,
+                                         segments: segments, guestPages: pages, oneOffHandles: oneOffHandles, writeTokens: tokens,
                                          bitmap: bitmap)
         if hold {
             model.inFlight.append(predicted)

@@ -12,28 +12,19 @@ enum SegmentDecision: Hashable {
     /// A one-off mapping: read-only unless a read, unmapped at completion.
     /// `overflow` says it is one only because the limit was reached.
     case oneOff(op: Int, overflow: Bool)
-
-    var op: Int? {
-        switch self {
-        case .newPersistent(let op), .oneOff(let op, _): op
-        case .hit, .shares: nil
-        }
-    }
 }
 
 /// A request the reference expects to be in flight (held) or completing now.
 struct PredictedRequest {
     let vbd: UInt16
     let id: UInt64
-    let operation: UInt8
     let isWrite: Bool
-    let isRead: Bool
     let sector: UInt64
     let segments: [BlkifSegment]
     /// The guest page each segment's I/O lands in (fixed at map time).
     let guestPages: [GuestPage?]
     /// Handles of the one-off mappings to unmap when the I/O completes.
-    var oneOffHandles: [GrantHandle]
+    let oneOffHandles: [GrantHandle]
     /// For writes: the tokens the guest had stamped, per segment and sector.
     var writeTokens: [[UInt64]]
     /// The unmap bitmap the backend must hold for it: one-offs and demoted segments.
@@ -45,7 +36,6 @@ struct PredictedRequest {
 /// one request's effects never copies the connection's disk model.
 final class ConnectionModel {
     let domid: DomainID
-    let vbd: UInt16
     let ringProtocol: BlkifProtocol
     let persistentMode: Bool
     let limit: Int
@@ -63,10 +53,9 @@ final class ConnectionModel {
     /// The tree version and the backend's tree version when the tree was last checked.
     var lastTreeCheck: (model: UInt64, observed: UInt64)?
 
-    init(domid: DomainID, vbd: UInt16, ringProtocol: BlkifProtocol, persistentMode: Bool, limit: Int,
+    init(domid: DomainID, ringProtocol: BlkifProtocol, persistentMode: Bool, limit: Int,
          sectors: UInt64, flush: Bool, discard: Bool) {
         self.domid = domid
-        self.vbd = vbd
         self.ringProtocol = ringProtocol
         self.persistentMode = persistentMode
         self.limit = limit
