@@ -46,6 +46,7 @@ let package = Package(
         .testTarget(name: "TraceTests", dependencies: ["Seeded", "Trace", "Blkif"]),
         .testTarget(name: "PcapTests", dependencies: ["Seeded", "TracePcap", "Trace", "Blkif", "Harness", "Backend"]),
         .testTarget(name: "FuzzTests", dependencies: ["Seeded", "Harness", "Trace", "Backend", "Oracle", "Blkif"]),
+        .testTarget(name: "OracleTests", dependencies: ["Oracle", "Trace", "Blkif", "FakeXen"]),
     ],
     swiftLanguageModes: [.v6]
 )
