@@ -29,9 +29,12 @@ struct Predictor<World: ObservedWorld> {
         case .request(let request):
             self.request(request.blkifRequest, vbd: request.vbd, hold: request.hold)
         case .raw(let raw):
-            prediction.mapOps = .unjudged
             guard let model = reference.connections[raw.vbd],
-                  let request = try? model.ringProtocol.decodeRequest(raw.bytes) else { break }
+                  let request = try? model.ringProtocol.decodeRequest(raw.bytes)
+            else {
+                prediction.mapOps = .unjudged
+                break
+            }
             self.request(request, vbd: raw.vbd, hold: raw.hold)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
