@@ -58,6 +58,7 @@ let package = Package(
         .testTarget(name: "FakeXenTests", dependencies: ["FakeXen"]),
         .testTarget(name: "BackendTests", dependencies: ["Seeded", "Backend", "FakeXen", "Blkif"]),
         .testTarget(name: "TraceTests", dependencies: ["TestSupport", "Trace", "Blkif"]),
+        .testTarget(name: "OracleTests", dependencies: ["Oracle", "Trace", "Blkif", "FakeXen"]),
         .testTarget(name: "TracePcapTests", dependencies: ["TestSupport", "TracePcap", "Trace", "Blkif", "Harness", "Backend"]),
         .testTarget(name: "HarnessTests", dependencies: ["TestSupport", "Harness", "Oracle", "Trace", "TracePcap", "Backend", "FakeXen", "Blkif"]),
         .testTarget(name: "FuzzSupportTests", dependencies: ["TestSupport", "FuzzSupport", "Harness", "Trace", "Backend", "Blkif", "Seeded"]),

@@ -1,0 +1,62 @@
+import FakeXen
+import Trace
+
+extension Checks {
+    /// `negotiation`: a connect publishes exactly one negotiated mode, and it
+    /// is persistent grants on exactly when the backend offers them and the
+    /// frontend's `feature-persistent` reads as 1. After a connect or a
+    /// request, the backend holds that vbd's connection.
+    static func negotiation(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        var findings: [Finding] = []
+        if let expected = prediction.negotiation {
+            let seen = observed.publications.compactMap { publication -> Bool? in
+                if case let .negotiated(vbd, persistent) = publication, vbd == expected.vbd { return persistent }
+                return nil
+            }
+            if seen != [expected.persistent] {
+                findings.append(Finding(
+                    .negotiation, in: .connection,
+                    expected: "persistent grants \(expected.persistent ? "on" : "off") (backend offers: \(expected.backendOffers), frontend feature-persistent: \(expected.frontendFeature ?? "absent"))",
+                    seen: seen.isEmpty ? "no negotiation" : seen.map { $0 ? "on" : "off" }.joined(separator: ", ")))
+            }
+        }
+        if let tree = prediction.tree, observed.connection == nil {
+            findings.append(Finding(.negotiation, in: .tree, expected: "vbd \(tree.vbd) connected",
+                                    seen: "the backend has no such connection"))
+        }
+        return findings
+    }
+
+    /// `teardown`: after a disconnect the backend no longer holds the vbd,
+    /// nothing of the domain is mapped beyond what its other connections
+    /// hold, nothing is left allocated for the vbd, and every handle of the
+    /// torn-down tree and of the held requests' one-offs was unmapped.
+    static func teardown(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        guard let teardown = prediction.teardown else { return [] }
+        var findings: [Finding] = []
+        if observed.connection != nil {
+            findings.append(Finding(.teardown, in: .connection, expected: "vbd \(teardown.vbd) gone after disconnect",
+                                    seen: "the backend still holds it"))
+        }
+        let stillExpected = prediction.mappedAfter.handles(of: teardown.domid)
+        let left = observed.world.liveMappings(of: teardown.domid).filter { !stillExpected.contains($0.handle) }
+        if !left.isEmpty {
+            findings.append(Finding(
+                .teardown, in: .connection, expected: "nothing of domain \(teardown.domid) mapped after disconnect",
+                seen: "still mapped: " + Wording.list(left.map { "gref \($0.gref) (handle \($0.handle))" })))
+        }
+        let allocated = observed.world.liveAllocations(of: AllocationOwner(domid: teardown.domid, vbd: teardown.vbd))
+        if !allocated.isEmpty {
+            findings.append(Finding(
+                .teardown, in: .connection,
+                expected: "nothing allocated for domain \(teardown.domid) vbd \(teardown.vbd) after disconnect",
+                seen: "still allocated: " + Wording.list(allocated)))
+        }
+        if !observed.unmaps.missing.isEmpty {
+            findings.append(Finding(.teardown, in: .unmapOps,
+                                    expected: "unmap of handle(s) \(Wording.handles(observed.unmaps.missing))",
+                                    seen: "not unmapped"))
+        }
+        return findings
+    }
+}

@@ -1,0 +1,137 @@
+import Blkif
+import FakeXen
+import Trace
+
+extension Checks {
+    /// `map-ops`: outside a request there is no map hypercall. A request that
+    /// maps nothing (invalid, a discard, an allocation failure first, only
+    /// persistent hits) makes none; any other makes exactly one batch: one
+    /// `host_map` op per segment that is neither a hit nor a repeat of a new
+    /// grant, in segment order, writable for new persistent grants and
+    /// read-only for the one-offs of writes.
+    static func mapOps(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        let batches = observed.environment.mapBatches
+        switch prediction.mapOps {
+        case .unjudged:
+            return []
+        case .noneOutsideRequest:
+            guard !batches.isEmpty else { return [] }
+            return [Finding(.mapOps, in: .mapOps, expected: "no map hypercall outside a request",
+                            seen: "\(batches.count) map batch(es)")]
+        case .noBatch(let reason):
+            guard !batches.isEmpty else { return [] }
+            return [Finding(.mapOps, in: .mapOps, expected: "no map hypercall: \(reason)",
+                            seen: "\(batches.count) batch(es): " + Wording.list(batches.flatMap(\.ops).map(\.description)))]
+        case let .oneBatch(domid, ops):
+            let describe = { (gref: GrantRef, readOnly: Bool) in
+                "map gref \(gref) of domain \(domid) [\(readOnly ? "host_map|readonly" : "host_map")]"
+            }
+            let expected = ops.map { describe($0.gref, $0.readOnly) }
+            guard batches.count == 1, let batch = batches.first else {
+                return [Finding(.mapOps, in: .mapOps, expected: "one batch of \(ops.count) op(s): " + Wording.list(expected),
+                                seen: batches.isEmpty ? "no map hypercall" : "\(batches.count) batches")]
+            }
+            // Ops of the expected kind are worded as the expected ones are, so only real differences show.
+            let seen = batch.ops.map { op in
+                op.flags.contains(.hostMap) && op.domid == domid
+                    ? describe(op.gref, op.flags.contains(.readOnly)) : op.description
+            }
+            guard seen != expected else { return [] }
+            let firstDifference = zip(expected, seen).enumerated().first { $0.element.0 != $0.element.1 }
+            let detail = firstDifference.map { "op \($0.offset): expected \($0.element.0), seen \($0.element.1)" }
+                ?? "expected \(expected.count) ops, seen \(seen.count)"
+            return [Finding(.mapOps, in: .mapOps, expected: Wording.list(expected),
+                            seen: Wording.list(seen) + " (\(detail))")]
+        }
+    }
+
+    /// `unmap-ops`: an unmap batch holds at most 11 ops; every op unmaps a
+    /// live handle the event had to unmap (a one-off of a request that
+    /// completes or fails); persistent grants stay mapped until disconnect;
+    /// and every handle the event had to unmap is unmapped (at a disconnect,
+    /// that last rule is `teardown`'s).
+    static func unmapOps(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        let batches = observed.environment.unmapBatches
+        let ledger = observed.unmaps
+        var findings: [Finding] = []
+        lazy var persistentHandles = prediction.mappedAfter.persistentHandles()
+        var surprises = ledger.surprises[...]
+        for (index, batch) in batches.enumerated() {
+            if batch.ops.count > Blkif.maxSegmentsPerRequest {
+                findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap batches of at most 11",
+                                        seen: "a batch of \(batch.ops.count)"))
+            }
+            while let next = surprises.first, next.batch == index {
+                surprises.removeFirst()
+                switch next.surprise {
+                case let .refused(handle, status):
+                    findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap only live one-off or torn-down handles",
+                                            seen: "unmap of handle \(handle) answered \(status)"))
+                case let .unexpected(handle, gref) where persistentHandles.contains(handle):
+                    findings.append(Finding(.unmapOps, in: .unmapOps, expected: "persistent grants stay mapped until disconnect",
+                                            seen: "handle \(handle) of persistent gref \(gref) unmapped"))
+                case let .unexpected(handle, gref):
+                    findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap only handles of the requests completing now",
+                                            seen: "handle \(handle) (gref \(gref)) unmapped"))
+                }
+            }
+        }
+        if !ledger.missing.isEmpty && prediction.teardown == nil {
+            findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap of handle(s) \(Wording.handles(ledger.missing))",
+                                    seen: "not unmapped"))
+        }
+        return findings
+    }
+
+    /// `unmap-bitmap`: the unmap step the backend publishes for a request
+    /// has no bit at or beyond its `nr_segments`, and for every request that
+    /// completes or fails it is published, with exactly the bits of the
+    /// segments that were one-offs or were demoted to one-offs.
+    static func unmapBitmap(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        var expected = prediction.unmapBitmaps
+        var findings: [Finding] = []
+        for publication in observed.publications {
+            guard case let .unmapping(vbd, id, nrSegments, bitmap) = publication else { continue }
+            if nrSegments < 16, bitmap >> nrSegments != 0 {
+                findings.append(Finding(.unmapBitmap, in: .unmapBitmaps,
+                                        expected: "no bit at or beyond nr_segments \(nrSegments) (request \(id))",
+                                        seen: "bitmap \(Wording.bits(bitmap))"))
+            }
+            guard let index = expected.firstIndex(where: { $0.vbd == vbd && $0.id == id }) else { continue }
+            let want = expected.remove(at: index)
+            if want.bitmap != bitmap {
+                findings.append(Finding(.unmapBitmap, in: .unmapBitmaps,
+                                        expected: "request \(id) bitmap \(Wording.bits(want.bitmap)) (its one-off segments)",
+                                        seen: "bitmap \(Wording.bits(bitmap))"))
+            }
+        }
+        for missing in expected {
+            findings.append(Finding(.unmapBitmap, in: .unmapBitmaps,
+                                    expected: "request \(missing.id) unmapped with bitmap \(Wording.bits(missing.bitmap))",
+                                    seen: "no unmap step for it"))
+        }
+        return findings
+    }
+
+    /// `request-leak`: after the event, only persistent grants and the
+    /// one-offs of held requests are mapped. Mappings only come and go
+    /// through map and unmap batches, and what must be mapped changes without
+    /// one only when held I/O completes, so other events are not looked at.
+    static func requestLeak(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        let environment = observed.environment
+        guard !environment.mapBatches.isEmpty || !environment.unmapBatches.isEmpty || prediction.completesHeldIO
+        else { return [] }
+        var findings: [Finding] = []
+        for domid in prediction.mappedAfter.domains {
+            let expected = prediction.mappedAfter.handles(of: domid)
+            let extra = observed.world.liveMappings(of: domid).filter { !expected.contains($0.handle) }
+            if !extra.isEmpty {
+                findings.append(Finding(
+                    .requestLeak, in: .leaks,
+                    expected: "only persistent grants and in-flight one-offs of domain \(domid) mapped",
+                    seen: "also mapped: " + Wording.list(extra.map { "gref \($0.gref) (handle \($0.handle))" })))
+            }
+        }
+        return findings
+    }
+}

@@ -1,0 +1,72 @@
+import Blkif
+import Trace
+
+extension Checks {
+    /// `response`: every request that finishes during the event is answered
+    /// exactly once, with the status the reference predicts (invalid:
+    /// error or eopnotsupp; a failed map or allocation: error; otherwise
+    /// okay), and nothing else is answered.
+    static func response(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        var expected = prediction.responses
+        var findings: [Finding] = []
+        for publication in observed.publications {
+            guard case let .response(vbd, response) = publication else { continue }
+            guard let index = expected.firstIndex(where: { $0.vbd == vbd && $0.id == response.id }) else {
+                findings.append(Finding(.response, in: .responses,
+                                        expected: "no response for id \(response.id) now (one per request)",
+                                        seen: "a response with status \(Wording.status(response.status))"))
+                continue
+            }
+            let want = expected.remove(at: index)
+            if response.status != want.status.rawValue {
+                findings.append(Finding(.response, in: .responses, expected: "id \(want.id) answered \(want.status)",
+                                        seen: Wording.status(response.status)))
+            }
+        }
+        for missing in expected {
+            findings.append(Finding(.response, in: .responses, expected: "id \(missing.id) answered \(missing.status)",
+                                    seen: "no response"))
+        }
+        return findings
+    }
+
+    /// `data`: every token lands where the I/O puts it: a write's tokens on
+    /// the disk sectors it covers (a discard's sectors read as new again), a
+    /// read's on the guest page sectors it fills.
+    static func data(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        var wrong: [String] = []
+        for (key, token) in prediction.diskWrites {
+            let seen = observed.world.diskToken(vbd: key.vbd, sector: key.sector)
+            if seen != token {
+                wrong.append("disk sector \(key.sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
+            }
+        }
+        for (key, token) in prediction.guestWrites {
+            let seen = observed.world.guestToken(key.page, sector: key.sector)
+            if seen != token {
+                wrong.append("\(key.page) sector \(key.sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
+            }
+        }
+        guard !wrong.isEmpty else { return [] }
+        wrong.sort()
+        return [Finding(.data, in: .data, expected: "every token where the I/O puts it",
+                        seen: Wording.list(wrong, limit: 3))]
+    }
+
+    /// `overflow-alert`: a connection prints one alert, the first time a
+    /// request finds its persistent limit reached, and no other.
+    static func overflowAlert(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        let seen = observed.environment.alerts
+        let wrong = switch prediction.alerts {
+        case .none: seen != 0
+        case .one: seen != 1
+        case .noneOrOne: seen > 1
+        }
+        guard wrong else { return [] }
+        return [Finding(.overflowAlert, in: .alerts,
+                        expected: prediction.alerts == .one
+                            ? "one alert: the persistent limit is reached for the first time on this connection"
+                            : "no alert",
+                        seen: "\(seen) alert(s)")]
+    }
+}

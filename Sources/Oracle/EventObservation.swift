@@ -1,0 +1,104 @@
+import Blkif
+import FakeXen
+
+/// What the fake environment recorded during one event, sorted by kind.
+struct EnvironmentRecord {
+    /// Everything, in the order it happened (alarms are reported in this order).
+    let observations: [Observation]
+    private(set) var mapBatches: [MapBatch] = []
+    private(set) var unmapBatches: [UnmapBatch] = []
+    /// `pr_alert` lines.
+    private(set) var alerts = 0
+    private(set) var allocationFailed = false
+    /// `BUG()` fired: the host went down during the event.
+    private(set) var panicked = false
+
+    init(_ observations: [Observation]) {
+        self.observations = observations
+        for observation in observations {
+            switch observation {
+            case .mapBatch(let batch): mapBatches.append(batch)
+            case .unmapBatch(let batch): unmapBatches.append(batch)
+            case .allocationFailed: allocationFailed = true
+            case .alert: alerts += 1
+            case .panic: panicked = true
+            case .revoke, .useAfterFree, .doubleFree, .accessUnmapped, .unmapInUse: break
+            }
+        }
+    }
+
+    /// What the hypervisor answered to op `op` of the event's map batch (the
+    /// first, if there were several); nil when the hypercall failed as a
+    /// whole or never got that far.
+    func mapResult(op: Int) -> MapResult? {
+        guard let results = mapBatches.first?.results, op < results.count else { return nil }
+        return results[op]
+    }
+}
+
+/// Everything a check may look at after one event: what the environment
+/// recorded, what the backend published, and the world's state (never the
+/// backend's internals). Two things are read in the light of the prediction:
+/// which connection to look at, and which unmaps were expected.
+struct EventObservation<World: ObservedWorld> {
+    let environment: EnvironmentRecord
+    let publications: [Publication]
+    let world: World
+    /// What the backend publishes about the connection the event acted on
+    /// (`Prediction.connectionVbd`); nil when it holds no such connection.
+    let connection: ObservedConnection?
+    /// The event's unmap ops held against the handles expected to be unmapped.
+    let unmaps: UnmapLedger
+
+    init(environment: EnvironmentRecord, publications: [Publication], world: World, reading prediction: Prediction) {
+        self.environment = environment
+        self.publications = publications
+        self.world = world
+        connection = prediction.connectionVbd.flatMap { world.connection(vbd: $0) }
+        unmaps = UnmapLedger(expected: prediction.unmaps, batches: environment.unmapBatches)
+    }
+}
+
+/// The event's unmap ops, in order, against the handles the reference
+/// expected to be unmapped: each expected handle is matched by the first op
+/// that unmaps it; every other op is a surprise.
+struct UnmapLedger {
+    enum Surprise: Hashable {
+        /// The hypervisor refused the op, or it unmapped nothing.
+        case refused(handle: GrantHandle, status: GrantStatus)
+        /// It unmapped a live mapping the event had no reason to unmap.
+        case unexpected(handle: GrantHandle, gref: GrantRef)
+    }
+
+    /// The surprises, in op order, with the index of the batch each came from.
+    private(set) var surprises: [(batch: Int, surprise: Surprise)] = []
+    /// Expected handles that no op unmapped.
+    private(set) var missing: Set<GrantHandle>
+
+    init(expected: Set<GrantHandle>, batches: [UnmapBatch]) {
+        missing = expected
+        for (index, batch) in batches.enumerated() {
+            for (op, result) in zip(batch.ops, batch.results) {
+                guard result.status == .okay, let mapping = result.unmapped else {
+                    surprises.append((index, .refused(handle: op.handle, status: result.status)))
+                    continue
+                }
+                if missing.remove(op.handle) == nil {
+                    surprises.append((index, .unexpected(handle: op.handle, gref: mapping.gref)))
+                }
+            }
+        }
+    }
+
+    /// An op did something other than an expected unmap: a tree mapping may
+    /// be gone though no tree changed.
+    var hasSurprises: Bool { !surprises.isEmpty }
+}
+
+/// What the backend publishes about one connection's tree.
+struct TreeObservation<World: ObservedWorld> {
+    let connection: ObservedConnection
+    let tree: ObservedTree
+    /// Where each node's handle is looked up.
+    let world: World
+}

@@ -1,0 +1,150 @@
+import Blkif
+import FakeXen
+
+/// What one event must do, as the reference model predicts it from the event,
+/// its own state and the few environment facts a reference may know (which
+/// map ops the hypervisor refused, whether an allocation failed, what the
+/// guest's pages hold). It says nothing about what the backend did: the
+/// checks hold it against that.
+struct Prediction {
+    /// How the event may use the map hypercall.
+    var mapOps: MapExpectation = .noneOutsideRequest
+    /// Handles that must be unmapped during the event: the one-offs of the
+    /// requests that complete or fail, and the whole tree at teardown.
+    var unmaps: Set<GrantHandle> = []
+    /// The unmap step the backend must publish for each request that completes or fails, in order.
+    var unmapBitmaps: [ExpectedBitmap] = []
+    /// The responses the backend must publish, in the order the requests finish.
+    var responses: [ExpectedResponse] = []
+    /// Disk sectors the event writes (a discard writes the initial token back).
+    var diskWrites: [DiskSector: UInt64] = [:]
+    /// Guest page sectors the event's reads fill.
+    var guestWrites: [GuestSector: UInt64] = [:]
+    var alerts: ExpectedAlerts = .none
+    /// Set by a connect: the mode the connection must be negotiated in.
+    var negotiation: ExpectedNegotiation?
+    /// Set by the disconnect of a known vbd: what must be gone afterwards.
+    var teardown: ExpectedTeardown?
+    /// The tree of the connection a connect or request acted on, as it must stand afterwards.
+    var tree: TreeExpectation?
+    /// Held I/O completes (a `complete` or a disconnect), so what must stay
+    /// mapped changes even where no map or unmap batch runs.
+    var completesHeldIO = false
+    /// What must be mapped once the event is over.
+    var mappedAfter = ExpectedMappings(connections: [:])
+
+    /// The vbd whose connection the checks look at: the one connected to or
+    /// requested on, or the one torn down.
+    var connectionVbd: UInt16? { tree?.vbd ?? teardown?.vbd }
+}
+
+/// How an event may use the map hypercall.
+enum MapExpectation: Equatable {
+    /// Not a request: no map hypercall at all.
+    case noneOutsideRequest
+    /// A request the reference cannot read (no such connection, or bytes that
+    /// do not decode): what it maps is not judged here.
+    case unjudged
+    /// A request that maps nothing, and why.
+    case noBatch(because: String)
+    /// One batch of exactly these ops, in segment order, all of grants of `domid`.
+    case oneBatch(domid: DomainID, ops: [ExpectedMapOp])
+}
+
+/// One `GNTMAP_host_map` op of the batch a request must issue.
+struct ExpectedMapOp: Hashable {
+    let gref: GrantRef
+    let readOnly: Bool
+}
+
+struct ExpectedResponse: Hashable {
+    let vbd: UInt16
+    let id: UInt64
+    let status: BlkifResponseStatus
+}
+
+/// The bitmap of segments the backend must unmap for one request: its one-offs
+/// and the segments demoted to one-offs because their persistent map failed.
+struct ExpectedBitmap: Hashable {
+    let vbd: UInt16
+    let id: UInt64
+    let bitmap: UInt16
+}
+
+struct DiskSector: Hashable {
+    let vbd: UInt16
+    let sector: UInt64
+}
+
+struct GuestSector: Hashable {
+    let page: GuestPage
+    let sector: Int
+}
+
+/// How many overflow alerts the event must print.
+enum ExpectedAlerts: Equatable {
+    case none
+    /// The persistent limit is reached for the first time on this connection.
+    case one
+    /// The request that reached the limit was aborted by an allocation
+    /// failure, which may come before or after the alert: none or one. If one
+    /// is seen, the connection has alerted.
+    case noneOrOne(vbd: UInt16)
+}
+
+/// What a connect must negotiate, with the inputs that decided it (they appear in reports).
+struct ExpectedNegotiation: Hashable {
+    let vbd: UInt16
+    let persistent: Bool
+    let backendOffers: Bool
+    /// The frontend's `feature-persistent` key as written, nil when absent.
+    let frontendFeature: String?
+}
+
+/// A disconnect of a known vbd: its connection, mappings and allocations must be gone.
+struct ExpectedTeardown: Hashable {
+    let vbd: UInt16
+    let domid: DomainID
+}
+
+/// The reference's tree of one connection after the event.
+struct TreeExpectation {
+    let vbd: UInt16
+    let domid: DomainID
+    let persistentMode: Bool
+    let limit: Int
+    /// gref → the handle its map returned.
+    let grants: [GrantRef: GrantHandle]
+    /// Changes whenever `grants` does (see `ConnectionModel.version`).
+    let version: UInt64
+
+    init(vbd: UInt16, connection: ConnectionModel) {
+        self.vbd = vbd
+        domid = connection.domid
+        persistentMode = connection.persistentMode
+        limit = connection.limit
+        grants = connection.tree
+        version = connection.version
+    }
+}
+
+/// What the reference expects mapped once an event is over: every
+/// connection's persistent grants and the one-off mappings of its held
+/// requests. A view of the reference's connections rather than a copy: the
+/// sets are large and most events never ask, so it is read on demand and
+/// holds only until the next event.
+struct ExpectedMappings {
+    let connections: [UInt16: ConnectionModel]
+
+    /// The domains with a connection, in order.
+    var domains: [DomainID] { Set(connections.values.map(\.domid)).sorted() }
+
+    func handles(of domid: DomainID) -> Set<GrantHandle> {
+        Set(connections.values.filter { $0.domid == domid }.flatMap(\.mappedHandles))
+    }
+
+    /// The handles of every connection's persistent grants.
+    func persistentHandles() -> Set<GrantHandle> {
+        Set(connections.values.flatMap(\.tree.values))
+    }
+}

@@ -1,0 +1,132 @@
+import Blkif
+import FakeXen
+import Trace
+
+/// Works out one event's prediction, updating the reference as it goes.
+struct Predictor<World: ObservedWorld> {
+    let reference: ReferenceModel
+    let environment: EnvironmentRecord
+    let world: World
+    var prediction = Prediction()
+    /// Guest pages the event changes (the guest stamped a write, a read
+    /// filled a page): held writes from them take their tokens afresh.
+    var changedPages: Set<GuestPage> = []
+    /// The connection whose tree the event may change.
+    var treeVbd: UInt16?
+
+    init(reference: ReferenceModel, environment: EnvironmentRecord, world: World) {
+        self.reference = reference
+        self.environment = environment
+        self.world = world
+    }
+
+    mutating func predict(_ event: TraceEventKind) -> Prediction {
+        switch event {
+        case .frontendKey(let name, let value):
+            reference.frontendKeys[name] = value
+        case .connect(let connect):
+            self.connect(connect)
+        case .request(let request):
+            self.request(request.blkifRequest, vbd: request.vbd, hold: request.hold)
+        case .raw(let raw):
+            guard let model = reference.connections[raw.vbd],
+                  let request = try? model.ringProtocol.decodeRequest(raw.bytes)
+            else {
+                prediction.mapOps = .unjudged
+                break
+            }
+            self.request(request, vbd: raw.vbd, hold: raw.hold)
+        case .complete(let id, let vbd):
+            prediction.completesHeldIO = true
+            if let model = reference.connections[vbd], let index = model.inFlight.firstIndex(where: { $0.id == id }) {
+                complete(model.inFlight.remove(at: index))
+            }
+        case .disconnect(let vbd):
+            prediction.completesHeldIO = true
+            disconnect(vbd: vbd)
+        case .grant, .revoke, .fail, .expect:
+            break
+        }
+        refreshHeldWrites()
+        if let vbd = treeVbd, let model = reference.connections[vbd] {
+            prediction.tree = TreeExpectation(vbd: vbd, connection: model)
+        }
+        prediction.mappedAfter = ExpectedMappings(connections: reference.connections)
+        return prediction
+    }
+
+    // MARK: connect and disconnect
+
+    private mutating func connect(_ connect: ConnectEvent) {
+        if let persistent = connect.persistent { reference.frontendKeys["feature-persistent"] = persistent ? "1" : "0" }
+        // The key is read as sscanf's %u would: "1", " 1" and "1\n" all mean 1.
+        let frontendFeature = reference.frontendKeys["feature-persistent"]
+        let mode = connect.backendPersistent && frontendFeature.flatMap(ReferenceModel.scanUnsigned) == 1
+        reference.connections[connect.vbd] = ConnectionModel(
+            domid: connect.domid, ringProtocol: connect.protocolName, persistentMode: mode,
+            limit: connect.maxPersistent ?? connect.protocolName.maxPersistentGrants,
+            sectors: connect.sectors, flush: connect.flush, discard: connect.discard)
+        prediction.negotiation = ExpectedNegotiation(vbd: connect.vbd, persistent: mode,
+                                                     backendOffers: connect.backendPersistent,
+                                                     frontendFeature: frontendFeature)
+        treeVbd = connect.vbd
+    }
+
+    private mutating func disconnect(vbd: UInt16) {
+        guard let model = reference.connections[vbd] else { return }
+        // In-flight requests complete and are answered first.
+        for request in model.inFlight { complete(request) }
+        prediction.unmaps.formUnion(model.tree.values)
+        reference.connections[vbd] = nil
+        prediction.teardown = ExpectedTeardown(vbd: vbd, domid: model.domid)
+    }
+
+    // MARK: I/O
+
+    /// The I/O of a request finishes: data moves, one-offs are unmapped, it is answered.
+    mutating func complete(_ request: PendingRequest) {
+        guard let model = reference.connections[request.vbd] else { return }
+        var sector = request.sector
+        for (index, segment) in request.segments.enumerated() {
+            for offset in 0...Int(segment.lastSect - segment.firstSect) {
+                let pageSector = Int(segment.firstSect) + offset
+                if request.isWrite {
+                    if index < request.writeTokens.count, offset < request.writeTokens[index].count {
+                        // The page as it stands now: a read completing earlier in this
+                        // event may have filled it since the tokens were last taken.
+                        let earlier = request.guestPages[index].flatMap {
+                            prediction.guestWrites[GuestSector(page: $0, sector: pageSector)]
+                        }
+                        let token = earlier ?? request.writeTokens[index][offset]
+                        model.disk[sector] = token
+                        prediction.diskWrites[DiskSector(vbd: request.vbd, sector: sector)] = token
+                    }
+                } else if let page = request.guestPages[index] {
+                    prediction.guestWrites[GuestSector(page: page, sector: pageSector)] = model.diskToken(sector)
+                    changedPages.insert(page)
+                }
+                sector += 1
+            }
+        }
+        prediction.unmaps.formUnion(request.oneOffHandles)
+        prediction.unmapBitmaps.append(ExpectedBitmap(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
+        prediction.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id, status: .okay))
+    }
+
+    /// Data moves when the I/O completes, from the guest page as it is then:
+    /// after an event that changed guest pages, held writes from those pages
+    /// take their tokens afresh. (The world is read after the harness applied
+    /// the event, so the pages already hold what the event put there.)
+    private func refreshHeldWrites() {
+        guard !changedPages.isEmpty else { return }
+        for model in reference.connections.values {
+            for (position, request) in model.inFlight.enumerated() where request.isWrite {
+                for (index, (segment, page)) in zip(request.segments, request.guestPages).enumerated() {
+                    guard let page, changedPages.contains(page), index < request.writeTokens.count else { continue }
+                    model.inFlight[position].writeTokens[index] =
+                        (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
+                }
+            }
+        }
+    }
+}

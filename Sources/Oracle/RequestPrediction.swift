@@ -1,0 +1,124 @@
+import Blkif
+import FakeXen
+
+extension Predictor {
+    /// One ring request: validation, segment decisions, the map batch, the
+    /// tree afterwards, the bitmap, the unmaps, the response.
+    mutating func request(_ request: BlkifRequest, vbd: UInt16, hold: Bool) {
+        prediction.mapOps = .unjudged
+        guard let model = reference.connections[vbd] else { return }
+        treeVbd = vbd
+        // The guest stamps the pages of every write before it reaches the ring,
+        // whatever then becomes of the request.
+        if request.knownOperation?.isWrite == true {
+            for segment in request.effectiveSegments {
+                if let page = world.guestPage(domid: model.domid, gref: segment.gref) { changedPages.insert(page) }
+            }
+        }
+
+        if let status = RequestValidation.status(of: request, in: model) {
+            prediction.mapOps = .noBatch(because: "the request is invalid (answer \(status))")
+            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: status))
+            return
+        }
+        if request.isDiscard {
+            prediction.mapOps = .noBatch(because: "a discard maps nothing")
+            for sector in request.sectorNumber..<(request.sectorNumber + request.discardSectors) {
+                model.disk[sector] = nil
+                prediction.diskWrites[DiskSector(vbd: vbd, sector: sector)] = Ramdisk.initialToken(sector: sector)
+            }
+            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .okay))
+            return
+        }
+
+        let segments = request.effectiveSegments
+        let isRead = request.operation == BlkifOperation.read.rawValue
+        let decisions = SegmentDecision.decide(segments, in: model)
+        let ops: [ExpectedMapOp] = zip(segments, decisions).compactMap { segment, decision in
+            switch decision {
+            case .newPersistent: ExpectedMapOp(gref: segment.gref, readOnly: false)
+            case .oneOff: ExpectedMapOp(gref: segment.gref, readOnly: !isRead)
+            case .hit, .shares: nil
+            }
+        }
+        reference.count(decisions)
+        let overflowHere = decisions.contains { if case .oneOff(_, true) = $0 { true } else { false } }
+        if overflowHere && !model.alerted {
+            if environment.allocationFailed {
+                // The aborted request may or may not have alerted; what it did
+                // decides whether the connection has alerted (`ReferenceModel.settle`).
+                prediction.alerts = .noneOrOne(vbd: vbd)
+            } else {
+                model.alerted = true
+                prediction.alerts = .one
+            }
+        }
+
+        if environment.allocationFailed {
+            // Nothing is mapped, the tree is as before, the request fails.
+            prediction.mapOps = .noBatch(because: "an allocation failed before the batch")
+            prediction.unmapBitmaps.append(ExpectedBitmap(vbd: vbd, id: request.id, bitmap: 0))
+            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .error))
+            return
+        }
+        prediction.mapOps = ops.isEmpty ? .noBatch(because: "every segment is a persistent hit")
+                                        : .oneBatch(domid: model.domid, ops: ops)
+
+        // What the hypervisor answered decides the rest: a refused op leaves
+        // no mapping, and the request fails.
+        var failed = false
+        var demoted = [Bool](repeating: false, count: segments.count)
+        var oneOffHandles: [GrantHandle] = []
+        for (index, decision) in decisions.enumerated() {
+            switch decision {
+            case .hit:
+                break
+            case .shares(let first):
+                if demoted[first] { demoted[index] = true }
+            case .newPersistent(let op):
+                if let result = environment.mapResult(op: op), result.status == .okay {
+                    model.tree[segments[index].gref] = result.handle
+                    model.version &+= 1
+                } else {
+                    failed = true
+                    demoted[index] = true
+                }
+            case .oneOff(let op, _):
+                if let result = environment.mapResult(op: op), result.status == .okay {
+                    oneOffHandles.append(result.handle)
+                } else {
+                    failed = true
+                }
+            }
+        }
+        // A segment whose persistent map failed is demoted to a one-off with no handle.
+        var bitmap: UInt16 = 0
+        for (index, decision) in decisions.enumerated() {
+            if case .oneOff = decision { bitmap |= 1 << index }
+            if demoted[index] { bitmap |= 1 << index }
+        }
+
+        if failed {
+            prediction.unmaps.formUnion(oneOffHandles)
+            prediction.unmapBitmaps.append(ExpectedBitmap(vbd: vbd, id: request.id, bitmap: bitmap))
+            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .error))
+            return
+        }
+        let isWrite = !isRead
+        let pages = segments.map { world.guestPage(domid: model.domid, gref: $0.gref) }
+        let tokens: [[UInt64]] = isWrite
+            ? zip(segments, pages).map { segment, page in
+                guard let page else { return [] }
+                return (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
+            }
+            : []
+        let pending = PendingRequest(vbd: vbd, id: request.id, isWrite: isWrite, sector: request.sectorNumber,
+                                     segments: segments, guestPages: pages, oneOffHandles: oneOffHandles,
+                                     writeTokens: tokens, bitmap: bitmap)
+        if hold {
+            model.inFlight.append(pending)
+        } else {
+            complete(pending)
+        }
+    }
+}

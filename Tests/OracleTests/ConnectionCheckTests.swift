@@ -1,0 +1,88 @@
+import Blkif
+@testable import FakeXen
+@testable import Oracle
+import Testing
+import Trace
+
+@Suite struct NegotiationCheckTests {
+    let connect = Prediction(negotiation: ExpectedNegotiation(vbd: 0, persistent: true, backendOffers: true,
+                                                              frontendFeature: "1"))
+
+    @Test func theNegotiatedModePasses() {
+        let observed = observe(publications: [.negotiated(vbd: 0, persistent: true)], for: connect)
+        #expect(Checks.negotiation(connect, observed) == [])
+    }
+
+    @Test func theWrongModeSaysWhatDecidedIt() {
+        let observed = observe(publications: [.negotiated(vbd: 0, persistent: false)], for: connect)
+        #expect(Checks.negotiation(connect, observed) == [Finding(
+            .negotiation, in: .connection,
+            expected: "persistent grants on (backend offers: true, frontend feature-persistent: 1)", seen: "off")])
+        #expect(Checks.negotiation(connect, observe(for: connect)).map(\.seen) == ["no negotiation"])
+    }
+
+    @Test func aConnectionTheBackendDoesNotHold() {
+        var prediction = Prediction()
+        prediction.tree = TreeExpectation(vbd: 2, connection: connectionModel())
+        #expect(Checks.negotiation(prediction, observe(for: prediction)) == [
+            Finding(.negotiation, in: .tree, expected: "vbd 2 connected", seen: "the backend has no such connection"),
+        ])
+        var world = StubWorld()
+        world.connections[2] = ObservedConnection(persistentMode: true, persistentCount: 0, treeVersion: 0)
+        #expect(Checks.negotiation(prediction, observe(world: world, for: prediction)) == [])
+    }
+}
+
+@Suite struct TeardownCheckTests {
+    let prediction = Prediction(teardown: ExpectedTeardown(vbd: 0, domid: 3))
+
+    @Test func nothingLeftPasses() {
+        #expect(Checks.teardown(prediction, observe(for: prediction)) == [])
+    }
+
+    @Test func whatADisconnectLeavesBehind() {
+        var world = StubWorld()
+        world.connections[0] = ObservedConnection(persistentMode: true, persistentCount: 1, treeVersion: 3)
+        world.mappings = [mapping(handle: 10, gref: 1)]
+        world.allocations[AllocationOwner(domid: 3, vbd: 0)] = ["ring"]
+        let findings = Checks.teardown(prediction, observe(world: world, for: prediction))
+        #expect(findings.map(\.seen) == [
+            "the backend still holds it", "still mapped: gref 1 (handle 10)", "still allocated: ring",
+        ])
+        #expect(findings.allSatisfy { $0.check == .teardown && $0.section == .connection })
+    }
+
+    @Test func anotherConnectionOfTheDomainKeepsItsMappings() {
+        let other = connectionModel()
+        other.tree = [1: 10]
+        let prediction = Prediction(teardown: ExpectedTeardown(vbd: 0, domid: 3),
+                                    mappedAfter: ExpectedMappings(connections: [1: other]))
+        var world = StubWorld()
+        world.mappings = [mapping(handle: 10, gref: 1)]
+        #expect(Checks.teardown(prediction, observe(world: world, for: prediction)) == [])
+    }
+}
+
+@Suite struct EnvironmentCheckTests {
+    @Test func eachAlarmIsItsOwnCheckAndKeepsItsPlace() {
+        let record = EnvironmentRecord([
+            .alert(message: "limit"),
+            .doubleFree(address: "0x10", what: "page"),
+            .useAfterFree(address: "0x20", access: .read, what: "grant"),
+        ])
+        #expect(Checks.doubleFree(record) == [Finding(.doubleFree, in: .environment(at: 1),
+                                                      expected: "each object freed once",
+                                                      seen: "second free of page at 0x10")])
+        #expect(Checks.useAfterFree(record).map(\.section) == [.environment(at: 2)])
+        #expect(Checks.useAfterFree(record).map(\.seen) == ["read of grant at 0x20"])
+        #expect(Checks.panic(record) == [])
+        #expect(Checks.accessUnmapped(record) == [])
+        #expect(Checks.unmapInUse(record) == [])
+    }
+
+    @Test func aQuietEnvironmentRaisesNothing() {
+        let record = EnvironmentRecord([mapBatch([(1, false)], handles: [10]), .alert(message: "limit")])
+        #expect(Checks.useAfterFree(record) + Checks.doubleFree(record) + Checks.panic(record)
+                + Checks.accessUnmapped(record) + Checks.unmapInUse(record) == [])
+    }
+}

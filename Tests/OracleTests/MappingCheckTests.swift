@@ -1,0 +1,158 @@
+import Blkif
+@testable import FakeXen
+@testable import Oracle
+import Testing
+import Trace
+
+@Suite struct MapOpsCheckTests {
+    let twoNewGrants = Prediction(mapOps: .oneBatch(domid: 3, ops: [
+        ExpectedMapOp(gref: 1, readOnly: false), ExpectedMapOp(gref: 2, readOnly: false),
+    ]))
+
+    @Test func theBatchThePredictionNamesPasses() {
+        let observed = observe([mapBatch([(1, false), (2, false)], handles: [10, 11])], for: twoNewGrants)
+        #expect(Checks.mapOps(twoNewGrants, observed) == [])
+    }
+
+    @Test func aReadOnlyOpWhereAWritableOneIsDueIsNamedWithItsPosition() {
+        let observed = observe([mapBatch([(1, false), (2, true)], handles: [10, 11])], for: twoNewGrants)
+        let findings = Checks.mapOps(twoNewGrants, observed)
+        #expect(findings.map(\.check) == [.mapOps])
+        #expect(findings.first?.expected == "map gref 1 of domain 3 [host_map], map gref 2 of domain 3 [host_map]")
+        #expect(findings.first?.seen.hasSuffix(
+            "(op 1: expected map gref 2 of domain 3 [host_map], seen map gref 2 of domain 3 [host_map|readonly])") == true)
+    }
+
+    @Test func noHypercallWhereOneBatchIsDue() {
+        let findings = Checks.mapOps(twoNewGrants, observe(for: twoNewGrants))
+        #expect(findings.map(\.check) == [.mapOps])
+        #expect(findings.first?.seen == "no map hypercall")
+        #expect(findings.first?.expected.hasPrefix("one batch of 2 op(s): ") == true)
+    }
+
+    @Test func aRequestThatMapsNothingSaysWhy() {
+        let prediction = Prediction(mapOps: .noBatch(because: "every segment is a persistent hit"))
+        #expect(Checks.mapOps(prediction, observe(for: prediction)) == [])
+        let findings = Checks.mapOps(prediction, observe([mapBatch([(1, false)], handles: [10])], for: prediction))
+        #expect(findings.map(\.expected) == ["no map hypercall: every segment is a persistent hit"])
+        #expect(findings.map(\.seen) == ["1 batch(es): map gref 1 of domain 3 [host_map]"])
+    }
+
+    @Test func outsideARequestNoBatchAtAllAndUnreadableRequestsAreNotJudged() {
+        let batch = mapBatch([(1, false)], handles: [10])
+        let outside = Prediction()
+        #expect(Checks.mapOps(outside, observe([batch], for: outside)).map(\.seen) == ["1 map batch(es)"])
+        let unreadable = Prediction(mapOps: .unjudged)
+        #expect(Checks.mapOps(unreadable, observe([batch], for: unreadable)) == [])
+    }
+}
+
+@Suite struct UnmapOpsCheckTests {
+    @Test func unmappingExactlyTheExpectedHandlesPasses() {
+        let prediction = Prediction(unmaps: [20, 21])
+        let observed = observe([unmapBatch([(20, mapping(handle: 20, gref: 5)), (21, mapping(handle: 21, gref: 6))])],
+                               for: prediction)
+        #expect(Checks.unmapOps(prediction, observed) == [])
+        #expect(!observed.unmaps.hasSurprises)
+    }
+
+    @Test func unmappingAPersistentGrantIsCalledThat() {
+        let model = connectionModel()
+        model.tree = [1: 10]
+        let prediction = Prediction(mappedAfter: ExpectedMappings(connections: [0: model]))
+        let observed = observe([unmapBatch([(10, mapping(handle: 10, gref: 1))])], for: prediction)
+        let findings = Checks.unmapOps(prediction, observed)
+        #expect(findings.map(\.check) == [.unmapOps])
+        #expect(findings.first?.expected == "persistent grants stay mapped until disconnect")
+        #expect(findings.first?.seen == "handle 10 of persistent gref 1 unmapped")
+        #expect(observed.unmaps.hasSurprises)
+    }
+
+    @Test func aRefusedUnmapAndAMissedOneAreBothReported() {
+        let prediction = Prediction(unmaps: [20])
+        let observed = observe([unmapBatch([(99, nil)])], for: prediction)
+        let findings = Checks.unmapOps(prediction, observed)
+        #expect(findings.map(\.seen) == ["unmap of handle 99 answered bad_handle", "not unmapped"])
+        #expect(findings.last?.expected == "unmap of handle(s) 20")
+    }
+
+    @Test func aHandleUnmappedTwiceIsExpectedOnlyOnce() {
+        let prediction = Prediction(unmaps: [20])
+        let twice = unmapBatch([(20, mapping(handle: 20, gref: 5)), (20, mapping(handle: 20, gref: 5))])
+        let findings = Checks.unmapOps(prediction, observe([twice], for: prediction))
+        #expect(findings.map(\.seen) == ["handle 20 (gref 5) unmapped"])
+    }
+
+    @Test func anOversizedBatchIsReportedBeforeItsOps() {
+        let prediction = Prediction(unmaps: Set(1...12))
+        let ops = (1...12).map { (handle: GrantHandle($0), unmapped: Optional(mapping(handle: GrantHandle($0), gref: 1))) }
+        let findings = Checks.unmapOps(prediction, observe([unmapBatch(ops)], for: prediction))
+        #expect(findings.map(\.seen) == ["a batch of 12"])
+    }
+
+    @Test func atTeardownAMissedUnmapIsTeardownsNotUnmapOps() {
+        let prediction = Prediction(unmaps: [20], teardown: ExpectedTeardown(vbd: 0, domid: 3))
+        let observed = observe(for: prediction)
+        #expect(Checks.unmapOps(prediction, observed) == [])
+        let teardown = Checks.teardown(prediction, observed)
+        #expect(teardown.map(\.check) == [.teardown])
+        #expect(teardown.map(\.section) == [.unmapOps])
+        #expect(teardown.first?.expected == "unmap of handle(s) 20")
+    }
+}
+
+@Suite struct UnmapBitmapCheckTests {
+    let prediction = Prediction(unmapBitmaps: [ExpectedBitmap(vbd: 0, id: 7, bitmap: 0b101)])
+
+    @Test func theBitmapOfTheOneOffsPasses() {
+        let step = Publication.unmapping(vbd: 0, id: 7, nrSegments: 3, bitmap: 0b101)
+        #expect(Checks.unmapBitmap(prediction, observe(publications: [step], for: prediction)) == [])
+    }
+
+    @Test func aWrongBitmapShowsBothSets() {
+        let step = Publication.unmapping(vbd: 0, id: 7, nrSegments: 3, bitmap: 0b001)
+        let findings = Checks.unmapBitmap(prediction, observe(publications: [step], for: prediction))
+        #expect(findings.map(\.check) == [.unmapBitmap])
+        #expect(findings.first?.expected == "request 7 bitmap {0,2} (its one-off segments)")
+        #expect(findings.first?.seen == "bitmap {0}")
+    }
+
+    @Test func aBitBeyondTheSegmentsIsWrongEvenUnpredicted() {
+        let step = Publication.unmapping(vbd: 0, id: 8, nrSegments: 2, bitmap: 0b100)
+        let nothing = Prediction()
+        let findings = Checks.unmapBitmap(nothing, observe(publications: [step], for: nothing))
+        #expect(findings.map(\.expected) == ["no bit at or beyond nr_segments 2 (request 8)"])
+    }
+
+    @Test func aMissingStepIsReported() {
+        let findings = Checks.unmapBitmap(prediction, observe(for: prediction))
+        #expect(findings.map(\.seen) == ["no unmap step for it"])
+    }
+}
+
+@Suite struct RequestLeakCheckTests {
+    @Test func aOneOffLeftMappedAfterABatchIsALeak() {
+        let model = connectionModel()
+        model.tree = [1: 10]
+        let prediction = Prediction(mappedAfter: ExpectedMappings(connections: [0: model]))
+        var world = StubWorld()
+        world.mappings = [mapping(handle: 10, gref: 1), mapping(handle: 11, gref: 2, readOnly: true)]
+        let batch = mapBatch([(2, true)], handles: [11])
+        let findings = Checks.requestLeak(prediction, observe([batch], world: world, for: prediction))
+        #expect(findings.map(\.check) == [.requestLeak])
+        #expect(findings.first?.seen == "also mapped: gref 2 (handle 11)")
+
+        world.mappings.removeLast()
+        #expect(Checks.requestLeak(prediction, observe([batch], world: world, for: prediction)) == [])
+    }
+
+    @Test func withoutBatchesOrCompletionsMappingsAreNotReRead() {
+        let prediction = Prediction(mappedAfter: ExpectedMappings(connections: [0: connectionModel()]))
+        var world = StubWorld()
+        world.mappings = [mapping(handle: 11, gref: 2)]
+        #expect(Checks.requestLeak(prediction, observe(world: world, for: prediction)) == [])
+        var completing = prediction
+        completing.completesHeldIO = true
+        #expect(Checks.requestLeak(completing, observe(world: world, for: completing)).map(\.check) == [.requestLeak])
+    }
+}

@@ -1,0 +1,121 @@
+import Blkif
+@testable import FakeXen
+@testable import Oracle
+import Testing
+import Trace
+
+/// The reference model's predictions for small events, on a persistent connection of domain 3, vbd 0.
+@Suite struct PredictionTests {
+    let reference = ReferenceModel()
+    var world = StubWorld()
+
+    init() {
+        world.grant([1, 2, 3, 4])
+        _ = reference.predict(.connect(ConnectEvent(domid: 3, persistent: true, maxPersistent: 2)),
+                              environment: EnvironmentRecord([]), world: world)
+    }
+
+    func predict(_ event: TraceEventKind, _ environment: [Observation] = []) -> Prediction {
+        reference.predict(event, environment: EnvironmentRecord(environment), world: world)
+    }
+
+    @Test func aConnectNegotiatesWhatBothSidesOffer() {
+        let prediction = predict(.connect(ConnectEvent(domid: 3, persistent: false, vbd: 1)))
+        #expect(prediction.negotiation == ExpectedNegotiation(vbd: 1, persistent: false, backendOffers: true,
+                                                              frontendFeature: "0"))
+        #expect(prediction.tree?.vbd == 1)
+        #expect(prediction.tree?.limit == BlkifProtocol.native.maxPersistentGrants)
+        #expect(prediction.mapOps == .noneOutsideRequest)
+    }
+
+    @Test func theFrontendKeyIsReadAsPercentUReadsIt() {
+        _ = predict(.frontendKey(name: "feature-persistent", value: " 1\n"))
+        #expect(predict(.connect(ConnectEvent(domid: 3, vbd: 1))).negotiation?.persistent == true)
+    }
+
+    @Test func aFirstWriteMapsEachNewGrantWritableOnce() {
+        let prediction = predict(requestEvent(id: 1, .write, grefs: [1, 2, 1]),
+                                 [mapBatch([(1, false), (2, false)], handles: [10, 11])])
+        #expect(prediction.mapOps == .oneBatch(domid: 3, ops: [ExpectedMapOp(gref: 1, readOnly: false),
+                                                               ExpectedMapOp(gref: 2, readOnly: false)]))
+        #expect(prediction.tree?.grants == [1: 10, 2: 11])
+        #expect(prediction.unmapBitmaps == [ExpectedBitmap(vbd: 0, id: 1, bitmap: 0)])
+        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 1, status: .okay)])
+        #expect(prediction.unmaps.isEmpty)
+        #expect(prediction.diskWrites.count == 24)
+        #expect(reference.statistics.newPersistent == 2)
+        #expect(reference.statistics.persistentHits == 1)
+    }
+
+    @Test func hitsMapNothing() {
+        _ = predict(requestEvent(id: 1, .write, grefs: [1]), [mapBatch([(1, false)], handles: [10])])
+        let prediction = predict(requestEvent(id: 2, .read, grefs: [1]))
+        #expect(prediction.mapOps == .noBatch(because: "every segment is a persistent hit"))
+        #expect(prediction.guestWrites.count == 8)
+    }
+
+    @Test func overTheLimitAWriteTakesReadOnlyOneOffsAndAlertsOnce() {
+        let first = predict(requestEvent(id: 1, .write, grefs: [1, 2, 3]),
+                            [mapBatch([(1, false), (2, false), (3, true)], handles: [10, 11, 12])])
+        #expect(first.mapOps == .oneBatch(domid: 3, ops: [ExpectedMapOp(gref: 1, readOnly: false),
+                                                          ExpectedMapOp(gref: 2, readOnly: false),
+                                                          ExpectedMapOp(gref: 3, readOnly: true)]))
+        #expect(first.alerts == .one)
+        #expect(first.unmaps == [12])
+        #expect(first.unmapBitmaps == [ExpectedBitmap(vbd: 0, id: 1, bitmap: 0b100)])
+        let second = predict(requestEvent(id: 2, .write, grefs: [4]), [mapBatch([(4, true)], handles: [13])])
+        #expect(second.alerts == ExpectedAlerts.none)
+        #expect(reference.statistics.overflowed == 2)
+    }
+
+    @Test func anAllocationFailureLeavesTheAlertOpenAndFailsTheRequest() {
+        _ = predict(requestEvent(id: 1, .write, grefs: [1, 2]), [mapBatch([(1, false), (2, false)], handles: [10, 11])])
+        let prediction = predict(requestEvent(id: 2, .write, grefs: [3]), [.allocationFailed(what: "pages")])
+        #expect(prediction.alerts == .noneOrOne(vbd: 0))
+        #expect(prediction.mapOps == .noBatch(because: "an allocation failed before the batch"))
+        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 2, status: .error)])
+        #expect(prediction.unmapBitmaps == [ExpectedBitmap(vbd: 0, id: 2, bitmap: 0)])
+    }
+
+    @Test func aRefusedPersistentMapIsDemotedAndFailsTheRequest() {
+        let refused = Observation.mapBatch(MapBatch(
+            ops: [MapOp(hostPage: PageFrame(0), flags: .hostMap, gref: 1, domid: 3)],
+            results: [MapResult(status: .badGntref, handle: 0)]))
+        let prediction = predict(requestEvent(id: 1, .read, grefs: [1, 1]), [refused])
+        #expect(prediction.tree?.grants == [:])
+        #expect(prediction.unmapBitmaps == [ExpectedBitmap(vbd: 0, id: 1, bitmap: 0b11)])
+        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 1, status: .error)])
+    }
+
+    @Test func anInvalidRequestIsAnsweredWithoutMapping() {
+        let prediction = predict(.request(RequestEvent(id: 9, operation: 0xEE, sector: 0)))
+        #expect(prediction.mapOps == .noBatch(because: "the request is invalid (answer error)"))
+        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 9, status: .error)])
+    }
+
+    @Test func aRequestOnAnUnknownVbdIsNotJudged() {
+        let prediction = predict(.request(RequestEvent(id: 1, operation: 0, sector: 0, segments: [segment(1)], vbd: 7)))
+        #expect(prediction.mapOps == .unjudged)
+        #expect(prediction.tree == nil)
+        #expect(prediction.responses.isEmpty)
+    }
+
+    @Test func heldIOCompletesOnItsCompleteAndAtTeardown() {
+        let held = predict(requestEvent(id: 1, .write, grefs: [1, 2, 3], hold: true),
+                           [mapBatch([(1, false), (2, false), (3, true)], handles: [10, 11, 12])])
+        #expect(held.responses.isEmpty)
+        #expect(held.unmaps.isEmpty)
+        #expect(held.mappedAfter.handles(of: 3) == [10, 11, 12])
+
+        let completed = predict(.complete(id: 1, vbd: 0))
+        #expect(completed.completesHeldIO)
+        #expect(completed.responses == [ExpectedResponse(vbd: 0, id: 1, status: .okay)])
+        #expect(completed.unmaps == [12])
+        #expect(completed.mappedAfter.handles(of: 3) == [10, 11])
+
+        let teardown = predict(.disconnect(vbd: 0))
+        #expect(teardown.teardown == ExpectedTeardown(vbd: 0, domid: 3))
+        #expect(teardown.unmaps == [10, 11])
+        #expect(teardown.mappedAfter.domains.isEmpty)
+    }
+}

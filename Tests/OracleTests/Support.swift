@@ -1,0 +1,74 @@
+import Blkif
+@testable import FakeXen
+@testable import Oracle
+import Trace
+
+/// A world set up by hand: what the checks may look at, nothing more.
+struct StubWorld: ObservedWorld {
+    var connections: [UInt16: ObservedConnection] = [:]
+    var trees: [UInt16: ObservedTree] = [:]
+    var mappings: [GrantMapping] = []
+    var allocations: [AllocationOwner: [String]] = [:]
+    /// domid → gref → the guest page it grants.
+    var grants: [DomainID: [GrantRef: GuestPage]] = [:]
+    var guestTokens: [GuestPage: [Int: UInt64]] = [:]
+    var diskTokens: [UInt16: [UInt64: UInt64]] = [:]
+
+    func connection(vbd: UInt16) -> ObservedConnection? { connections[vbd] }
+    func tree(vbd: UInt16) -> ObservedTree? { trees[vbd] }
+    func liveMappings(of domid: DomainID) -> [GrantMapping] { mappings.filter { $0.domid == domid } }
+    func mapping(handle: GrantHandle) -> GrantMapping? { mappings.first { $0.handle == handle } }
+    func liveAllocations(of owner: AllocationOwner) -> [String] { allocations[owner] ?? [] }
+    func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { grants[domid]?[gref] }
+    func guestToken(_ page: GuestPage, sector: Int) -> UInt64 { guestTokens[page]?[sector] ?? 0 }
+    func diskToken(vbd: UInt16, sector: UInt64) -> UInt64 {
+        diskTokens[vbd]?[sector] ?? Ramdisk.initialToken(sector: sector)
+    }
+
+    /// Grants `grefs` of `domid`, gref n as guest page n.
+    mutating func grant(_ grefs: [GrantRef], domid: DomainID = 3) {
+        for gref in grefs { grants[domid, default: [:]][gref] = GuestPage(UInt64(gref)) }
+    }
+}
+
+func mapping(handle: GrantHandle, gref: GrantRef, domid: DomainID = 3, readOnly: Bool = false) -> GrantMapping {
+    GrantMapping(handle: handle, domid: domid, gref: gref, guestPage: GuestPage(UInt64(gref)), readOnly: readOnly,
+                 hostPage: PageFrame(0x1000 + UInt64(handle)))
+}
+
+/// A map batch whose ops all succeed, handing out `handles` in order.
+func mapBatch(_ ops: [(gref: GrantRef, readOnly: Bool)], domid: DomainID = 3, handles: [GrantHandle]) -> Observation {
+    .mapBatch(MapBatch(
+        ops: ops.map { MapOp(hostPage: PageFrame(0), flags: $0.readOnly ? [.hostMap, .readOnly] : .hostMap,
+                             gref: $0.gref, domid: domid) },
+        results: handles.map { MapResult(status: .okay, handle: $0) }))
+}
+
+/// An unmap batch: each handle with what it unmapped, or nil where the hypervisor refused it.
+func unmapBatch(_ ops: [(handle: GrantHandle, unmapped: GrantMapping?)]) -> Observation {
+    .unmapBatch(UnmapBatch(
+        ops: ops.map { UnmapOp(hostPage: PageFrame(0), handle: $0.handle) },
+        results: ops.map { UnmapResult(status: $0.unmapped == nil ? .badHandle : .okay, unmapped: $0.unmapped) }))
+}
+
+func observe(_ environment: [Observation] = [], publications: [Publication] = [], world: StubWorld = StubWorld(),
+             for prediction: Prediction) -> EventObservation<StubWorld> {
+    EventObservation(environment: EnvironmentRecord(environment), publications: publications, world: world,
+                     reading: prediction)
+}
+
+func response(vbd: UInt16 = 0, id: UInt64, _ status: BlkifResponseStatus) -> Publication {
+    .response(vbd: vbd, BlkifResponse(id: id, operation: BlkifOperation.read.rawValue, status: status.rawValue))
+}
+
+/// A connection model as a connect with these settings makes it.
+func connectionModel(domid: DomainID = 3, persistent: Bool = true, limit: Int = 352) -> ConnectionModel {
+    ConnectionModel(domid: domid, ringProtocol: .native, persistentMode: persistent, limit: limit,
+                    sectors: 2_097_152, flush: true, discard: false)
+}
+
+func segment(_ gref: GrantRef) -> BlkifSegment { BlkifSegment(gref: gref, firstSect: 0, lastSect: 7) }
+
+func requestEvent(id: UInt64, _ op: BlkifOperation, grefs: [GrantRef], hold: Bool = false) -> TraceEventKind {
+    .request(RequestEvent(id: id, operation: op.rawValue, sector: 0, segments: grefs.map(segment), hold: hold))
+}
