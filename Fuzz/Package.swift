@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // The libFuzzer targets. A package of its own so that a plain `swift build` of
-// the harness never tries to link them without libFuzzer's main (DESIGN §8).
+// the harness never tries to link them without libFuzzer's main (docs/design.md §9).
 // Build: swift build -c release --sanitize fuzzer [--sanitize address]
 // Run:   Fuzz/run TARGET (see Fuzz/README.md)
 import PackageDescription

@@ -164,7 +164,7 @@ public enum FuzzProperties {
         return nil
     }
 
-    /// The bytes of a request slot that carry a field (DESIGN §3); the rest is padding.
+    /// The bytes of a request slot that carry a field (docs/design.md §3); the rest is padding.
     static func fieldMask(_ ringProtocol: BlkifProtocol, isDiscard: Bool) -> [Bool] {
         let layout = ringProtocol.request
         var mask = [Bool](repeating: false, count: layout.size)

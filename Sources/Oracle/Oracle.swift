@@ -12,7 +12,7 @@ public struct OracleStatistics: Hashable, Sendable {
     public init() {}
 }
 
-/// The independent judge: its own model of what DESIGN §6 requires, checked
+/// The independent judge: its own model of what docs/design.md §6 requires, checked
 /// against what the environment observed and the backend published after
 /// every event. It never calls into the backend.
 ///

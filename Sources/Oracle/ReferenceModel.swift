@@ -2,7 +2,7 @@ import Blkif
 import FakeXen
 import Trace
 
-/// The reference's own picture of what DESIGN §6 requires: every connection
+/// The reference's own picture of what docs/design.md §6 requires: every connection
 /// as it must be, and the frontend's keys. It takes in each event and says
 /// what the event must do (`predict`); it never looks at the backend.
 final class ReferenceModel {
@@ -101,7 +101,7 @@ struct PendingRequest {
     let bitmap: UInt16
 }
 
-/// How the reference decides one segment (DESIGN §6, "Segment decision").
+/// How the reference decides one segment (docs/design.md §6, "Segment decision").
 enum SegmentDecision: Hashable {
     /// The gref is in the tree: no op.
     case hit
@@ -113,7 +113,7 @@ enum SegmentDecision: Hashable {
     /// `overflow` says it is one only because the limit was reached.
     case oneOff(op: Int, overflow: Bool)
 
-    /// DESIGN §6 segment decisions, in segment order.
+    /// docs/design.md §6 segment decisions, in segment order.
     static func decide(_ segments: [BlkifSegment], in model: ConnectionModel) -> [SegmentDecision] {
         var decisions: [SegmentDecision] = []
         var newThisRequest: [GrantRef: Int] = [:]
@@ -138,7 +138,7 @@ enum SegmentDecision: Hashable {
     }
 }
 
-/// DESIGN §6 validation, on the request as the backend will see it.
+/// docs/design.md §6 validation, on the request as the backend will see it.
 enum RequestValidation {
     static func status(of request: BlkifRequest, in model: ConnectionModel) -> BlkifResponseStatus? {
         guard let operation = request.knownOperation else { return .error }

@@ -11,7 +11,7 @@ extension Replay {
             abstract: "Print the trace a fuzz input stands for (or, with --encode, the fuzz input a trace stands for).",
             discussion: """
                 A fuzz input is any byte string, such as a crash file libFuzzer wrote for FuzzReplay; \
-                it is decoded with fuzz input format \(FuzzFormat.version) (Sources/Harness/FuzzDecoder.swift) \
+                it is decoded with fuzz input format \(FuzzFormat.version) (Sources/FuzzSupport/FuzzDecoder.swift) \
                 into a canonical text trace. With --encode, FILE is a trace (text or pcap) and the fuzz \
                 input it stands for is written to --output; events outside the decoder's domain \
                 (expectations, values no choice produces) are left out and listed on standard error.

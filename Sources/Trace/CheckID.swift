@@ -1,4 +1,4 @@
-/// The stable check ids of DESIGN.md §7, as reports and `expect violation` name them.
+/// The stable check ids of docs/design.md §7, as reports and `expect violation` name them.
 public enum CheckID: String, CaseIterable, Sendable {
     case treeCount = "tree-count"
     case treeOrder = "tree-order"

@@ -22,7 +22,7 @@ enum Schema {
     static let complete: [Param] = [.key("id", "N"), .key("vbd", "N")]
     static let disconnect: [Param] = [.key("vbd", "N")]
     // `vbd=` on `expect response` and `expect persistent` is an extension of
-    // TRACE-FORMAT.md version 1 (default 0): the pcap encoding carries a vbd
+    // docs/trace-format.md version 1 (default 0): the pcap encoding carries a vbd
     // in every packet header, and a response expected on another vbd must
     // survive conversion to text and back.
     static let expectResponse: [Param] = [.key("id", "N"), .key("status", "okay|error|eopnotsupp"), .key("vbd", "N")]

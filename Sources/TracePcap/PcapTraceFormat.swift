@@ -1,6 +1,6 @@
 import Blkif
 
-/// The pcap encoding of a trace (TRACE-FORMAT.md, "pcap encoding"): link type
+/// The pcap encoding of a trace (docs/trace-format.md, "pcap encoding"): link type
 /// LINKTYPE_USER0, one packet per event, each starting with a 4-byte header.
 public enum PcapTraceFormat {
     /// `LINKTYPE_USER0` / `DLT_USER0`.

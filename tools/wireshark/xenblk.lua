@@ -1,5 +1,5 @@
 -- Wireshark / tshark dissector for xenblk traces: the pcap encoding of
--- TRACE-FORMAT.md ("pcap encoding"), link type LINKTYPE_USER0 (147).
+-- docs/trace-format.md ("pcap encoding"), link type LINKTYPE_USER0 (147).
 --
 --   wireshark -X lua_script:tools/wireshark/xenblk.lua traces/recorded/persistent-qd1.pcap
 --   tshark -r FILE.pcap -X lua_script:tools/wireshark/xenblk.lua -V
