@@ -2,6 +2,21 @@ import Foundation
 import TestSupport
 import Testing
 
+/// Every subcommand that reads a trace: a malformed one exits 2 and names
+/// its file, line and column on standard error, and leaves no output file.
+@Suite struct MalformedTraceTests {
+    @Test(arguments: [["dump", "bad.trace"], ["matrix", "bad.trace"], ["minimize", "bad.trace"],
+                      ["decode", "--encode", "bad.trace"], ["convert", "bad.trace", "bad.pcap"]])
+    func exitsTwoNamingTheLine(_ arguments: [String]) throws {
+        let scratch = try WorkDirectory()
+        try scratch.write("bad.trace", SampleTrace.malformed)
+        let outcome = try scratch.replay(arguments)
+        #expect(outcome.status == 2, "\(outcome)")
+        #expect(outcome.standardError.contains("bad.trace:3:1:"), "\(outcome)")
+        #expect(!scratch.exists("bad.pcap"))
+    }
+}
+
 /// Each subcommand's documented statuses beyond usage errors (UsageTests).
 @Suite struct DumpTests {
     @Test func printsCanonicalText() throws {
@@ -10,14 +25,6 @@ import Testing
         let outcome = try scratch.replay("dump", "pass.trace")
         #expect(outcome.status == 0, "\(outcome)")
         #expect(outcome.standardOutput.hasPrefix("xenblk-trace 1\nconnect domid=7"), "\(outcome)")
-    }
-
-    @Test func malformedTraceExitsTwoNamingTheLine() throws {
-        let scratch = try WorkDirectory()
-        try scratch.write("bad.trace", SampleTrace.malformed)
-        let outcome = try scratch.replay("dump", "bad.trace")
-        #expect(outcome.status == 2, "\(outcome)")
-        #expect(outcome.standardError.contains("bad.trace:3:1:"), "\(outcome)")
     }
 
     @Test func missingFileExitsTwo() throws {
@@ -42,14 +49,6 @@ import Testing
         let outcome = try scratch.replay("matrix", "pass.trace")
         #expect(outcome.status == 1, "\(outcome)")
         #expect(outcome.standardOutput.contains("UNDETECTED"), "\(outcome)")
-    }
-
-    @Test func malformedTraceExitsTwo() throws {
-        let scratch = try WorkDirectory()
-        try scratch.write("bad.trace", SampleTrace.malformed)
-        let outcome = try scratch.replay("matrix", "bad.trace")
-        #expect(outcome.status == 2, "\(outcome)")
-        #expect(outcome.standardError.contains("bad.trace:3:1:"), "\(outcome)")
     }
 }
 
@@ -84,14 +83,6 @@ import Testing
         #expect(outcome.status == 2, "\(outcome)")
         #expect(outcome.standardError.contains("gone: cannot read"), "\(outcome)")
     }
-
-    @Test func encodingAMalformedTraceExitsTwo() throws {
-        let scratch = try WorkDirectory()
-        try scratch.write("bad.trace", SampleTrace.malformed)
-        let outcome = try scratch.replay("decode", "--encode", "bad.trace")
-        #expect(outcome.status == 2, "\(outcome)")
-        #expect(outcome.standardError.contains("bad.trace:3:1:"), "\(outcome)")
-    }
 }
 
 @Suite struct MinimizeTests {
@@ -110,14 +101,6 @@ import Testing
         #expect(outcome.status == 1, "\(outcome)")
         #expect(outcome.standardError.contains("pass.trace: the trace passes under fixed"), "\(outcome)")
     }
-
-    @Test func malformedTraceExitsTwo() throws {
-        let scratch = try WorkDirectory()
-        try scratch.write("bad.trace", SampleTrace.malformed)
-        let outcome = try scratch.replay("minimize", "bad.trace")
-        #expect(outcome.status == 2, "\(outcome)")
-        #expect(outcome.standardError.contains("bad.trace:3:1:"), "\(outcome)")
-    }
 }
 
 @Suite struct ConvertTests {
@@ -130,15 +113,6 @@ import Testing
         let fromPcap = try scratch.replay("dump", "pass.pcap")
         #expect(fromPcap.status == 0, "\(fromPcap)")
         #expect(fromPcap.standardOutput == fromText.standardOutput)
-    }
-
-    @Test func malformedTraceExitsTwoAndLeavesNoOutput() throws {
-        let scratch = try WorkDirectory()
-        try scratch.write("bad.trace", SampleTrace.malformed)
-        let outcome = try scratch.replay("convert", "bad.trace", "bad.pcap")
-        #expect(outcome.status == 2, "\(outcome)")
-        #expect(outcome.standardError.contains("bad.trace:3:1:"), "\(outcome)")
-        #expect(!scratch.exists("bad.pcap"))
     }
 }
 
