@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Blkif", targets: ["Blkif"]),
         .library(name: "FakeXen", targets: ["FakeXen"]),
+        .library(name: "RedBlackTree", targets: ["RedBlackTree"]),
         .library(name: "Backend", targets: ["Backend"]),
         .library(name: "Oracle", targets: ["Oracle"]),
         .library(name: "Trace", targets: ["Trace"]),
@@ -27,8 +28,10 @@ let package = Package(
             "Blkif",
             .product(name: "Collections", package: "swift-collections"),
         ]),
+        // An intrusive red-black tree over any node store; knows nothing of Xen.
+        .target(name: "RedBlackTree"),
         // The system under test: blkback persistent grants and the seed's quirks.
-        .target(name: "Backend", dependencies: ["Blkif", "FakeXen"]),
+        .target(name: "Backend", dependencies: ["Blkif", "FakeXen", "RedBlackTree"]),
         .target(name: "Trace", dependencies: ["Blkif"]),
         // libpcap, for the pcap encoding of traces (reads pcap and pcapng, writes pcap).
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
@@ -41,6 +44,7 @@ let package = Package(
         ]),
         .testTarget(name: "BlkifTests", dependencies: ["Blkif"]),
         .testTarget(name: "FakeXenTests", dependencies: ["FakeXen"]),
+        .testTarget(name: "RedBlackTreeTests", dependencies: ["Seeded", "RedBlackTree"]),
         .testTarget(name: "BackendTests", dependencies: ["Seeded", "Backend", "FakeXen", "Blkif"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Oracle", "Trace", "Backend", "FakeXen", "Blkif"]),
         .testTarget(name: "TraceTests", dependencies: ["Seeded", "Trace", "Blkif"]),

@@ -1,5 +1,6 @@
 import Blkif
 import FakeXen
+import RedBlackTree
 
 /// What the backend is told when a frontend connects (the toolstack's and
 /// the disk's facts; the frontend's own wishes are read from xenstore).

@@ -1,5 +1,6 @@
 import Blkif
 import FakeXen
+import RedBlackTree
 
 /// One node of the persistent grant tree as published for observers.
 public struct PublishedNode: Hashable, Sendable {
