@@ -30,8 +30,6 @@ public final class Blkback {
         self.heap = xen.kernel.makeHeap(of: PersistentGrant.self, name: "persistent_gnt")
     }
 
-    var store: PersistentGrantStore { PersistentGrantStore(heap: heap) }
-
     public func drainPublications() -> [BackendPublication] {
         defer { publications.removeAll(keepingCapacity: true) }
         return publications
@@ -69,7 +67,7 @@ public final class Blkback {
                 reservedPages[vbd] = xen.kernel.pages.reserve(count: ringPages)
             }
             connections[vbd] = Connection(parameters: parameters, persistentMode: persistent, device: device,
-                                          reservedPages: reservedPages[vbd]!)
+                                          reservedPages: reservedPages[vbd]!, heap: heap)
             publish(.negotiated(vbd: vbd, persistent: persistent))
         }
     }

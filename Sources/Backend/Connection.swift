@@ -1,6 +1,5 @@
 import Blkif
 import FakeXen
-import RedBlackTree
 
 /// What the backend is told when a frontend connects (the toolstack's and
 /// the disk's facts; the frontend's own wishes are read from xenstore).
@@ -52,21 +51,20 @@ final class Connection {
     let maxPersistent: Int
     var persistentMode: Bool
     var overflowAlerted = false
-    var tree = RedBlackTree<KernelAddress>()
-    var persistentCount = 0
-    /// Bumped whenever the tree or a record in it changes, so observers can skip unchanged trees.
-    var treeVersion: UInt64 = 0
+    var persistentGrants: PersistentGrantTree
     var slots: [PendingRequest]
     /// `list_add` pushes freed slots at the head and `alloc_req` takes the head: LIFO.
     var freeSlots: [Int]
     /// Slots whose I/O is in flight, oldest first.
     var inFlight: [Int] = []
 
-    init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: [PageFrame]) {
+    init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: [PageFrame],
+         heap: KernelHeap<PersistentGrant>) {
         self.parameters = parameters
         self.owner = AllocationOwner(domid: parameters.domid, vbd: parameters.vbd)
         self.device = device
         self.persistentMode = persistentMode
+        self.persistentGrants = PersistentGrantTree(heap: heap)
         self.maxPersistent = parameters.maxPersistent ?? parameters.ringProtocol.maxPersistentGrants
         let ring = parameters.ringProtocol.ringSize
         let perSlot = Blkif.maxSegmentsPerRequest
