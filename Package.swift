@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "BlkifTests", dependencies: ["Blkif"]),
         .testTarget(name: "FakeXenTests", dependencies: ["FakeXen"]),
         .testTarget(name: "RedBlackTreeTests", dependencies: ["Seeded", "RedBlackTree"]),
-        .testTarget(name: "BackendTests", dependencies: ["Seeded", "Backend", "FakeXen", "Blkif"]),
+        .testTarget(name: "BackendTests", dependencies: ["Seeded", "Backend", "RedBlackTree", "FakeXen", "Blkif"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Oracle", "Trace", "Backend", "FakeXen", "Blkif"]),
         .testTarget(name: "TraceTests", dependencies: ["Seeded", "Trace", "Blkif"]),
         .testTarget(name: "PcapTests", dependencies: ["Seeded", "TracePcap", "Trace", "Blkif", "Harness", "Backend"]),

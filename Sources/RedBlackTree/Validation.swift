@@ -35,6 +35,14 @@ public struct RedBlackViolation: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension RedBlackTree {
+    /// A tree rooted at `root` over nodes already linked in some store: lets `validate` check a
+    /// shape that was built elsewhere, such as a copy of a tree its user published.
+    @_spi(Testing)
+    public init(root: Address?) {
+        _root = root
+        walkLimit = Self.defaultWalkLimit
+    }
+
     /// Checks: root black, root parent nil, parent pointers consistent, no red node with a red
     /// child, equal black heights, keys strictly increasing in order. Never loops forever on
     /// corrupted links: every node is entered at most once (a node reached again is reported as

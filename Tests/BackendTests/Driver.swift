@@ -262,7 +262,7 @@ final class Driver {
     /// live writable mappings of their grefs, as many as the count says.
     func checkTree(label: String) {
         guard let tree, let snapshot else { return }
-        for problem in TreeValidation.problems(tree) {
+        for problem in tree.shapeProblems {
             findings.append(Finding(defect: .treeShape, label: label, detail: problem))
         }
         if snapshot.persistentCount != tree.nodes.count {
@@ -288,50 +288,5 @@ final class Driver {
                                         detail: "gref \(node.gref): handle \(node.handle) maps gref \(mapping.gref) of domain \(mapping.domid)\(mapping.readOnly ? " read-only" : "") at \(mapping.hostPage), node page \(node.page.map(String.init(describing:)) ?? "none")"))
             }
         }
-    }
-}
-
-/// Red-black checks of the published shape, written here independently of
-/// the tree's own validation code.
-enum TreeValidation {
-    static func problems(_ tree: PublishedTree) -> [String] {
-        var problems = tree.brokenLinks
-        let nodes = tree.nodes
-        for index in nodes.indices.dropFirst() where nodes[index - 1].gref >= nodes[index].gref {
-            problems.append("keys out of order: \(nodes[index - 1].gref) before \(nodes[index].gref)")
-        }
-        guard let root = tree.root else {
-            if !nodes.isEmpty { problems.append("\(nodes.count) nodes but no root") }
-            return problems
-        }
-        if nodes[root].color != .black { problems.append("root gref \(nodes[root].gref) is red") }
-        var order: [Int] = []
-        var seen: Set<Int> = []
-        // Returns the black height of the subtree, counting nil leaves as 1.
-        func walk(_ index: Int?) -> Int {
-            guard let index else { return 1 }
-            guard seen.insert(index).inserted else {
-                problems.append("node \(index) reached twice")
-                return 0
-            }
-            let node = nodes[index]
-            if node.color == .red {
-                for child in [node.left, node.right] {
-                    if let child, nodes[child].color == .red {
-                        problems.append("red gref \(node.gref) has red child gref \(nodes[child].gref)")
-                    }
-                }
-            }
-            let left = walk(node.left)
-            order.append(index)
-            let right = walk(node.right)
-            if left != right { problems.append("black heights differ under gref \(node.gref): \(left) vs \(right)") }
-            return max(left, right) + (node.color == .black ? 1 : 0)
-        }
-        _ = walk(root)
-        if order != Array(nodes.indices) {
-            problems.append("walking the links from the root gives \(order.count) nodes in another order than the \(nodes.count) published")
-        }
-        return problems
     }
 }
