@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Blkif", targets: ["Blkif"]),
         .library(name: "FakeXen", targets: ["FakeXen"]),
+        .library(name: "RedBlackTree", targets: ["RedBlackTree"]),
         .library(name: "Backend", targets: ["Backend"]),
         .library(name: "Oracle", targets: ["Oracle"]),
         .library(name: "Trace", targets: ["Trace"]),
@@ -28,15 +29,17 @@ let package = Package(
             "Blkif",
             .product(name: "Collections", package: "swift-collections"),
         ]),
+        // An intrusive red-black tree over any node store; knows nothing of Xen.
+        .target(name: "RedBlackTree"),
         // The system under test: blkback persistent grants and the seed's quirks.
-        .target(name: "Backend", dependencies: ["Blkif", "FakeXen"]),
+        .target(name: "Backend", dependencies: ["Blkif", "FakeXen", "RedBlackTree"]),
         .target(name: "Trace", dependencies: ["Blkif"]),
         // libpcap, for the pcap encoding of traces (reads pcap and pcapng, writes pcap).
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "TracePcap", dependencies: ["CPcap", "Trace", "Blkif"]),
         .target(name: "Oracle", dependencies: ["Blkif", "FakeXen", "Trace"]),
         // Runs traces: plays the guest, feeds the backend, asks the oracle, reports.
-        .target(name: "Harness", dependencies: ["Blkif", "FakeXen", "Backend", "Oracle", "Trace", "TracePcap"]),
+        .target(name: "Harness", dependencies: ["Blkif", "FakeXen", "RedBlackTree", "Backend", "Oracle", "Trace", "TracePcap"]),
         // Tools on top of running traces, one job each:
         // the libFuzzer input format (decoder, encoder) and the properties the fuzz targets check;
         .target(name: "FuzzSupport", dependencies: ["Harness", "Backend", "Blkif", "Trace", "TracePcap"]),
@@ -56,7 +59,8 @@ let package = Package(
         // One test target per module, named after it.
         .testTarget(name: "BlkifTests", dependencies: ["Blkif"]),
         .testTarget(name: "FakeXenTests", dependencies: ["FakeXen"]),
-        .testTarget(name: "BackendTests", dependencies: ["Seeded", "Backend", "FakeXen", "Blkif"]),
+        .testTarget(name: "RedBlackTreeTests", dependencies: ["Seeded", "RedBlackTree"]),
+        .testTarget(name: "BackendTests", dependencies: ["Seeded", "Backend", "RedBlackTree", "FakeXen", "Blkif"]),
         .testTarget(name: "TraceTests", dependencies: ["TestSupport", "Trace", "Blkif"]),
         .testTarget(name: "OracleTests", dependencies: ["Oracle", "Trace", "Blkif", "FakeXen"]),
         .testTarget(name: "TracePcapTests", dependencies: ["TestSupport", "TracePcap", "Trace", "Blkif", "Harness", "Backend"]),

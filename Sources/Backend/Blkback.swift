@@ -30,8 +30,6 @@ public final class Blkback {
         self.heap = xen.kernel.makeHeap(of: PersistentGrant.self, name: "persistent_gnt")
     }
 
-    var store: PersistentGrantStore { PersistentGrantStore(heap: heap) }
-
     public func drainPublications() -> [BackendPublication] {
         defer { publications.removeAll(keepingCapacity: true) }
         return publications
@@ -69,7 +67,7 @@ public final class Blkback {
                 reservedPages[vbd] = xen.kernel.pages.reserve(count: ringPages)
             }
             connections[vbd] = Connection(parameters: parameters, persistentMode: persistent, device: device,
-                                          reservedPages: reservedPages[vbd]!)
+                                          reservedPages: reservedPages[vbd]!, heap: heap)
             publish(.negotiated(vbd: vbd, persistent: persistent))
         }
     }
@@ -159,16 +157,15 @@ public final class Blkback {
         let fail = { (status: BlkifResponseStatus) in
             self.respond(connection, id: request.id, operation: request.operation, status: status)
         }
-        let flushLike = operation == .flushDiskcache || operation == .writeBarrier
         let nseg = Int(request.nrSegments)
-        guard (nseg > 0 || flushLike) && nseg <= Blkif.maxSegmentsPerRequest else { return fail(.error) }
+        guard (nseg > 0 || operation.isFlushLike) && nseg <= Blkif.maxSegmentsPerRequest else { return fail(.error) }
         let segments = request.effectiveSegments
         guard segments.allSatisfy(\.isWellFormed) else { return fail(.error) }
         let total = UInt64(segments.reduce(0) { $0 + $1.sectorCount })
         let (end, overflow) = request.sectorNumber.addingReportingOverflow(total)
         // Like vbd_translate: a request that moves no sectors has no range to check.
         guard total == 0 || (!overflow && end <= connection.parameters.sectors) else { return fail(.error) }
-        if flushLike && !connection.parameters.flush { return fail(.eopnotsupp) }
+        if operation.isFlushLike && !connection.parameters.flush { return fail(.eopnotsupp) }
         guard let slot = connection.takeSlot() else { return fail(.error) }
 
         connection.slots[slot].id = request.id

@@ -51,21 +51,20 @@ final class Connection {
     let maxPersistent: Int
     var persistentMode: Bool
     var overflowAlerted = false
-    var tree = RedBlackTree<KernelAddress>()
-    var persistentCount = 0
-    /// Bumped whenever the tree or a record in it changes, so observers can skip unchanged trees.
-    var treeVersion: UInt64 = 0
+    var persistentGrants: PersistentGrantTree
     var slots: [PendingRequest]
     /// `list_add` pushes freed slots at the head and `alloc_req` takes the head: LIFO.
     var freeSlots: [Int]
     /// Slots whose I/O is in flight, oldest first.
     var inFlight: [Int] = []
 
-    init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: [PageFrame]) {
+    init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: [PageFrame],
+         heap: KernelHeap<PersistentGrant>) {
         self.parameters = parameters
         self.owner = AllocationOwner(domid: parameters.domid, vbd: parameters.vbd)
         self.device = device
         self.persistentMode = persistentMode
+        self.persistentGrants = PersistentGrantTree(heap: heap)
         self.maxPersistent = parameters.maxPersistent ?? parameters.ringProtocol.maxPersistentGrants
         let ring = parameters.ringProtocol.ringSize
         let perSlot = Blkif.maxSegmentsPerRequest

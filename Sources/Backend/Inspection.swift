@@ -1,5 +1,6 @@
 import Blkif
 import FakeXen
+import RedBlackTree
 
 /// One node of the persistent grant tree as published for observers.
 public struct PublishedNode: Hashable, Sendable {
@@ -42,8 +43,8 @@ extension Blkback {
     public func snapshot(vbd: UInt16) -> BackendSnapshot? {
         guard let connection = connections[vbd] else { return nil }
         return BackendSnapshot(
-            vbd: vbd, persistentMode: connection.persistentMode, persistentCount: connection.persistentCount,
-            maxPersistent: connection.maxPersistent, treeVersion: connection.treeVersion,
+            vbd: vbd, persistentMode: connection.persistentMode, persistentCount: connection.persistentGrants.count,
+            maxPersistent: connection.maxPersistent, treeVersion: connection.persistentGrants.version,
             inFlight: connection.inFlight.map { slot in
                 let pending = connection.slots[slot]
                 return InFlightRequest(id: pending.id, slot: slot, bitmap: pending.unmapBitmap)
@@ -60,7 +61,7 @@ extension Blkback {
         var order: [KernelAddress] = []
         var records: [KernelAddress: PersistentGrant] = [:]
         var stack: [Frame] = []
-        if let root = connection.tree.root { stack.append(Frame(address: root, expanded: false)) }
+        if let root = connection.persistentGrants.root { stack.append(Frame(address: root, expanded: false)) }
         while var frame = stack.popLast() {
             guard let record = records[frame.address] ?? heap.peek(frame.address) else {
                 broken.append("link to freed record at \(frame.address)")
@@ -88,6 +89,6 @@ extension Blkback {
                                  left: record.links.left.flatMap { index[$0] },
                                  right: record.links.right.flatMap { index[$0] })
         }
-        return PublishedTree(nodes: nodes, root: connection.tree.root.flatMap { index[$0] }, brokenLinks: broken)
+        return PublishedTree(nodes: nodes, root: connection.persistentGrants.root.flatMap { index[$0] }, brokenLinks: broken)
     }
 }

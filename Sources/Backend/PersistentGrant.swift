@@ -1,5 +1,6 @@
 import Blkif
 import FakeXen
+import RedBlackTree
 
 /// `struct persistent_gnt`: one persistently mapped grant, living in the fake
 /// kernel heap and linked into the tree through its own node fields.

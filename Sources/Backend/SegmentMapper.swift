@@ -40,8 +40,8 @@ struct SegmentMapper {
     }
 
     mutating func map() throws(KernelPanic) -> Outcome {
-        try kernel.bugOn(connection.persistentCount > connection.maxPersistent,
-                         "persistent_gnt_c \(connection.persistentCount) > max \(connection.maxPersistent)")
+        try kernel.bugOn(connection.persistentGrants.count > connection.maxPersistent,
+                         "persistent_gnt_c \(connection.persistentGrants.count) > max \(connection.maxPersistent)")
         guard try decideSegments() else { return try outOfMemory() }
         let results = try issueBatch()
         return try matchResults(results)
@@ -56,25 +56,22 @@ struct SegmentMapper {
         records.reserveCapacity(segments.count)
         for (index, segment) in segments.enumerated() {
             var record: KernelAddress? = nil
-            var store = backend.store
-            if persistent { record = connection.tree.search(segment.gref, in: &store) }
+            if persistent { record = connection.persistentGrants.search(segment.gref) }
             var hostPage: PageFrame
             var newMap: Bool
             if let hit = record {
                 newMap = false
                 hostPage = heap.read(hit).page ?? reserved[index]
-            } else if persistent && connection.persistentCount < connection.maxPersistent {
+            } else if persistent && connection.persistentGrants.count < connection.maxPersistent {
                 guard let fresh = heap.allocate(.fresh(gref: segment.gref), owner: connection.owner) else { return false }
                 guard let page = kernel.pages.allocate(owner: connection.owner) else {
                     heap.free(fresh)
                     return false
                 }
                 heap.modify(fresh) { $0.page = page }
-                if case .duplicate = connection.tree.insert(fresh, in: &store) {
+                if case .duplicate = connection.persistentGrants.insert(fresh) {
                     try kernel.bug("trying to add a gref that's already in the tree")
                 }
-                connection.persistentCount += 1
-                connection.treeVersion &+= 1
                 inserted.append(fresh)
                 record = fresh
                 hostPage = page
@@ -109,13 +106,10 @@ struct SegmentMapper {
             // the bitmap is whatever the slot's previous request left.
             return .failed
         }
-        var store = backend.store
         for record in inserted.reversed() {
-            connection.tree.erase(record, in: &store)
+            connection.persistentGrants.erase(record)
             if let page = heap.read(record).page { kernel.pages.free(page) }
             heap.free(record)
-            connection.persistentCount -= 1
-            connection.treeVersion &+= 1
         }
         connection.slots[slot].unmapBitmap = 0
         return .failed
@@ -141,7 +135,6 @@ struct SegmentMapper {
         var next = 0
         /// Segments that shared a new record whose map failed (fixed logic only).
         var orphaned = [Bool](repeating: false, count: segments.count)
-        var store = backend.store
         for index in segments.indices {
             if orphaned[index] {
                 // Its mapping never came to be: demoted, nothing to unmap.
@@ -161,9 +154,7 @@ struct SegmentMapper {
                 if results[next].status != .okay {
                     failed = true
                     if let record = records[index] {
-                        connection.tree.erase(record, in: &store)
-                        connection.persistentCount -= 1
-                        connection.treeVersion &+= 1
+                        connection.persistentGrants.erase(record)
                         if !variant.has(.failedMapKeepsPage), let page = heap.read(record).page {
                             kernel.pages.free(page)
                         }
@@ -180,8 +171,7 @@ struct SegmentMapper {
             }
             if let record = records[index] {
                 if isNew {
-                    heap.modify(record) { $0.handle = results[next].handle }
-                    connection.treeVersion &+= 1
+                    connection.persistentGrants.setHandle(results[next].handle, of: record)
                     next += 1
                 }
                 connection.slots[slot].handles[index] = heap.read(record).handle

@@ -2,6 +2,7 @@ import Backend
 import Blkif
 import FakeXen
 import Oracle
+import RedBlackTree
 
 /// The oracle's window on one run: the environment's state and what the
 /// backend publishes, converted to the oracle's own types.

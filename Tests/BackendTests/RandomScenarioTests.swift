@@ -10,6 +10,10 @@ import Backend
 /// changing persistent limit, injected map/alloc/hypercall failures, held
 /// requests completed in random order, revokes and reconnects. Every step is
 /// checked; data is checked against a shadow of the disk and guest memory.
+///
+/// It judges whole runs, much as the oracle does (negotiation, the tree's count,
+/// limit and mappings, data, responses, leftovers): it belongs in HarnessTests,
+/// where the real oracle can judge these lives, and its own checks can go.
 final class RandomRun {
     struct Pending {
         let op: BlkifOperation
@@ -127,11 +131,18 @@ final class RandomRun {
         flush = chance(80)
         discard = chance(40)
         shadowDisk = [:]
+        let expected = offers && d.xen.xenstore.readUnsigned(d.frontendDirectory + "/feature-persistent") == 1
         let step = d.connect(persistent: nil, offers: offers, maxPersistent: limit, proto: proto, sectors: diskSectors,
                              flush: flush, discard: discard)
         coverage.connects += 1
         if step.negotiated != true { coverage.nonPersistentConnects += 1 }
         if !d.isConnected { fail("not connected after connect") }
+        if let negotiated = step.negotiated, negotiated != expected {
+            fail("published persistent=\(negotiated), expected \(expected)")
+        }
+        if let mode = d.snapshot?.persistentMode, mode != expected {
+            fail("snapshot persistentMode=\(mode), expected \(expected)")
+        }
     }
 
     private func disconnect() {
@@ -436,6 +447,17 @@ final class RandomRun {
         verifyData()
         guard d.isConnected, let snapshot = d.snapshot, let tree = d.tree else { return }
         coverage.maxTree = max(coverage.maxTree, tree.nodes.count)
+        if snapshot.persistentCount != tree.nodes.count {
+            fail("count \(snapshot.persistentCount) but \(tree.nodes.count) nodes")
+        }
+        if tree.nodes.count > snapshot.maxPersistent {
+            fail("\(tree.nodes.count) nodes over the limit \(snapshot.maxPersistent)")
+        }
+        if Set(tree.nodes.map(\.handle)).count != tree.nodes.count { fail("two tree records share a handle") }
+        if let record = d.wronglyMappedTreeRecords.first {
+            fail("gref \(record.gref): handle \(record.handle) is not a live writable mapping of it"
+                 + " at \(String(describing: record.page))")
+        }
         let inFlight = snapshot.inFlight.map(\.id)
         if Set(inFlight) != Set(heldOrder) || inFlight.count != heldOrder.count {
             fail("in flight \(inFlight), expected \(heldOrder)")

@@ -1,6 +1,6 @@
 import Seeded
 import Testing
-@testable import Backend
+@_spi(Testing) import RedBlackTree
 
 // MARK: - Helpers
 
@@ -459,7 +459,7 @@ private func expectConsistent<S: RedBlackNodeStore>(
         for (node, onLeft, target) in [(9, true, 3), (0, false, 0), (2, true, 1)] {
             var (tree, store) = corruptible()
             var links = store.links(of: node)
-            links.setChild(onLeft: onLeft, target)
+            if onLeft { links.left = target } else { links.right = target }
             store.setLinks(links, of: node)
             let found = kinds(tree, &store)
             #expect(found.contains(.cycle), "\(node) -> \(target): \(found)")

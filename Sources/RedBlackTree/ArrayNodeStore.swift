@@ -3,6 +3,10 @@
 /// reads return detached links (and the key of the nearest allocated node), writes are dropped,
 /// and `strayAccesses` counts them. Only `key(of:)` on an empty store has nothing to return and
 /// stops with a precondition failure.
+///
+/// Testing SPI: a real tree lives in a store of its user's (the backend's goes through the fake
+/// kernel heap so that use-after-free is seen), so only `@_spi(Testing) import` reaches this one.
+@_spi(Testing)
 public struct ArrayNodeStore<Key: Comparable & Sendable>: RedBlackNodeStore, Sendable {
     public typealias Address = Int
 

@@ -1,6 +1,12 @@
 // Structural checks for `RedBlackTree`, safe to run over corrupted links.
+//
+// Testing SPI (`@_spi(Testing) import RedBlackTree`), like swift-collections' invariant checks:
+// the tree's own tests and tests that check a tree shape published by its user need them;
+// production code does not. (The oracle judges the backend's published tree with rules of its
+// own, deliberately independent of this code.)
 
 /// One broken red-black or search-tree property found by `RedBlackTree.validate`.
+@_spi(Testing)
 public struct RedBlackViolation: Hashable, Sendable, CustomStringConvertible {
     public enum Kind: String, Hashable, Sendable, CaseIterable {
         /// The root is red.
@@ -29,11 +35,20 @@ public struct RedBlackViolation: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension RedBlackTree {
+    /// A tree rooted at `root` over nodes already linked in some store: lets `validate` check a
+    /// shape that was built elsewhere, such as a copy of a tree its user published.
+    @_spi(Testing)
+    public init(root: Address?) {
+        _root = root
+        walkLimit = Self.defaultWalkLimit
+    }
+
     /// Checks: root black, root parent nil, parent pointers consistent, no red node with a red
     /// child, equal black heights, keys strictly increasing in order. Never loops forever on
     /// corrupted links: every node is entered at most once (a node reached again is reported as
     /// `.cycle` and not descended into), and at most `limit` nodes are visited.
     /// An empty result means the tree is a valid red-black search tree.
+    @_spi(Testing)
     public func validate<S: RedBlackNodeStore>(
         in store: inout S, limit: Int = RedBlackTree.defaultTraversalLimit
     ) -> [RedBlackViolation] where S.Address == Address {
