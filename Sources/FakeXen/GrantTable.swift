@@ -161,6 +161,11 @@ public final class GrantTable {
     public func mapping(handle: GrantHandle) -> GrantMapping? { mappings[handle] }
     public func mapping(hostPage: PageFrame) -> GrantMapping? { hostPages[hostPage].flatMap { mappings[$0] } }
     /// Live mappings of one guest's grants, by handle.
+    /// How many of the backend's mappings of `domid`'s grants are live.
+    public func liveMappingCount(of domid: DomainID) -> Int {
+        mappings.values.reduce(0) { $0 + ($1.domid == domid ? 1 : 0) }
+    }
+
     public func liveMappings(of domid: DomainID) -> [GrantMapping] {
         mappings.values.filter { $0.domid == domid }.sorted { $0.handle < $1.handle }
     }

@@ -42,6 +42,11 @@ public final class FakeKernel {
         return heap
     }
 
+    /// How many heap objects and pages are still allocated on behalf of a device.
+    public func liveAllocationCount(of owner: AllocationOwner) -> Int {
+        heaps.reduce(0) { $0 + $1.liveCount(of: owner) } + pages.liveCount(of: owner)
+    }
+
     /// Everything still allocated on behalf of a device, heap objects and pages.
     public func liveAllocations(of owner: AllocationOwner) -> [String] {
         heaps.flatMap { $0.liveDescriptions(of: owner) } + pages.liveDescriptions(of: owner)
@@ -49,6 +54,7 @@ public final class FakeKernel {
 }
 
 protocol HeapInventory: AnyObject {
+    func liveCount(of owner: AllocationOwner) -> Int
     func liveDescriptions(of owner: AllocationOwner) -> [String]
 }
 
@@ -153,6 +159,10 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
 
     public var liveCount: Int { live.count }
 
+    func liveCount(of owner: AllocationOwner) -> Int {
+        live.values.reduce(0) { $0 + ($1.owner == owner ? 1 : 0) }
+    }
+
     func liveDescriptions(of owner: AllocationOwner) -> [String] {
         live.filter { $0.value.owner == owner }.keys.sorted().map { "\(name) at \($0)" }
     }
@@ -218,6 +228,10 @@ public final class PageAllocator {
     public func isLive(_ frame: PageFrame) -> Bool { owners[frame] != nil || reserved.contains(frame) }
 
     public var liveCount: Int { owners.count }
+
+    func liveCount(of owner: AllocationOwner) -> Int {
+        owners.values.reduce(0) { $0 + ($1 == owner ? 1 : 0) }
+    }
 
     func liveDescriptions(of owner: AllocationOwner) -> [String] {
         owners.filter { $0.value == owner }.keys.sorted().map { "page \($0)" }

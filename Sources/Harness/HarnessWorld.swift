@@ -26,8 +26,10 @@ struct HarnessWorld: ObservedWorld {
     }
 
     func liveMappings(of domid: DomainID) -> [GrantMapping] { xen.grants.liveMappings(of: domid) }
+    func liveMappingCount(of domid: DomainID) -> Int { xen.grants.liveMappingCount(of: domid) }
     func mapping(handle: GrantHandle) -> GrantMapping? { xen.grants.mapping(handle: handle) }
     func liveAllocations(of owner: AllocationOwner) -> [String] { xen.kernel.liveAllocations(of: owner) }
+    func liveAllocationCount(of owner: AllocationOwner) -> Int { xen.kernel.liveAllocationCount(of: owner) }
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { xen.grants.guestPage(domid: domid, gref: gref) }
     func guestToken(_ page: GuestPage, sector: Int) -> UInt64 { xen.memory.token(page, sector: sector) }
     func diskToken(vbd: UInt16, sector: UInt64) -> UInt64 {

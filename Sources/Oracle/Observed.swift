@@ -71,8 +71,12 @@ public protocol ObservedWorld {
     func connection(vbd: UInt16) -> ObservedConnection?
     func tree(vbd: UInt16) -> ObservedTree?
     func liveMappings(of domid: DomainID) -> [GrantMapping]
+    /// How many mappings of `domid` are live: the cheap question a leak check
+    /// asks first (the list only when the count disagrees).
+    func liveMappingCount(of domid: DomainID) -> Int
     func mapping(handle: GrantHandle) -> GrantMapping?
     func liveAllocations(of owner: AllocationOwner) -> [String]
+    func liveAllocationCount(of owner: AllocationOwner) -> Int
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage?
     func guestToken(_ page: GuestPage, sector: Int) -> UInt64
     func diskToken(vbd: UInt16, sector: UInt64) -> UInt64

@@ -17,8 +17,10 @@ struct StubWorld: ObservedWorld {
     func connection(vbd: UInt16) -> ObservedConnection? { connections[vbd] }
     func tree(vbd: UInt16) -> ObservedTree? { trees[vbd] }
     func liveMappings(of domid: DomainID) -> [GrantMapping] { mappings.filter { $0.domid == domid } }
+    func liveMappingCount(of domid: DomainID) -> Int { liveMappings(of: domid).count }
     func mapping(handle: GrantHandle) -> GrantMapping? { mappings.first { $0.handle == handle } }
     func liveAllocations(of owner: AllocationOwner) -> [String] { allocations[owner] ?? [] }
+    func liveAllocationCount(of owner: AllocationOwner) -> Int { liveAllocations(of: owner).count }
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { grants[domid]?[gref] }
     func guestToken(_ page: GuestPage, sector: Int) -> UInt64 { guestTokens[page]?[sector] ?? 0 }
     func diskToken(vbd: UInt16, sector: UInt64) -> UInt64 {
