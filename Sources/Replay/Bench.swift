@@ -53,6 +53,15 @@ extension Replay {
         @Option(help: "Where to put the workload files (default: a temporary folder).")
         var directory: String?
 
+        @Option(help: "Measure only these (repeatable); without the replay, times are not compared to a baseline.")
+        var only: [Part] = []
+
+        enum Part: String, ExpressibleByArgument, CaseIterable {
+            case replay, fuzz, read
+        }
+
+        private func measures(_ part: Part) -> Bool { only.isEmpty || only.contains(part) }
+
         var workload: Workload {
             Workload(seed: seed, requests: requests, frontend: frontend, segments: segments.range, queueDepth: queueDepth)
         }
@@ -80,30 +89,29 @@ extension Replay {
                 throw ReplayFailure.invalid(error.description)
             }
 
-            let baseline = try median { try Self.replay(pcap, oracle: false) }
-            let judged = try median { try Self.replay(pcap, oracle: true) }
-            let fuzzInputs = try FuzzCorpus.load(fuzzCorpus)
+            let baseline = measures(.replay) ? try median { try Self.replay(pcap, oracle: false) } : nil
+            let judged = measures(.replay) ? try median { try Self.replay(pcap, oracle: true) } : nil
+            let fuzzInputs = measures(.fuzz) ? try FuzzCorpus.load(fuzzCorpus) : nil
             let fuzz = try fuzzInputs.map { inputs in try median { try FuzzCorpus.run(inputs, executions: fuzzExecutions) } }
-            let readPcap = try median { try Self.readAll(pcap) }
-            let readText = try median { try Self.readAll(text) }
+            let readPcap = measures(.read) ? try median { try Self.readAll(pcap) } : nil
+            let readText = measures(.read) ? try median { try Self.readAll(text) } : nil
 
             let events = Double(summary.packets)
             let count = Double(requests)
             var rows = [["measure", "seconds", "rate", "x baseline"]]
-            func row(_ name: String, _ seconds: Double, _ per: Double, _ unit: String, compared: Bool = true) {
+            func row(_ name: String, _ seconds: Double?, _ per: Double, _ unit: String, compared: Bool = true) {
+                guard let seconds else { return }
                 rows.append([name, String(format: "%.3f", seconds), String(format: "%.0f %@/s", per / seconds, unit),
-                             compared ? String(format: "%.2fx", seconds / baseline) : "-"])
+                             compared ? baseline.map { String(format: "%.2fx", seconds / $0) } ?? "-" : "-"])
             }
             row("replay pcap, oracle off (baseline)", baseline, count, "requests")
             row("replay pcap, oracle on", judged, count, "requests")
-            if let fuzz, let fuzzInputs {
-                row("FuzzReplay in-process (\(fuzzInputs.count) inputs)", fuzz, Double(fuzzExecutions), "exec",
-                    compared: false)
-            }
+            row("FuzzReplay in-process (\(fuzzInputs?.count ?? 0) inputs)", fuzz, Double(fuzzExecutions), "exec",
+                compared: false)
             row("read pcap", readPcap, events, "events")
             row("read text", readText, events, "events")
             print(Table.render(rows))
-            if fuzzInputs == nil { print("(no fuzz corpus at \(fuzzCorpus): FuzzReplay not measured)") }
+            if measures(.fuzz), fuzzInputs == nil { print("(no fuzz corpus at \(fuzzCorpus): FuzzReplay not measured)") }
             print("(\(summary.packets) events, \(summary.statistics.mapOps) map ops, \(summary.statistics.unmapOps) unmap ops; files in \(folder))")
             if directory == nil { try? FileManager.default.removeItem(atPath: folder) }
         }
