@@ -44,60 +44,83 @@ struct Arguments {
     let event: String
     let context: LineContext
     private let schema: [Param]
-    private var entries: [String: [Entry]] = [:]
-    private var flags: Set<String> = []
+    /// The `key=value` entries in the order they appear, each with the index
+    /// of its key in `schema`. A line has a handful of keys (a request at most
+    /// 11 `seg=` and 8 others), so a scan beats hashing key strings.
+    private var entries: [(param: Int, entry: Entry)] = []
+    /// The flags present, bit i for `schema[i]` (a schema has fewer than 64 params).
+    private var flags: UInt64 = 0
 
-    /// `event` names the event in messages ("fail map"); `repeatable` keys form a list.
-    init(_ tokens: some Sequence<Token>, event: String, schema: [Param], repeatable: Set<String> = [],
+    /// `event` names the event in messages ("fail map"); a `repeatable` key forms a list.
+    init(_ tokens: some Sequence<Token>, event: String, schema: [Param], repeatable: String? = nil,
          context: LineContext) throws(TraceError) {
         self.event = event
         self.context = context
         self.schema = schema
-        let accepted = expectedOne(of: schema.map(\.name))
+        entries.reserveCapacity(schema.count)
         for token in tokens {
             let piece = Piece(token)
             guard let (keyPiece, value) = piece.split(at: "=") else {
-                try addFlag(token, accepted: accepted)
+                try addFlag(token)
                 continue
             }
+            // Keys are short: as a String each is a small string, and small
+            // strings compare by their bits, where a Substring would not.
             let key = String(keyPiece.text)
-            guard let param = schema.first(where: { $0.name == key }) else {
+            guard let index = schema.firstIndex(where: { $0.name == key }) else {
                 throw context.error(at: token.column, "unknown key \(quoted(key)) for '\(event)'; \(accepted)")
             }
-            guard let hint = param.hint else {
+            guard let hint = schema[index].hint else {
                 throw context.error(at: token.column, "'\(key)' is a flag of '\(event)' and takes no value; expected '\(key)' alone")
             }
-            guard entries[key] == nil || repeatable.contains(key) else {
+            guard !entries.contains(where: { $0.param == index }) || schema[index].name == repeatable else {
                 throw context.error(at: token.column, "repeated key '\(key)' for '\(event)'; each key may appear once")
             }
             guard !value.text.isEmpty else {
                 throw context.error(at: value.column, "missing value for '\(key)'; expected \(key)=\(hint)")
             }
-            entries[key, default: []].append(Entry(column: token.column, value: value))
+            entries.append((index, Entry(column: token.column, value: value)))
         }
     }
 
-    private mutating func addFlag(_ token: Token, accepted: String) throws(TraceError) {
-        guard let param = schema.first(where: { $0.name == token.text }) else {
+    /// "expected one of …" the keys and flags of this event, for messages.
+    private var accepted: String { expectedOne(of: schema.map(\.name)) }
+
+    private mutating func addFlag(_ token: Token) throws(TraceError) {
+        let word = String(token.text)
+        guard let index = schema.firstIndex(where: { $0.name == word }) else {
             throw context.error(at: token.column, "unexpected word \(quoted(token.text)) for '\(event)'; \(accepted)")
         }
+        let param = schema[index]
         if let hint = param.hint {
             throw context.error(at: token.column, "key '\(param.name)' needs a value; expected \(param.name)=\(hint)")
         }
-        guard flags.insert(param.name).inserted else {
+        guard flags & 1 << index == 0 else {
             throw context.error(at: token.column, "repeated flag '\(param.name)' for '\(event)'; each flag may appear once")
         }
+        flags |= 1 << index
     }
 
-    func flag(_ name: String) -> Bool { flags.contains(name) }
+    private func index(of name: String) -> Int? { schema.firstIndex(where: { $0.name == name }) }
 
-    func entries(_ key: String) -> [Entry] { entries[key] ?? [] }
+    func flag(_ name: String) -> Bool { index(of: name).map { flags & 1 << $0 != 0 } ?? false }
+
+    func entries(_ key: String) -> [Entry] {
+        guard let param = index(of: key) else { return [] }
+        return entries.compactMap { $0.param == param ? $0.entry : nil }
+    }
+
+    /// The first `key=` entry, if present.
+    private func first(_ key: String) -> Entry? {
+        guard let param = index(of: key) else { return nil }
+        return entries.first(where: { $0.param == param })?.entry
+    }
 
     /// Column of the (first) `key=` token, if present.
-    func column(of key: String) -> Int? { entries[key]?.first?.column }
+    func column(of key: String) -> Int? { first(key)?.column }
 
     func optional<Value>(_ key: String, _ field: Field<Value>) throws(TraceError) -> Value? {
-        guard let entry = entries[key]?.first else { return nil }
+        guard let entry = first(key) else { return nil }
         return try context.read(entry.value, as: key, field)
     }
 
@@ -107,8 +130,9 @@ struct Arguments {
     }
 
     func all<Value>(_ key: String, _ field: Field<Value>) throws(TraceError) -> [Value] {
+        guard let param = index(of: key) else { return [] }
         var values: [Value] = []
-        for entry in entries(key) { values.append(try context.read(entry.value, as: key, field)) }
+        for (index, entry) in entries where index == param { values.append(try context.read(entry.value, as: key, field)) }
         return values
     }
 

@@ -50,7 +50,8 @@ struct EventParser: Sendable {
         let context = LineContext(file: file, line: line, keywordColumn: keyword.column, latestDomid: state.latestDomid)
         let arguments = tokens.dropFirst()
         let kind: TraceEventKind
-        switch keyword.text {
+        // A String compares with the literals by its bits (small-string fast path).
+        switch String(keyword.text) {
         case "frontend-key": kind = try frontendKey(arguments, context)
         case "connect": kind = try connect(arguments, context)
         case "grant": kind = try grant(arguments, context)
@@ -80,7 +81,7 @@ struct EventParser: Sendable {
                                 "unexpected \(quoted(words[2].text)) after the value of 'frontend-key'; expected frontend-key NAME VALUE, the value one word without spaces")
         }
         let name = try context.read(Piece(words[0]), as: "NAME", .xenstoreKey)
-        return .frontendKey(name: name, value: words[1].text)
+        return .frontendKey(name: name, value: String(words[1].text))
     }
 
     private func connect(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
@@ -163,7 +164,7 @@ struct EventParser: Sendable {
     }
 
     private func request(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
-        let args = try Arguments(tokens, event: "request", schema: Schema.request, repeatable: ["seg"], context: context)
+        let args = try Arguments(tokens, event: "request", schema: Schema.request, repeatable: "seg", context: context)
         let id: UInt64 = try args.required("id", .integer())
         let operation = try args.required("op", .operation)
         let sector: UInt64 = try args.required("sector", .integer())

@@ -18,17 +18,48 @@ enum UnsignedLexeme: Equatable {
     case notANumber
     case tooLarge
 
+    /// One pass over the bytes: any byte that is not a digit of the radix
+    /// makes it not a number, whatever the length; only then does overflow count.
     init(_ text: Substring) {
         let utf8 = text.utf8
-        let isHex = utf8.starts(with: "0x".utf8)
-        let digits = isHex ? Substring(utf8.dropFirst(2)) : text
-        let valid = isHex ? digits.utf8.allSatisfy(\.isHexDigit) : digits.utf8.allSatisfy(\.isDecimalDigit)
-        guard !digits.isEmpty, valid else {
+        var index = utf8.startIndex
+        var isHex = false
+        if utf8.count >= 2, utf8[index] == UInt8(ascii: "0"), utf8[utf8.index(after: index)] == UInt8(ascii: "x") {
+            isHex = true
+            index = utf8.index(index, offsetBy: 2)
+        }
+        guard index < utf8.endIndex else {
             self = .notANumber
             return
         }
-        // The digits are checked above, so nil here can only mean overflow.
-        self = UInt64(digits, radix: isHex ? 16 : 10).map(UnsignedLexeme.value) ?? .tooLarge
+        let radix: UInt64 = isHex ? 16 : 10
+        var value: UInt64 = 0
+        var overflowed = false
+        while index < utf8.endIndex {
+            let byte = utf8[index]
+            let digit: UInt8
+            if isHex {
+                guard let nibble = byte.hexDigitValue else {
+                    self = .notANumber
+                    return
+                }
+                digit = nibble
+            } else {
+                guard byte.isDecimalDigit else {
+                    self = .notANumber
+                    return
+                }
+                digit = byte - UInt8(ascii: "0")
+            }
+            if !overflowed {
+                let (shifted, over1) = value.multipliedReportingOverflow(by: radix)
+                let (sum, over2) = shifted.addingReportingOverflow(UInt64(digit))
+                overflowed = over1 || over2
+                value = sum
+            }
+            index = utf8.index(after: index)
+        }
+        self = overflowed ? .tooLarge : .value(value)
     }
 }
 
@@ -48,23 +79,28 @@ extension UInt8 {
 extension Field where Value: FixedWidthInteger {
     /// A number in `min...max`; the bounds are never negative.
     static func integer(min: Value = 0, max: Value = .max) -> Field {
-        Field { (piece, key) throws(FieldError) -> Value in
-            let range = "\(min)..\(max)"
-            switch UnsignedLexeme(piece.text) {
-            case .notANumber:
-                throw FieldError(column: piece.column, message:
-                    "\(quoted(piece.text)) is not a number for '\(key)'; expected \(range) in decimal or 0x hex")
-            case .tooLarge:
-                throw FieldError(column: piece.column, message:
-                    "\(quoted(piece.text)) is out of range for '\(key)'; expected \(range)")
-            case let .value(number):
-                guard let value = Value(exactly: number), value >= min, value <= max else {
-                    throw FieldError(column: piece.column, message:
-                        "\(quoted(piece.text)) is out of range for '\(key)'; expected \(range)")
-                }
-                return value
-            }
+        Field { (piece, key) throws(FieldError) -> Value in try readInteger(piece, min: min, max: max, key: key) }
+    }
+}
+
+/// A number in `min...max` (never negative). `key` names the value in
+/// messages; it is built only for one, as values are read far more often
+/// than they are wrong.
+func readInteger<Value: FixedWidthInteger>(_ piece: Piece, min: Value, max: Value,
+                                           key: @autoclosure () -> String) throws(FieldError) -> Value {
+    switch UnsignedLexeme(piece.text) {
+    case .notANumber:
+        throw FieldError(column: piece.column, message:
+            "\(quoted(piece.text)) is not a number for '\(key())'; expected \(min)..\(max) in decimal or 0x hex")
+    case .tooLarge:
+        throw FieldError(column: piece.column, message:
+            "\(quoted(piece.text)) is out of range for '\(key())'; expected \(min)..\(max)")
+    case let .value(number):
+        guard let value = Value(exactly: number), value >= min, value <= max else {
+            throw FieldError(column: piece.column, message:
+                "\(quoted(piece.text)) is out of range for '\(key())'; expected \(min)..\(max)")
         }
+        return value
     }
 }
 
@@ -110,9 +146,9 @@ extension Field where Value == BlkifSegment {
                 throw FieldError(column: piece.column, message:
                     "\(quoted(piece.text)) is not a segment; expected \(key)=GREF:FIRST-LAST, e.g. \(key)=5:0-7")
             }
-            return BlkifSegment(gref: try Field<UInt32>.integer().read(gref, "\(key) gref"),
-                                firstSect: try Field<UInt8>.integer().read(first, "\(key) first_sect"),
-                                lastSect: try Field<UInt8>.integer().read(last, "\(key) last_sect"))
+            return BlkifSegment(gref: try readInteger(gref, min: 0, max: UInt32.max, key: "\(key) gref"),
+                                firstSect: try readInteger(first, min: 0, max: UInt8.max, key: "\(key) first_sect"),
+                                lastSect: try readInteger(last, min: 0, max: UInt8.max, key: "\(key) last_sect"))
         }
     }
 }

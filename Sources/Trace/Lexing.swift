@@ -1,6 +1,7 @@
 /// One whitespace-separated word of a line and the column it starts at.
+/// The text is a slice of the trace's own string: lexing copies no bytes.
 struct Token: Sendable {
-    var text: String
+    var text: Substring
     /// 1-based, in Unicode scalars.
     var column: Int
 }
@@ -9,56 +10,89 @@ struct Token: Sendable {
 /// (or holds the events of) the whole trace at once.
 struct LineSource: Sendable {
     private let text: String
-    private var cursor: String.Index
+    /// Byte offset of the next line in `text`'s UTF-8.
+    private var cursor = 0
     /// The number of the line last handed out.
     private(set) var lineNumber = 0
 
     init(text: String) {
+        var text = text
+        // Lexing reads the UTF-8 bytes in place; a bridged or foreign string is copied once here.
+        text.makeContiguousUTF8()
         self.text = text
-        cursor = text.startIndex
     }
 
-    mutating func next() -> (number: Int, tokens: [Token])? {
-        guard cursor < text.endIndex else { return nil }
-        // Search bytes, not Characters: "\r\n" is a single Character.
-        let end = text.utf8[cursor...].firstIndex(of: UInt8(ascii: "\n")) ?? text.endIndex
-        var scalars = text.unicodeScalars[cursor..<end]
-        cursor = end < text.endIndex ? text.utf8.index(after: end) : end
-        // Tolerate CRLF files: the "\r" belongs to the line break, not to the last token.
-        if scalars.last == "\r" { scalars = scalars.dropLast() }
+    /// The next line's number, its tokens put in `tokens` (replacing what it
+    /// held, so one buffer serves every line); nil at the end of the text.
+    mutating func next(into tokens: inout [Token]) -> Int? {
+        tokens.removeAll(keepingCapacity: true)
+        let text = text
+        let consumed: Int? = text.utf8.withContiguousStorageIfAvailable { bytes in
+            guard cursor < bytes.count else { return nil }
+            // Search bytes, not Characters: "\r\n" is a single Character.
+            let end = bytes[cursor...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+            // A "\r" before the line break separates tokens anyway (see `scan`), so CRLF lines need nothing more.
+            Self.scan(bytes, cursor..<end) { range, column in
+                tokens.append(Token(text: Self.slice(text, range), column: column))
+            }
+            return end < bytes.count ? end + 1 : end
+        } ?? nil
+        guard let consumed else { return nil }
+        cursor = consumed
         lineNumber += 1
-        return (lineNumber, Self.tokens(of: scalars))
+        return lineNumber
     }
 
-    /// Splits at spaces and tabs, up to a `#` comment.
-    static func tokens(of line: Substring.UnicodeScalarView) -> [Token] {
+    /// The tokens of one line that holds no line break.
+    static func tokens(of line: String) -> [Token] {
+        var line = line
+        line.makeContiguousUTF8()
+        let text = line
         var tokens: [Token] = []
-        var start: Substring.UnicodeScalarView.Index?
+        text.utf8.withContiguousStorageIfAvailable { bytes in
+            scan(bytes, 0..<bytes.count) { range, column in tokens.append(Token(text: slice(text, range), column: column)) }
+        }
+        return tokens
+    }
+
+    /// The characters of `text` at UTF-8 offsets `range` (which start and end
+    /// on scalar boundaries: `scan` cuts only at ASCII bytes).
+    private static func slice(_ text: String, _ range: Range<Int>) -> Substring {
+        let utf8 = text.utf8
+        return Substring(utf8[utf8.index(utf8.startIndex, offsetBy: range.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: range.upperBound)])
+    }
+
+    /// Splits `bytes[range]` (valid UTF-8) at spaces and tabs, up to a `#`
+    /// comment, and hands each token's byte range and column to `found`.
+    /// Columns count Unicode scalars: every byte but a UTF-8 continuation
+    /// byte (10xxxxxx) starts one.
+    static func scan(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ found: (Range<Int>, Int) -> Void) {
+        var start: Int?
         var startColumn = 0
         var column = 1
-        var index = line.startIndex
-        func close(at end: Substring.UnicodeScalarView.Index) {
-            if let begin = start {
-                tokens.append(Token(text: String(Substring(line[begin..<end])), column: startColumn))
-                start = nil
+        var index = range.lowerBound
+        while index < range.upperBound {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "#") { break }
+            if byte & 0xC0 == 0x80 {   // inside a multi-byte scalar that already counted
+                index += 1
+                continue
             }
-        }
-        while index < line.endIndex {
-            let scalar = line[index]
-            if scalar == "#" { break }
             // A stray carriage return separates tokens
             // too: kept inside a value it would not survive printing and re-reading.
-            if scalar == " " || scalar == "\t" || scalar == "\r" {
-                close(at: index)
+            if byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r") {
+                if let begin = start {
+                    found(begin..<index, startColumn)
+                    start = nil
+                }
             } else if start == nil {
                 start = index
                 startColumn = column
             }
             column += 1
-            index = line.index(after: index)
+            index += 1
         }
-        close(at: index)
-        return tokens
+        if let begin = start { found(begin..<index, startColumn) }
     }
 }
 
@@ -74,23 +108,48 @@ struct Piece: Sendable {
     }
 
     init(_ token: Token) {
-        self.init(Substring(token.text), column: token.column)
+        self.init(token.text, column: token.column)
     }
 
-    /// The parts before and after the first occurrence of `separator`, by scalars.
-    func split(at separator: String) -> (before: Piece, after: Piece)? {
-        let scalars = text.unicodeScalars
-        let pattern = Array(separator.unicodeScalars)
-        var index = scalars.startIndex
-        var offset = 0
-        while index < scalars.endIndex {
-            if scalars[index...].starts(with: pattern) {
-                let rest = scalars.index(index, offsetBy: pattern.count)
-                return (Piece(Substring(scalars[..<index]), column: column),
-                        Piece(Substring(scalars[rest...]), column: column + offset + pattern.count))
+    /// The parts before and after the first occurrence of `separator` (ASCII,
+    /// so a byte search finds exactly what a scalar search would).
+    func split(at separator: StaticString) -> (before: Piece, after: Piece)? {
+        let pattern = UnsafeBufferPointer(start: separator.utf8Start, count: separator.utf8CodeUnitCount)
+        // Tokens are slices of contiguous UTF-8 (LineSource makes it so), so
+        // the search runs over the bytes in place; the index walk is the fallback.
+        let found: (bytes: Int, scalars: Int)?? = text.utf8.withContiguousStorageIfAvailable { bytes in
+            var scalars = 0
+            var index = 0
+            while index + pattern.count <= bytes.count {
+                let byte = bytes[index]
+                if byte == pattern[0], bytes[index..<(index + pattern.count)].elementsEqual(pattern) { return (index, scalars) }
+                if byte & 0xC0 != 0x80 { scalars += 1 }
+                index += 1
             }
-            index = scalars.index(after: index)
-            offset += 1
+            return nil
+        }
+        guard let found else { return splitWalking(at: pattern) }
+        guard let (offset, scalars) = found else { return nil }
+        let utf8 = text.utf8
+        let separatorStart = utf8.index(utf8.startIndex, offsetBy: offset)
+        let rest = utf8.index(separatorStart, offsetBy: pattern.count)
+        return (Piece(Substring(utf8[..<separatorStart]), column: column),
+                Piece(Substring(utf8[rest...]), column: column + scalars + pattern.count))
+    }
+
+    private func splitWalking(at pattern: UnsafeBufferPointer<UInt8>) -> (before: Piece, after: Piece)? {
+        let utf8 = text.utf8
+        var index = utf8.startIndex
+        var offset = 0   // in scalars, for the column
+        while index < utf8.endIndex {
+            let byte = utf8[index]
+            if byte == pattern[0], utf8[index...].starts(with: pattern) {
+                let rest = utf8.index(index, offsetBy: pattern.count)
+                return (Piece(Substring(utf8[..<index]), column: column),
+                        Piece(Substring(utf8[rest...]), column: column + offset + pattern.count))
+            }
+            if byte & 0xC0 != 0x80 { offset += 1 }
+            index = utf8.index(after: index)
         }
         return nil
     }

@@ -17,7 +17,7 @@ public struct TextEventLineParser: Sendable {
     /// comment. Errors and the event are placed at `line` (columns count in
     /// Unicode scalars from 1). The line must not contain a line break.
     public func parse(_ text: String, line: Int = 1, after state: TraceState) throws(TraceError) -> TraceEvent? {
-        let tokens = LineSource.tokens(of: Substring(text).unicodeScalars)
+        let tokens = LineSource.tokens(of: text)
         guard !tokens.isEmpty else { return nil }
         return try parser.parse(tokens, line: line, after: state)
     }

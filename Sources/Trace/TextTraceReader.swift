@@ -12,6 +12,8 @@ public struct TextTraceReader: Sendable {
     /// Errors are final: a reader that failed keeps failing the same way
     /// rather than guessing where the trace might resume.
     private var failure: TraceError?
+    /// The tokens of the line being read; one buffer for every line.
+    private var tokens: [Token] = []
 
     public init(text: String, file: String) {
         self.file = file
@@ -28,6 +30,9 @@ public struct TextTraceReader: Sendable {
             throw TraceError(file: path, position: .line(0, column: 0),
                              message: "cannot read the trace: \(problem.reason); expected a readable text file")
         }
+        // The standard library's validation is the fast check; the
+        // scalar-by-scalar walk runs only to place the error.
+        if let text = String(validating: bytes, as: UTF8.self) { return TextTraceReader(text: text, file: path) }
         if let (line, column) = FileBytes.firstInvalidUTF8(in: bytes) {
             throw TraceError(file: path, position: .line(line, column: column),
                              message: "bytes that are not UTF-8; expected a UTF-8 text trace")
@@ -47,7 +52,7 @@ public struct TextTraceReader: Sendable {
     }
 
     private mutating func readEvent() throws(TraceError) -> TraceEvent? {
-        while let (number, tokens) = lines.next() {
+        while let number = lines.next(into: &tokens) {
             if tokens.isEmpty { continue }   // blank or comment-only
             if sawHeader {
                 let event = try parser.parse(tokens, line: number, after: state)
