@@ -114,7 +114,9 @@ public final class PcapTraceReader {
             throw error(number, "unknown packet kind \(packet[0]); expected 1 (control), 2 (ring request) or 3 (ring response)")
         }
         let vbd = UInt16(packet[2]) | UInt16(packet[3]) << 8
-        let body = Array(packet[PcapTraceFormat.headerSize...])
+        // The body stays in libpcap's buffer (valid until the next packet is
+        // read); only what an event keeps is copied out of it.
+        let body = UnsafeBufferPointer(rebasing: packet[PcapTraceFormat.headerSize...])
         guard sawHeader else {
             try checkHeader(kind, vbd: vbd, body, number)
             sawHeader = true
@@ -130,7 +132,7 @@ public final class PcapTraceReader {
         return TraceEvent(kind: eventKind, position: .packet(number))
     }
 
-    private func checkHeader(_ kind: PcapTraceFormat.Kind, vbd: UInt16, _ body: [UInt8], _ number: Int) throws(TraceError) {
+    private func checkHeader(_ kind: PcapTraceFormat.Kind, vbd: UInt16, _ body: UnsafeBufferPointer<UInt8>, _ number: Int) throws(TraceError) {
         let expected = TextEventLineParser.header
         guard kind == .control else {
             throw error(number, "a kind-\(kind.rawValue) packet where the header belongs; expected a control packet '\(expected)' first")
@@ -150,7 +152,7 @@ public final class PcapTraceReader {
         }
     }
 
-    private func control(_ body: [UInt8], vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+    private func control(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
         guard let text = Self.utf8(body) else {
             throw error(number, "control text that is not UTF-8; expected an event's canonical text line")
         }
@@ -183,7 +185,7 @@ public final class PcapTraceReader {
         return kind
     }
 
-    private func request(_ body: [UInt8], vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+    private func request(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
         guard let flags = body.first else {
             throw error(number, "short packet: a ring-request packet without its flags byte; expected flags and the request's ring bytes")
         }
@@ -208,7 +210,7 @@ public final class PcapTraceReader {
     /// Padding and the operation byte are not judged: a ring slot's padding
     /// may hold whatever the backend's struct had, and `expect response`
     /// compares id and status only.
-    private func response(_ body: [UInt8], vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+    private func response(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
         // A response needs no connect (an `expect response` may stand
         // anywhere); before any connect of its vbd it has the native layout.
         let ringProtocol = state.ringProtocol(ofVbd: vbd) ?? .native
@@ -222,11 +224,9 @@ public final class PcapTraceReader {
         return .expect(.response(id: response.id, status: status), vbd: vbd)
     }
 
-    /// The text of bytes that are valid UTF-8 (decoding repairs invalid
-    /// bytes, so a repaired text differs from them), else nil.
-    private static func utf8(_ bytes: [UInt8]) -> String? {
-        let text = String(decoding: bytes, as: UTF8.self)
-        return text.utf8.elementsEqual(bytes) ? text : nil
+    /// The text of bytes that are valid UTF-8, else nil.
+    private static func utf8(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        String(validating: bytes, as: UTF8.self)
     }
 
     private static func oneLine(_ text: String) -> String {
