@@ -224,7 +224,11 @@ struct FuzzState {
 public enum FuzzDecoder {
     /// The events the bytes stand for.
     public static func decode(_ input: some Sequence<UInt8>) -> [TraceEventKind] {
-        var reader = FuzzReader(Array(input.prefix(FuzzFormat.maxInput)))
+        // libFuzzer's bytes and the corpus arrive contiguous: copy them in one
+        // go; element by element through a generic sequence cost a tenth of an execution.
+        let bytes = input.withContiguousStorageIfAvailable { Array($0.prefix(FuzzFormat.maxInput)) }
+            ?? Array(input.prefix(FuzzFormat.maxInput))
+        var reader = FuzzReader(bytes)
         var state = FuzzState()
         var events: [TraceEventKind] = []
         while !reader.atEnd && events.count < FuzzFormat.maxEvents {
