@@ -135,6 +135,13 @@ struct TreeExpectation {
 /// holds only until the next event.
 struct ExpectedMappings {
     let connections: [UInt16: ConnectionModel]
+    /// Moves whenever what is expected may have changed; nil when unknown.
+    let version: MappedHandlesVersion?
+
+    init(connections: [UInt16: ConnectionModel], version: MappedHandlesVersion? = nil) {
+        self.connections = connections
+        self.version = version
+    }
 
     /// The domains with a connection, in order.
     var domains: [DomainID] { Set(connections.values.map(\.domid)).sorted() }
@@ -147,4 +154,10 @@ struct ExpectedMappings {
     func persistentHandles() -> Set<GrantHandle> {
         Set(connections.values.flatMap(\.tree.values))
     }
+}
+
+/// See `ReferenceModel.mappedHandlesVersion`.
+struct MappedHandlesVersion: Equatable {
+    let connections: UInt64
+    let mappings: UInt64
 }

@@ -13,6 +13,10 @@ struct Predictor<World: ObservedWorld> {
     var changedPages: Set<GuestPage> = []
     /// The connection whose tree the event may change.
     var treeVbd: UInt16?
+    /// A request the event holds in flight. It joins its connection's held
+    /// requests only after `refreshHeldWrites`: it took its tokens from the
+    /// pages as the event left them, so there is nothing to refresh in it.
+    var heldNow: (model: ConnectionModel, request: PendingRequest)?
 
     init(reference: ReferenceModel, environment: EnvironmentRecord, world: World) {
         self.reference = reference
@@ -38,9 +42,7 @@ struct Predictor<World: ObservedWorld> {
             self.request(request, vbd: raw.vbd, hold: raw.hold)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
-            if let model = reference.connections[vbd], let index = model.inFlight.firstIndex(where: { $0.id == id }) {
-                complete(model.inFlight.remove(at: index))
-            }
+            if let request = reference.connections[vbd]?.release(id: id) { complete(request) }
         case .disconnect(let vbd):
             prediction.completesHeldIO = true
             disconnect(vbd: vbd)
@@ -48,10 +50,12 @@ struct Predictor<World: ObservedWorld> {
             break
         }
         refreshHeldWrites()
+        if let heldNow { heldNow.model.hold(heldNow.request) }
         if let vbd = treeVbd, let model = reference.connections[vbd] {
             prediction.tree = TreeExpectation(vbd: vbd, connection: model)
         }
-        prediction.mappedAfter = ExpectedMappings(connections: reference.connections)
+        prediction.mappedAfter = ExpectedMappings(connections: reference.connections,
+                                                  version: reference.mappedHandlesVersion)
         return prediction
     }
 
@@ -98,11 +102,11 @@ struct Predictor<World: ObservedWorld> {
                             prediction.guestWrites[GuestSector(page: $0, sector: pageSector)]
                         }
                         let token = earlier ?? request.writeTokens[index][offset]
-                        model.disk[sector] = token
+                        model.disk.write(token, at: sector)
                         prediction.diskWrites[DiskSector(vbd: request.vbd, sector: sector)] = token
                     }
                 } else if let page = request.guestPages[index] {
-                    prediction.guestWrites[GuestSector(page: page, sector: pageSector)] = model.diskToken(sector)
+                    prediction.guestWrites[GuestSector(page: page, sector: pageSector)] = model.disk.token(sector)
                     changedPages.insert(page)
                 }
                 sector += 1
@@ -119,14 +123,8 @@ struct Predictor<World: ObservedWorld> {
     /// the event, so the pages already hold what the event put there.)
     private func refreshHeldWrites() {
         guard !changedPages.isEmpty else { return }
-        for model in reference.connections.values {
-            for (position, request) in model.inFlight.enumerated() where request.isWrite {
-                for (index, (segment, page)) in zip(request.segments, request.guestPages).enumerated() {
-                    guard let page, changedPages.contains(page), index < request.writeTokens.count else { continue }
-                    model.inFlight[position].writeTokens[index] =
-                        (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
-                }
-            }
+        for model in reference.connections.values where model.holdsWrites(from: changedPages) {
+            model.refreshHeldWrites(from: changedPages) { world.guestToken($0, sector: $1) }
         }
     }
 }

@@ -24,7 +24,7 @@ extension Predictor {
         if request.isDiscard {
             prediction.mapOps = .noBatch(because: "a discard maps nothing")
             for sector in request.sectorNumber..<(request.sectorNumber + request.discardSectors) {
-                model.disk[sector] = nil
+                model.disk.erase(sector)
                 prediction.diskWrites[DiskSector(vbd: vbd, sector: sector)] = Ramdisk.initialToken(sector: sector)
             }
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .okay))
@@ -77,8 +77,7 @@ extension Predictor {
                 if demoted[first] { demoted[index] = true }
             case .newPersistent(let op):
                 if let result = environment.mapResult(op: op), result.status == .okay {
-                    model.tree[segments[index].gref] = result.handle
-                    model.version &+= 1
+                    model.addPersistentGrant(segments[index].gref, handle: result.handle)
                 } else {
                     failed = true
                     demoted[index] = true
@@ -116,7 +115,7 @@ extension Predictor {
                                      segments: segments, guestPages: pages, oneOffHandles: oneOffHandles,
                                      writeTokens: tokens, bitmap: bitmap)
         if hold {
-            model.inFlight.append(pending)
+            heldNow = (model, pending)
         } else {
             complete(pending)
         }

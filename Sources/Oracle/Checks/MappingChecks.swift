@@ -116,15 +116,23 @@ extension Checks {
     /// `request-leak`: after the event, only persistent grants and the
     /// one-offs of held requests are mapped. Mappings only come and go
     /// through map and unmap batches, and what must be mapped changes without
-    /// one only when held I/O completes, so other events are not looked at.
-    static func requestLeak(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+    /// one only when held I/O completes, so other events are not looked at;
+    /// nor is a completion without batches that changed nothing since the
+    /// check last passed (`LeakCheckMemo`). A domain with nothing mapped has
+    /// nothing extra mapped, so its list of mappings is built only when it has some.
+    static func requestLeak(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>,
+                            memo: inout LeakCheckMemo) -> [Finding] {
         let environment = observed.environment
-        guard !environment.mapBatches.isEmpty || !environment.unmapBatches.isEmpty || prediction.completesHeldIO
-        else { return [] }
+        let batchesRan = !environment.mapBatches.isEmpty || !environment.unmapBatches.isEmpty
+        guard batchesRan || prediction.completesHeldIO else { return [] }
+        let mapped = prediction.mappedAfter
+        let world = observed.world
+        if !batchesRan && memo.stillPasses(mapped, in: world) { return [] }
         var findings: [Finding] = []
-        for domid in prediction.mappedAfter.domains {
-            let expected = prediction.mappedAfter.handles(of: domid)
-            let extra = observed.world.liveMappings(of: domid).filter { !expected.contains($0.handle) }
+        let domains = mapped.domains
+        for domid in domains where world.liveMappingCount(of: domid) > 0 {
+            let expected = mapped.handles(of: domid)
+            let extra = world.liveMappings(of: domid).filter { !expected.contains($0.handle) }
             if !extra.isEmpty {
                 findings.append(Finding(
                     .requestLeak, in: .leaks,
@@ -132,6 +140,7 @@ extension Checks {
                     seen: "also mapped: " + Wording.list(extra.map { "gref \($0.gref) (handle \($0.handle))" })))
             }
         }
+        if findings.isEmpty { memo.passed(mapped, domains: domains, in: world) } else { memo.forget() }
         return findings
     }
 }
