@@ -99,14 +99,14 @@ struct Predictor<World: ObservedWorld> {
                         // The page as it stands now: a read completing earlier in this
                         // event may have filled it since the tokens were last taken.
                         let earlier = request.guestPages[index].flatMap {
-                            prediction.guestWrites[GuestSector(page: $0, sector: pageSector)]
+                            prediction.guestWrites.token(at: UInt64(pageSector), in: $0)
                         }
                         let token = earlier ?? request.writeTokens[index][offset]
                         model.disk.write(token, at: sector)
-                        prediction.diskWrites[DiskSector(vbd: request.vbd, sector: sector)] = token
+                        prediction.diskWrites.write(token, at: sector, in: request.vbd)
                     }
                 } else if let page = request.guestPages[index] {
-                    prediction.guestWrites[GuestSector(page: page, sector: pageSector)] = model.disk.token(sector)
+                    prediction.guestWrites.write(model.disk.token(sector), at: UInt64(pageSector), in: page)
                     changedPages.insert(page)
                 }
                 sector += 1

@@ -25,7 +25,7 @@ extension Predictor {
             prediction.mapOps = .noBatch(because: "a discard maps nothing")
             for sector in request.sectorNumber..<(request.sectorNumber + request.discardSectors) {
                 model.disk.erase(sector)
-                prediction.diskWrites[DiskSector(vbd: vbd, sector: sector)] = Ramdisk.initialToken(sector: sector)
+                prediction.diskWrites.write(Ramdisk.initialToken(sector: sector), at: sector, in: vbd)
             }
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .okay))
             return

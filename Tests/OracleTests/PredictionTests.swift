@@ -126,13 +126,13 @@ import Trace
         _ = predict(requestEvent(id: 1, .write, grefs: [1], hold: true), [mapBatch([(1, false)], handles: [10])])
         world.guestTokens[GuestPage(1)] = [0: 0xB]
         let rewrite = predict(requestEvent(id: 2, .write, grefs: [1]))
-        #expect(rewrite.diskWrites[DiskSector(vbd: 0, sector: 0)] == 0xB)
+        #expect(rewrite.diskWrites.token(at: 0, in: 0) == 0xB)
         world.guestTokens[GuestPage(1)] = [0: 0xC]
         // Nothing stamped page 1 in this event: the held write keeps 0xB.
         let other = predict(requestEvent(id: 3, .write, grefs: [2]), [mapBatch([(2, false)], handles: [11])])
-        #expect(other.diskWrites[DiskSector(vbd: 0, sector: 0)] == 0)
+        #expect(other.diskWrites.token(at: 0, in: 0) == 0)
         let completed = predict(.complete(id: 1, vbd: 0))
-        #expect(completed.diskWrites[DiskSector(vbd: 0, sector: 0)] == 0xB)
+        #expect(completed.diskWrites.token(at: 0, in: 0) == 0xB)
     }
 
     /// The same, for a page a read fills while the write is held.
@@ -143,7 +143,7 @@ import Trace
         _ = predict(.request(RequestEvent(id: 2, operation: BlkifOperation.read.rawValue, sector: 0,
                                           segments: [segment(1)])))
         let completed = predict(.complete(id: 1, vbd: 0))
-        #expect(completed.diskWrites[DiskSector(vbd: 0, sector: 0)] == Ramdisk.initialToken(sector: 0))
+        #expect(completed.diskWrites.token(at: 0, in: 0) == Ramdisk.initialToken(sector: 0))
     }
 }
 
@@ -171,5 +171,43 @@ import Trace
         disk.erase(9_000)
         #expect(disk.token(600) == Ramdisk.initialToken(sector: 600))
         #expect(disk.token(9_000) == Ramdisk.initialToken(sector: 9_000))
+    }
+}
+
+/// What an event writes: each sector once, with the token written there last.
+@Suite struct WrittenTokensTests {
+    func latest(_ written: WrittenTokens<UInt16>) -> [String] {
+        var seen: [String] = []
+        written.forEachLatest { area, sector, token in seen.append("\(area):\(sector)=\(token)") }
+        return seen
+    }
+
+    @Test func consecutiveSectorsReadBackAsWritten() {
+        var written = WrittenTokens<UInt16>()
+        for sector: UInt64 in 10...13 { written.write(sector * 2, at: sector, in: 0) }
+        written.write(7, at: 10, in: 1)
+        #expect(latest(written) == ["0:10=20", "0:11=22", "0:12=24", "0:13=26", "1:10=7"])
+        #expect(written.token(at: 12, in: 0) == 24)
+        #expect(written.token(at: 14, in: 0) == nil)
+        #expect(written.token(at: 11, in: 1) == nil)
+        #expect(written.count == 5)
+    }
+
+    @Test func aSectorWrittenAgainHoldsTheLaterToken() {
+        var written = WrittenTokens<UInt16>()
+        for sector: UInt64 in 0...3 { written.write(1, at: sector, in: 0) }
+        for sector: UInt64 in 2...5 { written.write(2, at: sector, in: 0) }
+        written.write(3, at: 0, in: 0)
+        #expect(latest(written) == ["0:1=1", "0:2=2", "0:3=2", "0:4=2", "0:5=2", "0:0=3"])
+        #expect(written.token(at: 0, in: 0) == 3)
+        #expect(written.token(at: 3, in: 0) == 2)
+        #expect(written.count == 6)
+    }
+
+    @Test func theLastSectorThereIsDoesNotRunOnIntoTheFirst() {
+        var written = WrittenTokens<UInt16>()
+        written.write(1, at: UInt64.max, in: 0)
+        written.write(2, at: 0, in: 0)
+        #expect(latest(written) == ["0:\(UInt64.max)=1", "0:0=2"])
     }
 }
