@@ -92,6 +92,7 @@ struct Predictor<World: ObservedWorld> {
         guard let model = reference.connections[request.vbd] else { return }
         var sector = request.sector
         for (index, segment) in request.segments.enumerated() {
+            if !request.isWrite, let page = request.guestPages[index] { changedPages.insert(page) }
             for offset in 0...Int(segment.lastSect - segment.firstSect) {
                 let pageSector = Int(segment.firstSect) + offset
                 if request.isWrite {
@@ -107,7 +108,6 @@ struct Predictor<World: ObservedWorld> {
                     }
                 } else if let page = request.guestPages[index] {
                     prediction.guestWrites.write(model.disk.token(sector), at: UInt64(pageSector), in: page)
-                    changedPages.insert(page)
                 }
                 sector += 1
             }

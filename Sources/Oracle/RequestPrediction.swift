@@ -8,12 +8,13 @@ extension Predictor {
         prediction.mapOps = .unjudged
         guard let model = reference.connections[vbd] else { return }
         treeVbd = vbd
+        let segments = request.effectiveSegments
+        // The guest page behind each segment, as the grants stand during the event.
+        let pages = segments.map { world.guestPage(domid: model.domid, gref: $0.gref) }
         // The guest stamps the pages of every write before it reaches the ring,
         // whatever then becomes of the request.
         if request.knownOperation?.isWrite == true {
-            for segment in request.effectiveSegments {
-                if let page = world.guestPage(domid: model.domid, gref: segment.gref) { changedPages.insert(page) }
-            }
+            for case let page? in pages { changedPages.insert(page) }
         }
 
         if let status = RequestValidation.status(of: request, in: model) {
@@ -31,7 +32,6 @@ extension Predictor {
             return
         }
 
-        let segments = request.effectiveSegments
         let isRead = request.operation == BlkifOperation.read.rawValue
         let decisions = SegmentDecision.decide(segments, in: model)
         let ops: [ExpectedMapOp] = zip(segments, decisions).compactMap { segment, decision in
@@ -104,7 +104,6 @@ extension Predictor {
             return
         }
         let isWrite = !isRead
-        let pages = segments.map { world.guestPage(domid: model.domid, gref: $0.gref) }
         let tokens: [[UInt64]] = isWrite
             ? zip(segments, pages).map { segment, page in
                 guard let page else { return [] }
