@@ -45,11 +45,12 @@ struct WrittenTokens<Area: Equatable> {
     /// Every sector written, once, with the token written there last.
     func forEachLatest(_ body: (_ area: Area, _ sector: UInt64, _ token: UInt64) -> Void) {
         for (index, run) in runs.enumerated() {
+            let later = runs[(index + 1)...]
             // Usually no later run touches this one; only if one does is each sector asked about.
-            let later = runs[(index + 1)...].filter { $0.overlaps(run) }
+            let overwritten = later.contains { $0.overlaps(run) }
             for (offset, token) in run.tokens.enumerated() {
                 let sector = run.first + UInt64(offset)
-                if later.contains(where: { $0.covers(sector) }) { continue }
+                if overwritten && later.contains(where: { $0.area == run.area && $0.covers(sector) }) { continue }
                 body(run.area, sector, token)
             }
         }

@@ -35,14 +35,15 @@ extension Checks {
     /// read's on the guest page sectors it fills.
     static func data(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
         var wrong: [String] = []
+        let world = observed.world
         prediction.diskWrites.forEachLatest { vbd, sector, token in
-            let seen = observed.world.diskToken(vbd: vbd, sector: sector)
+            let seen = world.diskToken(vbd: vbd, sector: sector)
             if seen != token {
                 wrong.append("disk sector \(sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
             }
         }
         prediction.guestWrites.forEachLatest { page, sector, token in
-            let seen = observed.world.guestToken(page, sector: Int(sector))
+            let seen = world.guestToken(page, sector: Int(sector))
             if seen != token {
                 wrong.append("\(page) sector \(sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
             }
