@@ -23,6 +23,23 @@ import Trace
             "(op 1: expected map gref 2 of domain 3 [host_map], seen map gref 2 of domain 3 [host_map|readonly])") == true)
     }
 
+    /// Ops are compared by what their words say; an op not of the expected
+    /// kind still never passes for an expected one, and is named in its own words.
+    @Test func anOpOfAnotherDomainOrWithoutHostMapIsReportedInItsOwnWords() {
+        let otherDomain = mapBatch([(1, false), (2, false)], domid: 4, handles: [10, 11])
+        let findings = Checks.mapOps(twoNewGrants, observe([otherDomain], for: twoNewGrants))
+        #expect(findings.first?.seen.hasSuffix(
+            "(op 0: expected map gref 1 of domain 3 [host_map], seen map gref 1 of domain 4 [host_map])") == true)
+
+        let deviceOnly = Observation.mapBatch(MapBatch(
+            ops: [MapOp(hostPage: PageFrame(0), flags: .deviceMap, gref: 1, domid: 3),
+                  MapOp(hostPage: PageFrame(0), flags: .hostMap, gref: 2, domid: 3)],
+            results: [MapResult(status: .okay, handle: 10), MapResult(status: .okay, handle: 11)]))
+        let noHostMap = Checks.mapOps(twoNewGrants, observe([deviceOnly], for: twoNewGrants))
+        #expect(noHostMap.first?.seen.hasSuffix(
+            "(op 0: expected map gref 1 of domain 3 [host_map], seen map gref 1 of domain 3 [device_map])") == true)
+    }
+
     @Test func noHypercallWhereOneBatchIsDue() {
         let findings = Checks.mapOps(twoNewGrants, observe(for: twoNewGrants))
         #expect(findings.map(\.check) == [.mapOps])

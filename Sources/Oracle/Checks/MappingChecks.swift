@@ -26,17 +26,25 @@ extension Checks {
             let describe = { (gref: GrantRef, readOnly: Bool) in
                 "map gref \(gref) of domain \(domid) [\(readOnly ? "host_map|readonly" : "host_map")]"
             }
-            let expected = ops.map { describe($0.gref, $0.readOnly) }
             guard batches.count == 1, let batch = batches.first else {
+                let expected = ops.map { describe($0.gref, $0.readOnly) }
                 return [Finding(.mapOps, in: .mapOps, expected: "one batch of \(ops.count) op(s): " + Wording.list(expected),
                                 seen: batches.isEmpty ? "no map hypercall" : "\(batches.count) batches")]
             }
-            // Ops of the expected kind are worded as the expected ones are, so only real differences show.
-            let seen = batch.ops.map { op in
+            // Ops of the expected kind are worded as the expected ones are, so
+            // only real differences show. Any other op's own wording names
+            // another domain or lacks host_map, so it never reads as an
+            // expected op: comparing what the words say, rather than the
+            // words, leaves the strings to a batch that is wrong.
+            let seenOps = batch.ops.map { op in
                 op.flags.contains(.hostMap) && op.domid == domid
-                    ? describe(op.gref, op.flags.contains(.readOnly)) : op.description
+                    ? ExpectedMapOp(gref: op.gref, readOnly: op.flags.contains(.readOnly)) : nil
             }
-            guard seen != expected else { return [] }
+            guard seenOps != ops else { return [] }
+            let expected = ops.map { describe($0.gref, $0.readOnly) }
+            let seen = zip(batch.ops, seenOps).map { op, worded in
+                worded.map { describe($0.gref, $0.readOnly) } ?? op.description
+            }
             let firstDifference = zip(expected, seen).enumerated().first { $0.element.0 != $0.element.1 }
             let detail = firstDifference.map { "op \($0.offset): expected \($0.element.0), seen \($0.element.1)" }
                 ?? "expected \(expected.count) ops, seen \(seen.count)"
