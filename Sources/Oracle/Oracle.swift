@@ -22,6 +22,7 @@ public struct OracleStatistics: Hashable, Sendable {
 public final class ConformanceOracle {
     let reference = ReferenceModel()
     var treeMemo = TreeCheckMemo()
+    var leakMemo = LeakCheckMemo()
 
     public var statistics: OracleStatistics { reference.statistics }
 
@@ -37,8 +38,12 @@ public final class ConformanceOracle {
         findings += Checks.accessUnmapped(record)
         findings += Checks.unmapInUse(record)
         // A panic is the host going down: nothing after it in this event means
-        // anything, and the reference does not take the event in.
-        if record.panicked { return Self.violations(findings, at: position) }
+        // anything, and the reference does not take the event in. What its
+        // batches did is never judged, so no memo may vouch for it.
+        if record.panicked {
+            leakMemo.forget()
+            return Self.violations(findings, at: position)
+        }
 
         let prediction = reference.predict(event, environment: record, world: world)
         reference.settle(prediction.alerts, seen: record.alerts)
@@ -55,7 +60,7 @@ public final class ConformanceOracle {
         findings += Checks.unmapOps(prediction, observed)
         findings += Checks.teardown(prediction, observed)
         findings += Checks.data(prediction, observed)
-        findings += Checks.requestLeak(prediction, observed)
+        findings += Checks.requestLeak(prediction, observed, memo: &leakMemo)
         findings += treeFindings(prediction, observed)
         return Self.violations(findings, at: position)
     }

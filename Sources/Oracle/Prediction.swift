@@ -16,10 +16,10 @@ struct Prediction {
     var unmapBitmaps: [ExpectedBitmap] = []
     /// The responses the backend must publish, in the order the requests finish.
     var responses: [ExpectedResponse] = []
-    /// Disk sectors the event writes (a discard writes the initial token back).
-    var diskWrites: [DiskSector: UInt64] = [:]
+    /// Disk sectors the event writes, by vbd (a discard writes the initial token back).
+    var diskWrites = WrittenTokens<UInt16>()
     /// Guest page sectors the event's reads fill.
-    var guestWrites: [GuestSector: UInt64] = [:]
+    var guestWrites = WrittenTokens<GuestPage>()
     var alerts: ExpectedAlerts = .none
     /// Set by a connect: the mode the connection must be negotiated in.
     var negotiation: ExpectedNegotiation?
@@ -69,16 +69,6 @@ struct ExpectedBitmap: Hashable {
     let vbd: UInt16
     let id: UInt64
     let bitmap: UInt16
-}
-
-struct DiskSector: Hashable {
-    let vbd: UInt16
-    let sector: UInt64
-}
-
-struct GuestSector: Hashable {
-    let page: GuestPage
-    let sector: Int
 }
 
 /// How many overflow alerts the event must print.
@@ -135,6 +125,13 @@ struct TreeExpectation {
 /// holds only until the next event.
 struct ExpectedMappings {
     let connections: [UInt16: ConnectionModel]
+    /// Moves whenever what is expected may have changed; nil when unknown.
+    let version: MappedHandlesVersion?
+
+    init(connections: [UInt16: ConnectionModel], version: MappedHandlesVersion? = nil) {
+        self.connections = connections
+        self.version = version
+    }
 
     /// The domains with a connection, in order.
     var domains: [DomainID] { Set(connections.values.map(\.domid)).sorted() }
@@ -147,4 +144,10 @@ struct ExpectedMappings {
     func persistentHandles() -> Set<GrantHandle> {
         Set(connections.values.flatMap(\.tree.values))
     }
+}
+
+/// See `ReferenceModel.mappedHandlesVersion`.
+struct MappedHandlesVersion: Equatable {
+    let connections: UInt64
+    let mappings: UInt64
 }

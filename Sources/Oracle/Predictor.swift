@@ -13,6 +13,10 @@ struct Predictor<World: ObservedWorld> {
     var changedPages: Set<GuestPage> = []
     /// The connection whose tree the event may change.
     var treeVbd: UInt16?
+    /// A request the event holds in flight. It joins its connection's held
+    /// requests only after `refreshHeldWrites`: it took its tokens from the
+    /// pages as the event left them, so there is nothing to refresh in it.
+    var heldNow: (model: ConnectionModel, request: PendingRequest)?
 
     init(reference: ReferenceModel, environment: EnvironmentRecord, world: World) {
         self.reference = reference
@@ -38,9 +42,7 @@ struct Predictor<World: ObservedWorld> {
             self.request(request, vbd: raw.vbd, hold: raw.hold)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
-            if let model = reference.connections[vbd], let index = model.inFlight.firstIndex(where: { $0.id == id }) {
-                complete(model.inFlight.remove(at: index))
-            }
+            if let request = reference.connections[vbd]?.release(id: id) { complete(request) }
         case .disconnect(let vbd):
             prediction.completesHeldIO = true
             disconnect(vbd: vbd)
@@ -48,10 +50,12 @@ struct Predictor<World: ObservedWorld> {
             break
         }
         refreshHeldWrites()
+        if let heldNow { heldNow.model.hold(heldNow.request) }
         if let vbd = treeVbd, let model = reference.connections[vbd] {
             prediction.tree = TreeExpectation(vbd: vbd, connection: model)
         }
-        prediction.mappedAfter = ExpectedMappings(connections: reference.connections)
+        prediction.mappedAfter = ExpectedMappings(connections: reference.connections,
+                                                  version: reference.mappedHandlesVersion)
         return prediction
     }
 
@@ -88,6 +92,7 @@ struct Predictor<World: ObservedWorld> {
         guard let model = reference.connections[request.vbd] else { return }
         var sector = request.sector
         for (index, segment) in request.segments.enumerated() {
+            if !request.isWrite, let page = request.guestPages[index] { changedPages.insert(page) }
             for offset in 0...Int(segment.lastSect - segment.firstSect) {
                 let pageSector = Int(segment.firstSect) + offset
                 if request.isWrite {
@@ -95,15 +100,14 @@ struct Predictor<World: ObservedWorld> {
                         // The page as it stands now: a read completing earlier in this
                         // event may have filled it since the tokens were last taken.
                         let earlier = request.guestPages[index].flatMap {
-                            prediction.guestWrites[GuestSector(page: $0, sector: pageSector)]
+                            prediction.guestWrites.token(at: UInt64(pageSector), in: $0)
                         }
                         let token = earlier ?? request.writeTokens[index][offset]
-                        model.disk[sector] = token
-                        prediction.diskWrites[DiskSector(vbd: request.vbd, sector: sector)] = token
+                        model.disk.write(token, at: sector)
+                        prediction.diskWrites.write(token, at: sector, in: request.vbd)
                     }
                 } else if let page = request.guestPages[index] {
-                    prediction.guestWrites[GuestSector(page: page, sector: pageSector)] = model.diskToken(sector)
-                    changedPages.insert(page)
+                    prediction.guestWrites.write(model.disk.token(sector), at: UInt64(pageSector), in: page)
                 }
                 sector += 1
             }
@@ -119,14 +123,8 @@ struct Predictor<World: ObservedWorld> {
     /// the event, so the pages already hold what the event put there.)
     private func refreshHeldWrites() {
         guard !changedPages.isEmpty else { return }
-        for model in reference.connections.values {
-            for (position, request) in model.inFlight.enumerated() where request.isWrite {
-                for (index, (segment, page)) in zip(request.segments, request.guestPages).enumerated() {
-                    guard let page, changedPages.contains(page), index < request.writeTokens.count else { continue }
-                    model.inFlight[position].writeTokens[index] =
-                        (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
-                }
-            }
+        for model in reference.connections.values where model.holdsWrites(from: changedPages) {
+            model.refreshHeldWrites(from: changedPages) { world.guestToken($0, sector: $1) }
         }
     }
 }

@@ -6,7 +6,11 @@ import Trace
 /// as it must be, and the frontend's keys. It takes in each event and says
 /// what the event must do (`predict`); it never looks at the backend.
 final class ReferenceModel {
-    var connections: [UInt16: ConnectionModel] = [:]
+    var connections: [UInt16: ConnectionModel] = [:] {
+        didSet { connectionsVersion &+= 1 }
+    }
+    /// Bumped whenever a connection is made, replaced or torn down.
+    private(set) var connectionsVersion: UInt64 = 0
     /// The frontend's own xenstore keys; they persist across connects.
     var frontendKeys: [String: String] = [:]
     var statistics = OracleStatistics()
@@ -17,6 +21,15 @@ final class ReferenceModel {
     func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) -> Prediction {
         var predictor = Predictor(reference: self, environment: environment, world: world)
         return predictor.predict(event)
+    }
+
+    /// Moves whenever what must be mapped (`ExpectedMappings`) may have
+    /// changed: a connection came or went, or one's tree or held one-offs
+    /// changed. Each connection's `mappedVersion` only grows while it
+    /// exists, so their sum grows with any of them.
+    var mappedHandlesVersion: MappedHandlesVersion {
+        MappedHandlesVersion(connections: connectionsVersion,
+                             mappings: connections.values.reduce(0) { $0 &+ $1.mappedVersion })
     }
 
     /// The alert an aborted request may or may not have printed: what it did
@@ -48,6 +61,9 @@ final class ReferenceModel {
 /// The reference's picture of one connection: a plain dictionary stands for
 /// the tree (gref → the handle its map returned). A class, so that updating
 /// one request's effects never copies the connection's disk model.
+///
+/// What must stay mapped (the tree and the held one-offs) changes only
+/// through the methods here, so that `mappedVersion` cannot miss a change.
 final class ConnectionModel {
     let domid: DomainID
     let ringProtocol: BlkifProtocol
@@ -56,13 +72,19 @@ final class ConnectionModel {
     let sectors: UInt64
     let flush: Bool
     let discard: Bool
-    var tree: [GrantRef: GrantHandle] = [:]
+    private(set) var tree: [GrantRef: GrantHandle] = [:]
     var alerted = false
-    var inFlight: [PendingRequest] = []
-    /// Disk sectors written since connect, sector → token; others read as the initial token.
-    var disk: [UInt64: UInt64] = [:]
+    /// Requests held in flight, in the order they were held.
+    private(set) var inFlight: [PendingRequest] = []
+    /// Guest page → how many segments of held writes take their tokens from it.
+    private var heldWritePages: [GuestPage: Int] = [:]
+    /// The disk as the reference expects it.
+    var disk = DiskModel()
     /// Bumped whenever `tree` changes, so an unchanged tree need not be re-read.
-    var version: UInt64 = 0
+    private(set) var version: UInt64 = 0
+    /// Bumped whenever `mappedHandles` changes, so an unchanged expectation
+    /// need not be held against the world again (see `LeakCheckMemo`).
+    private(set) var mappedVersion: UInt64 = 0
 
     init(domid: DomainID, ringProtocol: BlkifProtocol, persistentMode: Bool, limit: Int,
          sectors: UInt64, flush: Bool, discard: Bool) {
@@ -75,11 +97,101 @@ final class ConnectionModel {
         self.discard = discard
     }
 
-    func diskToken(_ sector: UInt64) -> UInt64 { disk[sector] ?? Ramdisk.initialToken(sector: sector) }
+    /// A new persistent grant: `gref` is in the tree, mapped as `handle`.
+    func addPersistentGrant(_ gref: GrantRef, handle: GrantHandle) {
+        tree[gref] = handle
+        version &+= 1
+        mappedVersion &+= 1
+    }
+
+    /// The request stays in flight until its `complete` (or the disconnect).
+    func hold(_ request: PendingRequest) {
+        inFlight.append(request)
+        if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
+        for page in request.writePages { heldWritePages[page, default: 0] += 1 }
+    }
+
+    /// The held request `id` completes: it is no longer in flight.
+    func release(id: UInt64) -> PendingRequest? {
+        guard let index = inFlight.firstIndex(where: { $0.id == id }) else { return nil }
+        let request = inFlight.remove(at: index)
+        if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
+        for page in request.writePages {
+            heldWritePages[page]! -= 1
+            if heldWritePages[page] == 0 { heldWritePages[page] = nil }
+        }
+        return request
+    }
+
+    /// Whether a held write takes its tokens from one of `pages`.
+    func holdsWrites(from pages: Set<GuestPage>) -> Bool {
+        !heldWritePages.isEmpty && pages.contains { heldWritePages[$0] != nil }
+    }
+
+    /// The guest changed `pages`: held writes from them take their tokens
+    /// afresh from `token(page, sector)`.
+    func refreshHeldWrites(from pages: Set<GuestPage>, token: (GuestPage, Int) -> UInt64) {
+        for (position, request) in inFlight.enumerated() where request.isWrite {
+            for (index, (segment, page)) in zip(request.segments, request.guestPages).enumerated() {
+                guard let page, pages.contains(page), index < request.writeTokens.count else { continue }
+                inFlight[position].writeTokens[index] =
+                    (Int(segment.firstSect)...Int(segment.lastSect)).map { token(page, $0) }
+            }
+        }
+    }
 
     /// Handles the connection must have mapped right now: its tree and its held one-offs.
     var mappedHandles: [GrantHandle] {
         Array(tree.values) + inFlight.flatMap(\.oneOffHandles)
+    }
+}
+
+/// The reference's disk: sector → token, every sector reading as its
+/// initial token until written. Stored in chunks of consecutive sectors
+/// created on first write, so that I/O, which runs over consecutive sectors,
+/// stays within one chunk instead of hashing every sector into a table as
+/// large as the disk.
+struct DiskModel {
+    private static let sectorsPerChunk: UInt64 = 512
+    /// Chunk number (sector / sectorsPerChunk) → its place in `chunks`.
+    private var chunkIndex: [UInt64: Int] = [:]
+    private var chunks: [[UInt64]] = []
+    /// The chunk last used, to skip the lookup while I/O stays in it.
+    private var lastChunk: (number: UInt64, index: Int)?
+
+    /// The sector's token. Mutating only to remember the chunk for the next sector.
+    mutating func token(_ sector: UInt64) -> UInt64 {
+        let number = sector / Self.sectorsPerChunk
+        guard let index = place(ofChunk: number) else { return Ramdisk.initialToken(sector: sector) }
+        lastChunk = (number, index)
+        return chunks[index][Int(sector % Self.sectorsPerChunk)]
+    }
+
+    mutating func write(_ token: UInt64, at sector: UInt64) {
+        let number = sector / Self.sectorsPerChunk
+        let index: Int
+        if let existing = place(ofChunk: number) {
+            index = existing
+        } else {
+            // A fresh chunk reads as the initial tokens, as the sectors did before.
+            let first = number * Self.sectorsPerChunk
+            chunks.append((0..<Self.sectorsPerChunk).map { Ramdisk.initialToken(sector: first &+ $0) })
+            index = chunks.count - 1
+            chunkIndex[number] = index
+        }
+        lastChunk = (number, index)
+        chunks[index][Int(sector % Self.sectorsPerChunk)] = token
+    }
+
+    /// A discard: the sector reads as new again.
+    mutating func erase(_ sector: UInt64) {
+        guard place(ofChunk: sector / Self.sectorsPerChunk) != nil else { return }
+        write(Ramdisk.initialToken(sector: sector), at: sector)
+    }
+
+    private func place(ofChunk number: UInt64) -> Int? {
+        if let lastChunk, lastChunk.number == number { return lastChunk.index }
+        return chunkIndex[number]
     }
 }
 
@@ -99,6 +211,12 @@ struct PendingRequest {
     var writeTokens: [[UInt64]]
     /// The unmap bitmap the backend must hold for it: one-offs and demoted segments.
     let bitmap: UInt16
+
+    /// The guest pages a write takes its tokens from, one per segment that has tokens.
+    var writePages: [GuestPage] {
+        guard isWrite else { return [] }
+        return guestPages.prefix(writeTokens.count).compactMap { $0 }
+    }
 }
 
 /// How the reference decides one segment (docs/design.md §6, "Segment decision").

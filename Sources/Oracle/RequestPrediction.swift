@@ -8,12 +8,13 @@ extension Predictor {
         prediction.mapOps = .unjudged
         guard let model = reference.connections[vbd] else { return }
         treeVbd = vbd
+        let segments = request.effectiveSegments
+        // The guest page behind each segment, as the grants stand during the event.
+        let pages = segments.map { world.guestPage(domid: model.domid, gref: $0.gref) }
         // The guest stamps the pages of every write before it reaches the ring,
         // whatever then becomes of the request.
         if request.knownOperation?.isWrite == true {
-            for segment in request.effectiveSegments {
-                if let page = world.guestPage(domid: model.domid, gref: segment.gref) { changedPages.insert(page) }
-            }
+            for case let page? in pages { changedPages.insert(page) }
         }
 
         if let status = RequestValidation.status(of: request, in: model) {
@@ -24,14 +25,13 @@ extension Predictor {
         if request.isDiscard {
             prediction.mapOps = .noBatch(because: "a discard maps nothing")
             for sector in request.sectorNumber..<(request.sectorNumber + request.discardSectors) {
-                model.disk[sector] = nil
-                prediction.diskWrites[DiskSector(vbd: vbd, sector: sector)] = Ramdisk.initialToken(sector: sector)
+                model.disk.erase(sector)
+                prediction.diskWrites.write(Ramdisk.initialToken(sector: sector), at: sector, in: vbd)
             }
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .okay))
             return
         }
 
-        let segments = request.effectiveSegments
         let isRead = request.operation == BlkifOperation.read.rawValue
         let decisions = SegmentDecision.decide(segments, in: model)
         let ops: [ExpectedMapOp] = zip(segments, decisions).compactMap { segment, decision in
@@ -77,8 +77,7 @@ extension Predictor {
                 if demoted[first] { demoted[index] = true }
             case .newPersistent(let op):
                 if let result = environment.mapResult(op: op), result.status == .okay {
-                    model.tree[segments[index].gref] = result.handle
-                    model.version &+= 1
+                    model.addPersistentGrant(segments[index].gref, handle: result.handle)
                 } else {
                     failed = true
                     demoted[index] = true
@@ -105,7 +104,6 @@ extension Predictor {
             return
         }
         let isWrite = !isRead
-        let pages = segments.map { world.guestPage(domid: model.domid, gref: $0.gref) }
         let tokens: [[UInt64]] = isWrite
             ? zip(segments, pages).map { segment, page in
                 guard let page else { return [] }
@@ -116,7 +114,7 @@ extension Predictor {
                                      segments: segments, guestPages: pages, oneOffHandles: oneOffHandles,
                                      writeTokens: tokens, bitmap: bitmap)
         if hold {
-            model.inFlight.append(pending)
+            heldNow = (model, pending)
         } else {
             complete(pending)
         }

@@ -53,8 +53,7 @@ import Trace
     }
 
     @Test func anotherConnectionOfTheDomainKeepsItsMappings() {
-        let other = connectionModel()
-        other.tree = [1: 10]
+        let other = connectionModel(tree: [1: 10])
         let prediction = Prediction(teardown: ExpectedTeardown(vbd: 0, domid: 3),
                                     mappedAfter: ExpectedMappings(connections: [1: other]))
         var world = StubWorld()

@@ -5,7 +5,7 @@ import Testing
 import Trace
 
 /// The reference model's predictions for small events, on a persistent connection of domain 3, vbd 0.
-@Suite struct PredictionTests {
+@Suite final class PredictionTests {
     let reference = ReferenceModel()
     var world = StubWorld()
 
@@ -117,5 +117,97 @@ import Trace
         #expect(teardown.teardown == ExpectedTeardown(vbd: 0, domid: 3))
         #expect(teardown.unmaps == [10, 11])
         #expect(teardown.mappedAfter.domains.isEmpty)
+    }
+
+    /// A held write takes its tokens when its I/O completes: a page the guest
+    /// stamps again meanwhile gives the held write its new tokens.
+    @Test func aHeldWriteTakesTheTokensItsPageHoldsWhenItCompletes() {
+        world.guestTokens[GuestPage(1)] = [0: 0xA]
+        _ = predict(requestEvent(id: 1, .write, grefs: [1], hold: true), [mapBatch([(1, false)], handles: [10])])
+        world.guestTokens[GuestPage(1)] = [0: 0xB]
+        let rewrite = predict(requestEvent(id: 2, .write, grefs: [1]))
+        #expect(rewrite.diskWrites.token(at: 0, in: 0) == 0xB)
+        world.guestTokens[GuestPage(1)] = [0: 0xC]
+        // Nothing stamped page 1 in this event: the held write keeps 0xB.
+        let other = predict(requestEvent(id: 3, .write, grefs: [2]), [mapBatch([(2, false)], handles: [11])])
+        #expect(other.diskWrites.token(at: 0, in: 0) == 0)
+        let completed = predict(.complete(id: 1, vbd: 0))
+        #expect(completed.diskWrites.token(at: 0, in: 0) == 0xB)
+    }
+
+    /// The same, for a page a read fills while the write is held.
+    @Test func aReadFillingTheHeldWritesPageGivesItTheReadsTokens() {
+        _ = predict(requestEvent(id: 1, .write, grefs: [1], hold: true), [mapBatch([(1, false)], handles: [10])])
+        // The read fills page 1 from disk sector 0 (its initial token); the world shows the page as it left it.
+        world.guestTokens[GuestPage(1)] = [0: Ramdisk.initialToken(sector: 0)]
+        _ = predict(.request(RequestEvent(id: 2, operation: BlkifOperation.read.rawValue, sector: 0,
+                                          segments: [segment(1)])))
+        let completed = predict(.complete(id: 1, vbd: 0))
+        #expect(completed.diskWrites.token(at: 0, in: 0) == Ramdisk.initialToken(sector: 0))
+    }
+}
+
+/// The reference's disk, stored in chunks: every sector reads as what was last written there.
+@Suite struct DiskModelTests {
+    @Test func unwrittenSectorsReadAsNew() {
+        var disk = DiskModel()
+        #expect(disk.token(0) == Ramdisk.initialToken(sector: 0))
+        #expect(disk.token(UInt64.max) == Ramdisk.initialToken(sector: UInt64.max))
+    }
+
+    @Test func writesLandOnTheirSectorOnlyAcrossChunkEdges() {
+        var disk = DiskModel()
+        for sector: UInt64 in [0, 511, 512, 1023, 1 << 40, UInt64.max] { disk.write(sector &+ 7, at: sector) }
+        for sector: UInt64 in [0, 511, 512, 1023, 1 << 40, UInt64.max] { #expect(disk.token(sector) == sector &+ 7) }
+        for sector: UInt64 in [1, 510, 513, 1024, (1 << 40) + 1, UInt64.max - 1] {
+            #expect(disk.token(sector) == Ramdisk.initialToken(sector: sector))
+        }
+    }
+
+    @Test func anErasedSectorReadsAsNewAgain() {
+        var disk = DiskModel()
+        disk.write(5, at: 600)
+        disk.erase(600)
+        disk.erase(9_000)
+        #expect(disk.token(600) == Ramdisk.initialToken(sector: 600))
+        #expect(disk.token(9_000) == Ramdisk.initialToken(sector: 9_000))
+    }
+}
+
+/// What an event writes: each sector once, with the token written there last.
+@Suite struct WrittenTokensTests {
+    func latest(_ written: WrittenTokens<UInt16>) -> [String] {
+        var seen: [String] = []
+        written.forEachLatest { area, sector, token in seen.append("\(area):\(sector)=\(token)") }
+        return seen
+    }
+
+    @Test func consecutiveSectorsReadBackAsWritten() {
+        var written = WrittenTokens<UInt16>()
+        for sector: UInt64 in 10...13 { written.write(sector * 2, at: sector, in: 0) }
+        written.write(7, at: 10, in: 1)
+        #expect(latest(written) == ["0:10=20", "0:11=22", "0:12=24", "0:13=26", "1:10=7"])
+        #expect(written.token(at: 12, in: 0) == 24)
+        #expect(written.token(at: 14, in: 0) == nil)
+        #expect(written.token(at: 11, in: 1) == nil)
+        #expect(written.count == 5)
+    }
+
+    @Test func aSectorWrittenAgainHoldsTheLaterToken() {
+        var written = WrittenTokens<UInt16>()
+        for sector: UInt64 in 0...3 { written.write(1, at: sector, in: 0) }
+        for sector: UInt64 in 2...5 { written.write(2, at: sector, in: 0) }
+        written.write(3, at: 0, in: 0)
+        #expect(latest(written) == ["0:1=1", "0:2=2", "0:3=2", "0:4=2", "0:5=2", "0:0=3"])
+        #expect(written.token(at: 0, in: 0) == 3)
+        #expect(written.token(at: 3, in: 0) == 2)
+        #expect(written.count == 6)
+    }
+
+    @Test func theLastSectorThereIsDoesNotRunOnIntoTheFirst() {
+        var written = WrittenTokens<UInt16>()
+        written.write(1, at: UInt64.max, in: 0)
+        written.write(2, at: 0, in: 0)
+        #expect(latest(written) == ["0:\(UInt64.max)=1", "0:0=2"])
     }
 }

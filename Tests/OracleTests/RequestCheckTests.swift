@@ -27,8 +27,9 @@ import Trace
 @Suite struct DataCheckTests {
     @Test func tokensWhereTheIOPutsThemPass() {
         let page = GuestPage(4)
-        let prediction = Prediction(diskWrites: [DiskSector(vbd: 0, sector: 9): 0xAB],
-                                    guestWrites: [GuestSector(page: page, sector: 2): 0xCD])
+        var prediction = Prediction()
+        prediction.diskWrites.write(0xAB, at: 9, in: 0)
+        prediction.guestWrites.write(0xCD, at: 2, in: page)
         var world = StubWorld()
         world.diskTokens[0] = [9: 0xAB]
         world.guestTokens[page] = [2: 0xCD]

@@ -63,10 +63,13 @@ func response(vbd: UInt16 = 0, id: UInt64, _ status: BlkifResponseStatus) -> Pub
     .response(vbd: vbd, BlkifResponse(id: id, operation: BlkifOperation.read.rawValue, status: status.rawValue))
 }
 
-/// A connection model as a connect with these settings makes it.
-func connectionModel(domid: DomainID = 3, persistent: Bool = true, limit: Int = 352) -> ConnectionModel {
-    ConnectionModel(domid: domid, ringProtocol: .native, persistentMode: persistent, limit: limit,
-                    sectors: 2_097_152, flush: true, discard: false)
+/// A connection model as a connect with these settings makes it, with `tree` (gref → handle) as its persistent grants.
+func connectionModel(domid: DomainID = 3, persistent: Bool = true, limit: Int = 352,
+                     tree: [GrantRef: GrantHandle] = [:]) -> ConnectionModel {
+    let model = ConnectionModel(domid: domid, ringProtocol: .native, persistentMode: persistent, limit: limit,
+                                sectors: 2_097_152, flush: true, discard: false)
+    for (gref, handle) in tree.sorted(by: { $0.key < $1.key }) { model.addPersistentGrant(gref, handle: handle) }
+    return model
 }
 
 func segment(_ gref: GrantRef) -> BlkifSegment { BlkifSegment(gref: gref, firstSect: 0, lastSect: 7) }

@@ -8,9 +8,7 @@ import Trace
 @Suite struct TreeCheckTests {
     /// The reference's tree: grefs 1, 2, 3 mapped as handles 10, 20, 30, at its limit of 3.
     let expected: TreeExpectation = {
-        let model = connectionModel(limit: 3)
-        model.tree = [1: 10, 2: 20, 3: 30]
-        return TreeExpectation(vbd: 0, connection: model)
+        TreeExpectation(vbd: 0, connection: connectionModel(limit: 3, tree: [1: 10, 2: 20, 3: 30]))
     }()
 
     /// A black 2 with red children 1 and 3.

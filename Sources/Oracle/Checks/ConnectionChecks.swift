@@ -31,6 +31,8 @@ extension Checks {
     /// nothing of the domain is mapped beyond what its other connections
     /// hold, nothing is left allocated for the vbd, and every handle of the
     /// torn-down tree and of the held requests' one-offs was unmapped.
+    /// (Lists of mappings and allocations are built only when the world
+    /// counts some: with none, nothing is left.)
     static func teardown(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
         guard let teardown = prediction.teardown else { return [] }
         var findings: [Finding] = []
@@ -38,14 +40,18 @@ extension Checks {
             findings.append(Finding(.teardown, in: .connection, expected: "vbd \(teardown.vbd) gone after disconnect",
                                     seen: "the backend still holds it"))
         }
-        let stillExpected = prediction.mappedAfter.handles(of: teardown.domid)
-        let left = observed.world.liveMappings(of: teardown.domid).filter { !stillExpected.contains($0.handle) }
-        if !left.isEmpty {
-            findings.append(Finding(
-                .teardown, in: .connection, expected: "nothing of domain \(teardown.domid) mapped after disconnect",
-                seen: "still mapped: " + Wording.list(left.map { "gref \($0.gref) (handle \($0.handle))" })))
+        let world = observed.world
+        if world.liveMappingCount(of: teardown.domid) > 0 {
+            let stillExpected = prediction.mappedAfter.handles(of: teardown.domid)
+            let left = world.liveMappings(of: teardown.domid).filter { !stillExpected.contains($0.handle) }
+            if !left.isEmpty {
+                findings.append(Finding(
+                    .teardown, in: .connection, expected: "nothing of domain \(teardown.domid) mapped after disconnect",
+                    seen: "still mapped: " + Wording.list(left.map { "gref \($0.gref) (handle \($0.handle))" })))
+            }
         }
-        let allocated = observed.world.liveAllocations(of: AllocationOwner(domid: teardown.domid, vbd: teardown.vbd))
+        let owner = AllocationOwner(domid: teardown.domid, vbd: teardown.vbd)
+        let allocated = world.liveAllocationCount(of: owner) > 0 ? world.liveAllocations(of: owner) : []
         if !allocated.isEmpty {
             findings.append(Finding(
                 .teardown, in: .connection,

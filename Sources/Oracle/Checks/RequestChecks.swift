@@ -35,16 +35,17 @@ extension Checks {
     /// read's on the guest page sectors it fills.
     static func data(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
         var wrong: [String] = []
-        for (key, token) in prediction.diskWrites {
-            let seen = observed.world.diskToken(vbd: key.vbd, sector: key.sector)
+        let world = observed.world
+        prediction.diskWrites.forEachLatest { vbd, sector, token in
+            let seen = world.diskToken(vbd: vbd, sector: sector)
             if seen != token {
-                wrong.append("disk sector \(key.sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
+                wrong.append("disk sector \(sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
             }
         }
-        for (key, token) in prediction.guestWrites {
-            let seen = observed.world.guestToken(key.page, sector: key.sector)
+        prediction.guestWrites.forEachLatest { page, sector, token in
+            let seen = world.guestToken(page, sector: Int(sector))
             if seen != token {
-                wrong.append("\(key.page) sector \(key.sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
+                wrong.append("\(page) sector \(sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
             }
         }
         guard !wrong.isEmpty else { return [] }
