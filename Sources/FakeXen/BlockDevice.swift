@@ -16,7 +16,10 @@ public final class Ramdisk {
     /// Chunk number (sector / 8) to chunk; a chunk with nothing written is
     /// absent. Eight chunks to a table chunk (64 sectors, 640 bytes), so that
     /// random I/O scattered over a large disk pins little unwritten room.
-    private var chunks = NumberedTable<Chunk>(numbersPerChunkLog2: 3)
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var chunks = NumberedTable<Chunk>(numbersPerChunkLog2: 3)
 
     public init(sectors: UInt64) { self.sectors = sectors }
 
@@ -126,7 +129,10 @@ public final class BlockDevice {
     private let log: ObservationLog
     /// Bio id to bio. Ids count up and are never reused; only the queue's
     /// worth in flight is held.
-    private var inFlight = NumberedTable<Bio>()
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var inFlight = NumberedTable<Bio>()
     private var nextID: UInt64 = 0
 
     init(disk: Ramdisk, grants: GrantTable, kernel: FakeKernel, memory: GuestMemory, log: ObservationLog) {

@@ -31,21 +31,31 @@ public final class GrantTable {
     /// Domain id, then gref, to entry: both are small numbers in practice
     /// (grefs index the guest's table); a stray large one lands among the
     /// table's outliers and costs only a hash.
-    private var entries = NumberedTable<NumberedTable<Entry>>()
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var entries = NumberedTable<NumberedTable<Entry>>()
     /// Live mappings indexed by handle. Maptrack hands out the lowest free
     /// handle first, so the array is as long as the most mappings ever live
     /// at once, and walking it gives the mappings in handle order.
-    private var mappings: [GrantMapping?] = []
+    // Unchecked exclusivity: read or replaced whole, never held across a call.
+    @exclusivity(unchecked) private var mappings: [GrantMapping?] = []
     /// Live mappings per mapped domain, kept as mappings come and go.
     private var mappingCounts = NumberedTable<Int>()
     private var totalMappings = 0
     /// Host frame number to the handle of the mapping it backs.
-    private var hostPages = NumberedTable<GrantHandle>()
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var hostPages = NumberedTable<GrantHandle>()
     /// Maptrack: the lowest free handle is handed out first, starting at 0.
     private var freedHandles = Heap<GrantHandle>()
     private var nextHandle: GrantHandle = 0
     /// Pages the block device is reading or writing right now.
-    var pagesInFlight = PagesInFlight()
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) var pagesInFlight = PagesInFlight()
 
     init(log: ObservationLog, faults: FaultInjector, kernel: FakeKernel, memory: GuestMemory) {
         self.log = log
@@ -232,7 +242,10 @@ struct PagesInFlight {
 /// Pages are numbered up from 1 and never reused, so the number indexes the
 /// page directly; a released page is absent, reads as zeros and takes no writes.
 public final class GuestMemory {
-    private var pages = NumberedTable<SIMD8<UInt64>>()
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var pages = NumberedTable<SIMD8<UInt64>>()
     private var next: UInt64 = 1
 
     public init() {}

@@ -109,7 +109,10 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
     private let faults: FaultInjector
     private let tally: AllocationTally
     /// Slot number to state; a slot neither live nor quarantined is absent.
-    private var slots = NumberedTable<Slot>()
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var slots = NumberedTable<Slot>()
     private var quarantine = QuarantineOrder(capacity: 4096)
     private var nextSlot: UInt64 = 0
     private(set) public var liveCount = 0
@@ -208,14 +211,13 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
         return descriptions
     }
 
-    /// The slot an address is the start of; nil for addresses that start no
-    /// slot ever handed out (outside the heap, misaligned, not yet allocated).
+    /// The slot an address would be the start of; nil for addresses outside
+    /// the heap or misaligned. Slots not yet handed out are simply absent.
     private func slotNumber(of address: KernelAddress) -> UInt64? {
         guard address.value >= base else { return nil }
         let offset = address.value - base
         guard offset % Self.stride == 0 else { return nil }
-        let number = offset / Self.stride
-        return number < nextSlot ? number : nil
+        return offset / Self.stride
     }
 
     /// Whether the address lies in the range this heap has handed out so far.
@@ -245,7 +247,10 @@ public final class PageAllocator {
     private let faults: FaultInjector
     private let tally: AllocationTally
     /// Frame number to state; a freed (or never handed out) frame is absent.
-    private var frames = NumberedTable<FrameState>()
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var frames = NumberedTable<FrameState>()
     private(set) public var liveCount = 0
     private var nextFrame: UInt64 = 0x10_0000
 
