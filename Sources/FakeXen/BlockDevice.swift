@@ -5,7 +5,7 @@ import Blkif
 /// wrong place is as visible as a write to it.
 public final class Ramdisk {
     /// Eight sectors to a chunk, so that a segment (at most a page) costs one
-    /// or two hash lookups rather than eight.
+    /// or two lookups rather than eight.
     struct Chunk {
         var tokens = SIMD8<UInt64>()
         /// Bit i set: sector i of the chunk has been written.
@@ -13,7 +13,13 @@ public final class Ramdisk {
     }
 
     public let sectors: UInt64
-    private var chunks: [UInt64: Chunk] = [:]
+    /// Chunk number (sector / 8) to chunk; a chunk with nothing written is
+    /// absent. Eight chunks to a table chunk (64 sectors, 640 bytes), so that
+    /// random I/O scattered over a large disk pins little unwritten room.
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var chunks = NumberedTable<Chunk>(numbersPerChunkLog2: 3)
 
     public init(sectors: UInt64) { self.sectors = sectors }
 
@@ -29,8 +35,10 @@ public final class Ramdisk {
 
     func store(_ token: UInt64, at sector: UInt64) {
         let lane = Int(sector & 7)
-        chunks[sector >> 3, default: Chunk()].tokens[lane] = token
-        chunks[sector >> 3]!.written |= 1 << lane
+        chunks.modify(sector >> 3, default: Chunk()) { chunk in
+            chunk.tokens[lane] = token
+            chunk.written |= 1 << lane
+        }
     }
 
     /// Moves a run of sectors from a guest page into the disk.
@@ -38,16 +46,15 @@ public final class Ramdisk {
         var diskSector = sector
         var pageSector = pageSectors.lowerBound
         while pageSector <= pageSectors.upperBound {
-            let key = diskSector >> 3
-            var chunk = chunks.removeValue(forKey: key) ?? Chunk()
-            repeat {
-                let lane = Int(diskSector & 7)
-                chunk.tokens[lane] = page[pageSector]
-                chunk.written |= 1 << lane
-                diskSector += 1
-                pageSector += 1
-            } while pageSector <= pageSectors.upperBound && diskSector & 7 != 0
-            chunks[key] = chunk
+            chunks.modify(diskSector >> 3, default: Chunk()) { chunk in
+                repeat {
+                    let lane = Int(diskSector & 7)
+                    chunk.tokens[lane] = page[pageSector]
+                    chunk.written |= 1 << lane
+                    diskSector += 1
+                    pageSector += 1
+                } while pageSector <= pageSectors.upperBound && diskSector & 7 != 0
+            }
         }
     }
 
@@ -75,9 +82,12 @@ public final class Ramdisk {
         let end = sector + count
         while current < end {
             let lane = Int(current & 7)
-            if chunks[current >> 3] != nil {
-                chunks[current >> 3]!.written &= ~(1 << lane)
-                if chunks[current >> 3]!.written == 0 { chunks[current >> 3] = nil }
+            let left = chunks.modify(current >> 3) { chunk -> UInt8 in
+                chunk.written &= ~(1 << lane)
+                return chunk.written
+            }
+            if let left {
+                if left == 0 { chunks[current >> 3] = nil }
             } else if lane == 0 && end - current >= 8 {
                 current += 8
                 continue
@@ -117,7 +127,12 @@ public final class BlockDevice {
     private let kernel: FakeKernel
     private let memory: GuestMemory
     private let log: ObservationLog
-    private var inFlight: [BioID: Bio] = [:]
+    /// Bio id to bio. Ids count up and are never reused; only the queue's
+    /// worth in flight is held.
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var inFlight = NumberedTable<Bio>()
     private var nextID: UInt64 = 0
 
     init(disk: Ramdisk, grants: GrantTable, kernel: FakeKernel, memory: GuestMemory, log: ObservationLog) {
@@ -132,20 +147,19 @@ public final class BlockDevice {
     public func submit(_ direction: BioDirection, sector: UInt64, segments: [BioSegment]) -> BioID {
         let id = BioID(value: nextID)
         nextID += 1
-        inFlight[id] = Bio(direction: direction, sector: sector, segments: segments)
-        for segment in segments { grants.pagesInFlight[segment.page, default: 0] += 1 }
+        inFlight[id.value] = Bio(direction: direction, sector: sector, segments: segments)
+        for segment in segments { grants.pagesInFlight.begin(segment.page) }
         return id
     }
 
     /// The device finishes a bio: data moves now, then the pages are released.
     public func complete(_ id: BioID) {
-        guard let bio = inFlight.removeValue(forKey: id) else { return }
+        guard let bio = inFlight.removeValue(at: id.value) else { return }
         var sector = bio.sector
         for segment in bio.segments {
             transfer(bio.direction, segment, diskSector: sector)
             sector += UInt64(segment.lastSect - segment.firstSect + 1)
-            let left = grants.pagesInFlight[segment.page, default: 1] - 1
-            grants.pagesInFlight[segment.page] = left > 0 ? left : nil
+            grants.pagesInFlight.end(segment.page)
         }
     }
 

@@ -37,7 +37,7 @@ public final class FaultInjector {
             }
             mapCountdowns.removeAll { $0.remaining <= 0 }
         }
-        if var queue = grefFaults[gref], !queue.isEmpty {
+        if !grefFaults.isEmpty, var queue = grefFaults[gref], !queue.isEmpty {
             if injected == nil { injected = queue[0].status }
             queue[0].times -= 1
             if queue[0].times == 0 { queue.removeFirst() }

@@ -28,14 +28,34 @@ public final class GrantTable {
     private let faults: FaultInjector
     private let kernel: FakeKernel
     private let memory: GuestMemory
-    private var entries: [DomainID: [GrantRef: Entry]] = [:]
-    private var mappings: [GrantHandle: GrantMapping] = [:]
-    private var hostPages: [PageFrame: GrantHandle] = [:]
+    /// Domain id, then gref, to entry: both are small numbers in practice
+    /// (grefs index the guest's table); a stray large one lands among the
+    /// table's outliers and costs only a hash.
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var entries = NumberedTable<NumberedTable<Entry>>()
+    /// Live mappings indexed by handle. Maptrack hands out the lowest free
+    /// handle first, so the array is as long as the most mappings ever live
+    /// at once, and walking it gives the mappings in handle order.
+    // Unchecked exclusivity: read or replaced whole, never held across a call.
+    @exclusivity(unchecked) private var mappings: [GrantMapping?] = []
+    /// Live mappings per mapped domain, kept as mappings come and go.
+    private var mappingCounts = NumberedTable<Int>()
+    private var totalMappings = 0
+    /// Host frame number to the handle of the mapping it backs.
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var hostPages = NumberedTable<GrantHandle>()
     /// Maptrack: the lowest free handle is handed out first, starting at 0.
     private var freedHandles = Heap<GrantHandle>()
     private var nextHandle: GrantHandle = 0
     /// Pages the block device is reading or writing right now.
-    var pagesInFlight: [PageFrame: Int] = [:]
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) var pagesInFlight = PagesInFlight()
 
     init(log: ObservationLog, faults: FaultInjector, kernel: FakeKernel, memory: GuestMemory) {
         self.log = log
@@ -50,18 +70,22 @@ public final class GrantTable {
     /// gref that is still granted only changes its read-only flag: the page
     /// behind it stays, as live mappings still alias it.
     public func grant(domid: DomainID, gref: GrantRef, readOnly: Bool) {
-        if var entry = entries[domid]?[gref], !entry.revoked {
-            entry.readOnly = readOnly
-            entries[domid]![gref] = entry
-            return
+        let regranted = entries.modify(UInt64(domid)) { table in
+            table.modify(UInt64(gref)) { entry -> Bool in
+                guard !entry.revoked else { return false }
+                entry.readOnly = readOnly
+                return true
+            }
         }
-        entries[domid, default: [:]][gref] = Entry(page: memory.newPage(), readOnly: readOnly, revoked: false, mapCount: 0)
+        if regranted == true { return }
+        let entry = Entry(page: memory.newPage(), readOnly: readOnly, revoked: false, mapCount: 0)
+        entries.modify(UInt64(domid), default: NumberedTable()) { $0[UInt64(gref)] = entry }
     }
 
     /// `gnttab_end_foreign_access`: refused while the backend maps the grant.
     @discardableResult
     public func revoke(domid: DomainID, gref: GrantRef) -> Bool {
-        guard var entry = entries[domid]?[gref], !entry.revoked else {
+        guard let entry = entry(domid: domid, gref: gref), !entry.revoked else {
             log.record(.revoke(domid: domid, gref: gref, refused: false))
             return true
         }
@@ -69,23 +93,32 @@ public final class GrantTable {
             log.record(.revoke(domid: domid, gref: gref, refused: true))
             return false
         }
-        entry.revoked = true
         memory.release(entry.page)
-        entries[domid]![gref] = entry
+        modifyEntry(domid: domid, gref: gref) { $0.revoked = true }
         log.record(.revoke(domid: domid, gref: gref, refused: false))
         return true
     }
 
     /// The guest page a gref names now, for the guest (the harness) to fill or read.
     public func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? {
-        guard let entry = entries[domid]?[gref], !entry.revoked else { return nil }
+        guard let entry = entry(domid: domid, gref: gref), !entry.revoked else { return nil }
         return entry.page
     }
 
     /// A domain is destroyed: its grant table goes with it.
     public func forgetDomain(_ domid: DomainID) {
-        for (_, entry) in entries[domid] ?? [:] where !entry.revoked { memory.release(entry.page) }
-        entries[domid] = nil
+        guard let table = entries.removeValue(at: UInt64(domid)) else { return }
+        table.forEachInOrder { _, entry in
+            if !entry.revoked { memory.release(entry.page) }
+        }
+    }
+
+    private func entry(domid: DomainID, gref: GrantRef) -> Entry? {
+        entries[UInt64(domid)]?[UInt64(gref)]
+    }
+
+    private func modifyEntry(domid: DomainID, gref: GrantRef, _ change: (inout Entry) -> Void) {
+        entries.modify(UInt64(domid)) { $0.modify(UInt64(gref), change) }
     }
 
     // MARK: the backend's side
@@ -105,7 +138,7 @@ public final class GrantTable {
     private func mapOne(_ op: MapOp) -> MapResult {
         let failed = { (status: GrantStatus) in MapResult(status: status, handle: GrantHandle.max) }
         if let injected = faults.nextMapOperation(gref: op.gref) { return failed(injected) }
-        guard let entry = entries[op.domid]?[op.gref] else { return failed(.badGntref) }
+        guard let entry = entry(domid: op.domid, gref: op.gref) else { return failed(.badGntref) }
         if entry.revoked { return failed(.generalError) }
         let readOnly = op.flags.contains(.readOnly)
         if entry.readOnly && !readOnly { return failed(.generalError) }
@@ -115,13 +148,15 @@ public final class GrantTable {
             return failed(.badVirtAddr)
         }
         // A host address already backed by a mapping cannot take another.
-        if hostPages[op.hostPage] != nil { return failed(.generalError) }
+        if hostPages.contains(op.hostPage.number) { return failed(.generalError) }
         let handle = takeHandle()
         let mapping = GrantMapping(handle: handle, domid: op.domid, gref: op.gref, guestPage: entry.page,
                                    readOnly: readOnly, hostPage: op.hostPage)
-        mappings[handle] = mapping
-        hostPages[op.hostPage] = handle
-        entries[op.domid]![op.gref]!.mapCount += 1
+        if Int(handle) == mappings.count { mappings.append(mapping) } else { mappings[Int(handle)] = mapping }
+        mappingCounts.modify(UInt64(op.domid), default: 0) { $0 += 1 }
+        totalMappings += 1
+        hostPages[op.hostPage.number] = handle
+        modifyEntry(domid: op.domid, gref: op.gref) { $0.mapCount += 1 }
         return MapResult(status: .okay, handle: handle)
     }
 
@@ -134,17 +169,19 @@ public final class GrantTable {
     }
 
     private func unmapOne(_ op: UnmapOp) -> UnmapResult {
-        guard let mapping = mappings[op.handle] else { return UnmapResult(status: .badHandle, unmapped: nil) }
+        guard let mapping = mapping(handle: op.handle) else { return UnmapResult(status: .badHandle, unmapped: nil) }
         guard mapping.hostPage == op.hostPage else { return UnmapResult(status: .generalError, unmapped: nil) }
-        if pagesInFlight[mapping.hostPage, default: 0] > 0 {
+        if pagesInFlight.contains(mapping.hostPage) {
             log.record(.unmapInUse(handle: op.handle, page: mapping.hostPage))
         }
-        mappings[op.handle] = nil
-        hostPages[mapping.hostPage] = nil
-        freedHandles.insert(op.handle)
-        if entries[mapping.domid]?[mapping.gref] != nil {
-            entries[mapping.domid]![mapping.gref]!.mapCount -= 1
+        mappings[Int(op.handle)] = nil
+        if mappingCounts.modify(UInt64(mapping.domid), { count -> Int in count -= 1; return count }) == 0 {
+            mappingCounts[UInt64(mapping.domid)] = nil
         }
+        totalMappings -= 1
+        hostPages[mapping.hostPage.number] = nil
+        freedHandles.insert(op.handle)
+        modifyEntry(domid: mapping.domid, gref: mapping.gref) { $0.mapCount -= 1 }
         return UnmapResult(status: .okay, unmapped: mapping)
     }
 
@@ -158,23 +195,57 @@ public final class GrantTable {
 
     // MARK: inspection (no side effects)
 
-    public func mapping(handle: GrantHandle) -> GrantMapping? { mappings[handle] }
-    public func mapping(hostPage: PageFrame) -> GrantMapping? { hostPages[hostPage].flatMap { mappings[$0] } }
-    /// Live mappings of one guest's grants, by handle.
-    /// How many of the backend's mappings of `domid`'s grants are live.
-    public func liveMappingCount(of domid: DomainID) -> Int {
-        mappings.values.reduce(0) { $0 + ($1.domid == domid ? 1 : 0) }
+    public func mapping(handle: GrantHandle) -> GrantMapping? {
+        Int(handle) < mappings.count ? mappings[Int(handle)] : nil
+    }
+    public func mapping(hostPage: PageFrame) -> GrantMapping? {
+        hostPages[hostPage.number].flatMap { mapping(handle: $0) }
     }
 
+    /// How many of the backend's mappings of `domid`'s grants are live.
+    public func liveMappingCount(of domid: DomainID) -> Int { mappingCounts[UInt64(domid)] ?? 0 }
+
+    /// Live mappings of one guest's grants, by handle.
     public func liveMappings(of domid: DomainID) -> [GrantMapping] {
-        mappings.values.filter { $0.domid == domid }.sorted { $0.handle < $1.handle }
+        let wanted = liveMappingCount(of: domid)
+        guard wanted > 0 else { return [] }
+        var found: [GrantMapping] = []
+        found.reserveCapacity(wanted)
+        for case let mapping? in mappings where mapping.domid == domid {
+            found.append(mapping)
+            if found.count == wanted { break }
+        }
+        return found
     }
-    public var liveMappingCount: Int { mappings.count }
+    public var liveMappingCount: Int { totalMappings }
+}
+
+/// How many submitted, uncompleted bio segments touch each host page: an
+/// unmap of a page still in flight is a defect the grant table reports.
+struct PagesInFlight {
+    /// Frame number to segment count; absent means none in flight.
+    private var counts = NumberedTable<Int>()
+
+    mutating func begin(_ page: PageFrame) { counts.modify(page.number, default: 0) { $0 += 1 } }
+
+    mutating func end(_ page: PageFrame) {
+        if counts.modify(page.number, { count -> Int in count -= 1; return count }) == 0 {
+            counts[page.number] = nil
+        }
+    }
+
+    func contains(_ page: PageFrame) -> Bool { counts.contains(page.number) }
 }
 
 /// Guest memory as the harness sees it: 8 sector tokens per page.
+///
+/// Pages are numbered up from 1 and never reused, so the number indexes the
+/// page directly; a released page is absent, reads as zeros and takes no writes.
 public final class GuestMemory {
-    private var pages: [GuestPage: SIMD8<UInt64>] = [:]
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var pages = NumberedTable<SIMD8<UInt64>>()
     private var next: UInt64 = 1
 
     public init() {}
@@ -182,21 +253,21 @@ public final class GuestMemory {
     func newPage() -> GuestPage {
         let page = GuestPage(next)
         next += 1
-        pages[page] = SIMD8<UInt64>()
+        pages[page.number] = SIMD8<UInt64>()
         return page
     }
 
-    func release(_ page: GuestPage) { pages[page] = nil }
+    func release(_ page: GuestPage) { pages[page.number] = nil }
 
-    public func token(_ page: GuestPage, sector: Int) -> UInt64 { pages[page]?[sector] ?? 0 }
+    public func token(_ page: GuestPage, sector: Int) -> UInt64 { pages[page.number]?[sector] ?? 0 }
 
     public func setToken(_ page: GuestPage, sector: Int, _ token: UInt64) {
-        pages[page]?[sector] = token
+        pages.modify(page.number) { $0[sector] = token }
     }
 
     /// A whole page at once, for the block device's transfers.
-    func tokens(of page: GuestPage) -> SIMD8<UInt64> { pages[page] ?? SIMD8<UInt64>() }
+    func tokens(of page: GuestPage) -> SIMD8<UInt64> { pages[page.number] ?? SIMD8<UInt64>() }
     func setTokens(of page: GuestPage, _ tokens: SIMD8<UInt64>) {
-        if pages[page] != nil { pages[page] = tokens }
+        pages.modify(page.number) { $0 = tokens }
     }
 }

@@ -14,11 +14,12 @@ public final class FakeKernel {
     public let faults: FaultInjector
     public let pages: PageAllocator
     private var heaps: [any HeapInventory] = []
+    private let tally = AllocationTally()
 
     public init(log: ObservationLog, faults: FaultInjector) {
         self.log = log
         self.faults = faults
-        self.pages = PageAllocator(log: log, faults: faults)
+        self.pages = PageAllocator(log: log, faults: faults, tally: tally)
     }
 
     /// `BUG()`: recorded, then thrown so the caller stops where it stands.
@@ -37,15 +38,13 @@ public final class FakeKernel {
 
     /// A typed slab cache living in this kernel (one per record type).
     public func makeHeap<Object: Poisonable>(of _: Object.Type, name: String) -> KernelHeap<Object> {
-        let heap = KernelHeap<Object>(name: name, log: log, faults: faults, base: UInt64(0xffff_8880_0000_0000) + UInt64(heaps.count) << 32)
+        let heap = KernelHeap<Object>(name: name, log: log, faults: faults, tally: tally, base: UInt64(0xffff_8880_0000_0000) + UInt64(heaps.count) << 32)
         heaps.append(heap)
         return heap
     }
 
     /// How many heap objects and pages are still allocated on behalf of a device.
-    public func liveAllocationCount(of owner: AllocationOwner) -> Int {
-        heaps.reduce(0) { $0 + $1.liveCount(of: owner) } + pages.liveCount(of: owner)
-    }
+    public func liveAllocationCount(of owner: AllocationOwner) -> Int { tally.count(of: owner) }
 
     /// Everything still allocated on behalf of a device, heap objects and pages.
     public func liveAllocations(of owner: AllocationOwner) -> [String] {
@@ -54,53 +53,79 @@ public final class FakeKernel {
 }
 
 protocol HeapInventory: AnyObject {
-    func liveCount(of owner: AllocationOwner) -> Int
     func liveDescriptions(of owner: AllocationOwner) -> [String]
 }
 
-/// Freed addresses remembered with their last contents, like KASAN's
+/// How many heap objects and pages each owner holds, kept by the allocators
+/// as they allocate and free, so that "does this device still hold anything?"
+/// (asked after every event) costs a lookup, not a walk of every allocation.
+final class AllocationTally {
+    private var counts: [AllocationOwner: Int] = [:]
+
+    func allocated(by owner: AllocationOwner) { counts[owner, default: 0] += 1 }
+
+    func freed(by owner: AllocationOwner) {
+        let left = counts[owner, default: 0] - 1
+        counts[owner] = left > 0 ? left : nil
+    }
+
+    func count(of owner: AllocationOwner) -> Int { counts[owner] ?? 0 }
+}
+
+/// Freed heap slots remembered with their last contents, like KASAN's
 /// quarantine: a read soon after free sees the stale object (as C would),
-/// an older one sees poison. Either way the access is reported.
-struct Quarantine<Object> {
-    private var order: Deque<KernelAddress> = []
-    private var contents: [KernelAddress: Object] = [:]
+/// an older one sees poison. Either way the access is reported. The stale
+/// contents themselves live in the heap's slot table; this only says which
+/// slot leaves the quarantine next.
+struct QuarantineOrder {
+    private var order: Deque<UInt64> = []
     let capacity: Int
 
     init(capacity: Int) { self.capacity = capacity }
 
-    mutating func hold(_ address: KernelAddress, _ object: Object) {
-        contents[address] = object
-        order.append(address)
-        if order.count > capacity, let oldest = order.popFirst() { contents[oldest] = nil }
-    }
-
-    func stale(_ address: KernelAddress) -> Object? { contents[address] }
-    mutating func overwrite(_ address: KernelAddress, _ object: Object) {
-        if contents[address] != nil { contents[address] = object }
+    /// Admits a freed slot; returns the slot pushed out to make room, if any.
+    mutating func admit(_ slot: UInt64) -> UInt64? {
+        order.append(slot)
+        return order.count > capacity ? order.popFirst() : nil
     }
 }
 
 /// `kzalloc`/`kfree` of one object type. Reads and writes go through here so
 /// that a use after free or a double free is observed, never crashed on.
+///
+/// Addresses are `base + n * 64` with n counting up from 0 and never reused,
+/// so slot n is where everything about address n is kept: the live object
+/// and its owner, or the stale contents while the address is in quarantine.
 public final class KernelHeap<Object: Poisonable>: HeapInventory {
-    private struct Slot { var object: Object; let owner: AllocationOwner }
+    private enum Slot {
+        case live(Object, owner: AllocationOwner)
+        /// Freed recently: the contents as they were at free, or as a
+        /// write-after-free left them.
+        case quarantined(Object)
+    }
 
     public let name: String
     private let log: ObservationLog
     private let faults: FaultInjector
-    private var live: [KernelAddress: Slot] = [:]
-    private var quarantine = Quarantine<Object>(capacity: 4096)
-    private var nextAddress: UInt64
+    private let tally: AllocationTally
+    /// Slot number to state; a slot neither live nor quarantined is absent.
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var slots = NumberedTable<Slot>()
+    private var quarantine = QuarantineOrder(capacity: 4096)
+    private var nextSlot: UInt64 = 0
+    private(set) public var liveCount = 0
     private let base: UInt64
     /// Slab objects are 64-byte aligned here; the spacing makes addresses readable.
     private static var stride: UInt64 { 64 }
 
-    init(name: String, log: ObservationLog, faults: FaultInjector, base: UInt64) {
+    init(name: String, log: ObservationLog, faults: FaultInjector, tally: AllocationTally, base: UInt64) {
         self.name = name
         self.log = log
         self.faults = faults
+        self.tally = tally
         self.base = base
-        self.nextAddress = base
     }
 
     /// `kzalloc`: nil on (injected) ENOMEM.
@@ -109,27 +134,40 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
             log.record(.allocationFailed(what: "kzalloc(\(name))"))
             return nil
         }
-        let address = KernelAddress(nextAddress)
-        nextAddress += Self.stride
-        live[address] = Slot(object: object, owner: owner)
-        return address
+        let slot = nextSlot
+        nextSlot += 1
+        slots[slot] = .live(object, owner: owner)
+        liveCount += 1
+        tally.allocated(by: owner)
+        return KernelAddress(base + slot * Self.stride)
     }
 
     /// Reads an object; a freed one is reported and read back stale or poisoned.
     public func read(_ address: KernelAddress) -> Object {
-        if let slot = live[address] { return slot.object }
+        let slot = slotNumber(of: address).flatMap { slots[$0] }
+        if case .live(let object, _)? = slot { return object }
         reportInvalid(address, .read)
-        return quarantine.stale(address) ?? .poisoned
+        if case .quarantined(let stale)? = slot { return stale }
+        return .poisoned
     }
 
     /// Writes an object; a write to freed memory is reported and lands in the stale copy.
     public func write(_ address: KernelAddress, _ object: Object) {
-        if live[address] != nil {
-            live[address]!.object = object
+        guard let number = slotNumber(of: address) else {
+            reportInvalid(address, .write)
             return
         }
-        reportInvalid(address, .write)
-        quarantine.overwrite(address, object)
+        let wasLive = slots.modify(number) { slot -> Bool in
+            switch slot {
+            case .live(_, let owner):
+                slot = .live(object, owner: owner)
+                return true
+            case .quarantined:
+                slot = .quarantined(object)
+                return false
+            }
+        }
+        if wasLive != true { reportInvalid(address, .write) }
     }
 
     public func modify(_ address: KernelAddress, _ change: (inout Object) -> Void) {
@@ -140,7 +178,7 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
 
     /// `kfree`.
     public func free(_ address: KernelAddress) {
-        guard let slot = live.removeValue(forKey: address) else {
+        guard let number = slotNumber(of: address), case .live(let object, let owner)? = slots[number] else {
             if owns(address) {
                 log.record(.doubleFree(address: address.description, what: name))
             } else {
@@ -148,27 +186,43 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
             }
             return
         }
-        quarantine.hold(address, slot.object)
+        slots[number] = .quarantined(object)
+        liveCount -= 1
+        tally.freed(by: owner)
+        if let forgotten = quarantine.admit(number) { slots[forgotten] = nil }
     }
 
-    public func isLive(_ address: KernelAddress) -> Bool { live[address] != nil }
+    public func isLive(_ address: KernelAddress) -> Bool { peek(address) != nil }
 
     /// A read that observes nothing: for inspection by tests and the harness,
     /// never for the backend's own code paths.
-    public func peek(_ address: KernelAddress) -> Object? { live[address]?.object }
-
-    public var liveCount: Int { live.count }
-
-    func liveCount(of owner: AllocationOwner) -> Int {
-        live.values.reduce(0) { $0 + ($1.owner == owner ? 1 : 0) }
+    public func peek(_ address: KernelAddress) -> Object? {
+        guard let number = slotNumber(of: address), case .live(let object, _)? = slots[number] else { return nil }
+        return object
     }
 
     func liveDescriptions(of owner: AllocationOwner) -> [String] {
-        live.filter { $0.value.owner == owner }.keys.sorted().map { "\(name) at \($0)" }
+        var descriptions: [String] = []
+        slots.forEachInOrder { number, slot in
+            if case .live(_, owner) = slot {
+                descriptions.append("\(name) at \(KernelAddress(base + number * Self.stride))")
+            }
+        }
+        return descriptions
     }
 
+    /// The slot an address would be the start of; nil for addresses outside
+    /// the heap or misaligned. Slots not yet handed out are simply absent.
+    private func slotNumber(of address: KernelAddress) -> UInt64? {
+        guard address.value >= base else { return nil }
+        let offset = address.value - base
+        guard offset % Self.stride == 0 else { return nil }
+        return offset / Self.stride
+    }
+
+    /// Whether the address lies in the range this heap has handed out so far.
     private func owns(_ address: KernelAddress) -> Bool {
-        address.value >= base && address.value < nextAddress
+        address.value >= base && address.value < base + nextSlot * Self.stride
     }
 
     private func reportInvalid(_ address: KernelAddress, _ access: MemoryAccess) {
@@ -179,16 +233,31 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
 
 /// `alloc_page`/`__free_page`. Pages back persistent grant mappings; the
 /// block device checks their liveness before every transfer.
+///
+/// Frames are numbered up from 0x100000 and never reused, so a frame's number
+/// indexes its state directly.
 public final class PageAllocator {
+    private enum FrameState {
+        case allocated(AllocationOwner)
+        /// Set aside at module load: never freed, never charged to a device.
+        case reserved
+    }
+
     private let log: ObservationLog
     private let faults: FaultInjector
-    private var owners: [PageFrame: AllocationOwner] = [:]
-    private var reserved: Set<PageFrame> = []
+    private let tally: AllocationTally
+    /// Frame number to state; a freed (or never handed out) frame is absent.
+    // Unchecked exclusivity: every access is one call into the table whose
+    // closures never reach back into this object, so accesses cannot overlap;
+    // the runtime check cost more than the lookup on this per-segment path.
+    @exclusivity(unchecked) private var frames = NumberedTable<FrameState>()
+    private(set) public var liveCount = 0
     private var nextFrame: UInt64 = 0x10_0000
 
-    init(log: ObservationLog, faults: FaultInjector) {
+    init(log: ObservationLog, faults: FaultInjector, tally: AllocationTally) {
         self.log = log
         self.faults = faults
+        self.tally = tally
     }
 
     /// `alloc_page(GFP_KERNEL)`: nil on (injected) ENOMEM.
@@ -198,7 +267,9 @@ public final class PageAllocator {
             return nil
         }
         let frame = takeFrame()
-        owners[frame] = owner
+        frames[frame.number] = .allocated(owner)
+        liveCount += 1
+        tally.allocated(by: owner)
         return frame
     }
 
@@ -207,34 +278,36 @@ public final class PageAllocator {
     public func reserve(count: Int) -> [PageFrame] {
         (0..<count).map { _ in
             let frame = takeFrame()
-            reserved.insert(frame)
+            frames[frame.number] = .reserved
             return frame
         }
     }
 
     public func free(_ frame: PageFrame) {
-        guard owners.removeValue(forKey: frame) != nil else {
-            if reserved.contains(frame) {
-                log.record(.useAfterFree(address: frame.description, access: .free, what: "a reserved page"))
-            } else if frame.number < nextFrame {
+        switch frames[frame.number] {
+        case .allocated(let owner):
+            frames[frame.number] = nil
+            liveCount -= 1
+            tally.freed(by: owner)
+        case .reserved:
+            log.record(.useAfterFree(address: frame.description, access: .free, what: "a reserved page"))
+        case nil:
+            if frame.number < nextFrame {
                 log.record(.doubleFree(address: frame.description, what: "page"))
             } else {
                 log.record(.useAfterFree(address: frame.description, access: .free, what: "a page never allocated"))
             }
-            return
         }
     }
 
-    public func isLive(_ frame: PageFrame) -> Bool { owners[frame] != nil || reserved.contains(frame) }
-
-    public var liveCount: Int { owners.count }
-
-    func liveCount(of owner: AllocationOwner) -> Int {
-        owners.values.reduce(0) { $0 + ($1 == owner ? 1 : 0) }
-    }
+    public func isLive(_ frame: PageFrame) -> Bool { frames.contains(frame.number) }
 
     func liveDescriptions(of owner: AllocationOwner) -> [String] {
-        owners.filter { $0.value == owner }.keys.sorted().map { "page \($0)" }
+        var descriptions: [String] = []
+        frames.forEachInOrder { number, state in
+            if case .allocated(owner) = state { descriptions.append("page \(PageFrame(number))") }
+        }
+        return descriptions
     }
 
     private func takeFrame() -> PageFrame {

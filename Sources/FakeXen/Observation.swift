@@ -104,6 +104,10 @@ public final class ObservationLog {
     public init() {}
     public func record(_ observation: Observation) { entries.append(observation) }
     public func drain() -> [Observation] {
+        // Most events observe nothing; handing back the shared empty array
+        // spares the fresh buffer removeAll(keepingCapacity:) would make
+        // (the drained array still holds the old one).
+        guard !entries.isEmpty else { return [] }
         defer { entries.removeAll(keepingCapacity: true) }
         return entries
     }

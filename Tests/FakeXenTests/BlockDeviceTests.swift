@@ -1,6 +1,6 @@
 import Testing
 import Blkif
-import FakeXen
+@testable import FakeXen
 
 @Suite struct BlockDeviceTests {
     /// A disk, one granted guest page per gref and host pages to map them into.
@@ -27,6 +27,51 @@ import FakeXen
     }
 
     private enum PageGeometry { static let sectors = Blkif.sectorsPerPage }
+
+    @Test func biosCompleteInAnyOrderAndPagesStayInFlightUntilTheLastOne() throws {
+        let rig = Rig()
+        let handle = try #require(rig.xen.mapOne(rig.pages[0], 1)).handle
+        var random = SeededGenerator(seed: 9)
+        var open: [BioID] = []
+        for round in 0..<2_000 {
+            open.append(rig.device.submit(.read, sector: UInt64(round % 56),
+                                          segments: [BioSegment(page: rig.pages[0], firstSect: 0, lastSect: 0)]))
+            if open.count > 5 { rig.device.complete(open.remove(at: Int.random(in: 0..<open.count, using: &random))) }
+        }
+        #expect(rig.device.inFlightCount == open.count)
+        while open.count > 1 { rig.device.complete(open.removeLast()) }
+        _ = rig.xen.log.drain()
+        // One bio still uses the page: unmapping it now is observed.
+        rig.xen.grants.unmap([UnmapOp(hostPage: rig.pages[0], handle: handle)])
+        #expect(rig.xen.log.drain().contains { $0.isUnmapInUse })
+        rig.device.complete(open[0])
+        #expect(rig.device.inFlightCount == 0)
+    }
+
+    @Test func theDiskAnswersAsAPlainMapOfSectorsWould() {
+        let disk = Ramdisk(sectors: 1 << 40)
+        var model: [UInt64: UInt64] = [:]
+        var random = SeededGenerator(seed: 4)
+        let places: [ClosedRange<UInt64>] = [0...4_096, 1_000_000...1_010_000, (1 << 39)...((1 << 39) + 100)]
+        for step in 0..<5_000 {
+            let sector = UInt64.random(in: places.randomElement(using: &random)!, using: &random)
+            let count = UInt64.random(in: 1...20, using: &random)
+            if step % 4 == 3 {
+                disk.discard(from: sector, count: count)
+                for each in sector..<(sector + count) { model[each] = nil }
+            } else {
+                for each in sector..<(sector + count) {
+                    disk.store(UInt64(step), at: each)
+                    model[each] = UInt64(step)
+                }
+            }
+        }
+        for place in places {
+            for sector in place {
+                #expect(disk.token(at: sector) == model[sector] ?? Ramdisk.initialToken(sector: sector))
+            }
+        }
+    }
 
     @Test func aWriteMovesGuestTokensToDiskAtCompletionOnly() throws {
         let rig = Rig()

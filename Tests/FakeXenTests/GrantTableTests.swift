@@ -22,6 +22,49 @@ import FakeXen
         #expect(xen.grants.liveMappingCount == 4)
     }
 
+    @Test func guestPagesAreNeverReusedAndGoneOnesReadAsZero() throws {
+        let xen = FakeXen()
+        var seen: Set<UInt64> = []
+        for round in 0..<300 {
+            xen.grants.grant(domid: guest, gref: 5, readOnly: false)
+            let page = try #require(xen.grants.guestPage(domid: guest, gref: 5))
+            #expect(seen.insert(page.number).inserted)
+            xen.memory.setToken(page, sector: 3, UInt64(round) + 1)
+            #expect(xen.memory.token(page, sector: 3) == UInt64(round) + 1)
+            #expect(xen.grants.revoke(domid: guest, gref: 5))
+            #expect(xen.grants.guestPage(domid: guest, gref: 5) == nil)
+            // A released page keeps no contents and takes no writes.
+            xen.memory.setToken(page, sector: 3, 99)
+            #expect(xen.memory.token(page, sector: 3) == 0)
+        }
+        #expect(seen.min() == 1)
+        // A page never handed out reads as zero too.
+        #expect(xen.memory.token(GuestPage(1_000_000), sector: 0) == 0)
+        // Forgetting a domain releases its pages; another domain's stay.
+        xen.grants.grant(domid: guest, gref: 1, readOnly: false)
+        xen.grants.grant(domid: otherGuest, gref: 1, readOnly: false)
+        let mine = try #require(xen.grants.guestPage(domid: guest, gref: 1))
+        let theirs = try #require(xen.grants.guestPage(domid: otherGuest, gref: 1))
+        xen.memory.setToken(mine, sector: 0, 5)
+        xen.memory.setToken(theirs, sector: 0, 6)
+        xen.grants.forgetDomain(guest)
+        #expect(xen.grants.guestPage(domid: guest, gref: 1) == nil)
+        #expect(xen.memory.token(mine, sector: 0) == 0 && xen.memory.token(theirs, sector: 0) == 6)
+    }
+
+    @Test func hugeGrefsAndDomainsWorkLikeSmallOnes() throws {
+        let xen = FakeXen()
+        let pages = xen.kernel.pages.reserve(count: 3)
+        for gref in [GrantRef.max, 0, 1 << 20] { xen.grants.grant(domid: DomainID.max, gref: gref, readOnly: false) }
+        #expect(xen.mapOne(pages[0], .max, domid: .max)?.status == .okay)
+        #expect(xen.mapOne(pages[1], 0, domid: .max)?.status == .okay)
+        #expect(xen.mapOne(pages[2], 1 << 20, domid: .max)?.status == .okay)
+        #expect(xen.grants.liveMappings(of: .max).map(\.gref) == [.max, 0, 1 << 20])
+        #expect(!xen.grants.revoke(domid: .max, gref: 1 << 20))
+        #expect(xen.grants.mapping(handle: .max) == nil && xen.grants.mapping(hostPage: PageFrame(.max)) == nil)
+        #expect(xen.unmapOne(pages[0], .max).status == .badHandle)
+    }
+
     @Test func freedHandlesAreReusedLowestFirst() throws {
         let xen = FakeXen()
         let pages = xen.kernel.pages.reserve(count: 6)

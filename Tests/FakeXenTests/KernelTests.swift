@@ -108,6 +108,62 @@ import FakeXen
         #expect(xen.kernel.liveAllocations(of: AllocationOwner(domid: 3, vbd: 0)).isEmpty)
     }
 
+    @Test func everyKindOfBadAddressIsToldApart() throws {
+        let xen = FakeXen()
+        let heap = xen.kernel.makeHeap(of: Widget.self, name: "widget")
+        let first = try #require(heap.allocate(Widget(value: 1), owner: owner))
+        let second = try #require(heap.allocate(Widget(value: 2), owner: owner))
+        let inside = KernelAddress(first.value + 8)
+        let pastTheEnd = KernelAddress(second.value + 64)
+        let below = KernelAddress(first.value - 64)
+        // Misaligned but within what the heap handed out reads as freed memory,
+        // as it always did; past the end or below the heap is a wild pointer.
+        #expect(heap.read(inside) == .poisoned)
+        #expect(heap.read(pastTheEnd) == .poisoned)
+        #expect(heap.read(below) == .poisoned)
+        heap.free(inside)
+        heap.free(pastTheEnd)
+        #expect(xen.log.drain() == [
+            .useAfterFree(address: inside.description, access: .read, what: "freed widget"),
+            .useAfterFree(address: pastTheEnd.description, access: .read, what: "wild pointer into widget"),
+            .useAfterFree(address: below.description, access: .read, what: "wild pointer into widget"),
+            .doubleFree(address: inside.description, what: "widget"),
+            .useAfterFree(address: pastTheEnd.description, access: .free, what: "wild pointer into widget"),
+        ])
+        // None of it touched the live objects.
+        #expect(heap.peek(first) == Widget(value: 1) && heap.peek(second) == Widget(value: 2))
+        // The address past the end becomes a real one once handed out.
+        #expect(try #require(heap.allocate(Widget(value: 3), owner: owner)) == pastTheEnd)
+        #expect(heap.read(pastTheEnd) == Widget(value: 3))
+        #expect(xen.log.drain().isEmpty)
+    }
+
+    @Test func quarantineKeepsTheLatestFreesAndForgetsTheOldest() throws {
+        let xen = FakeXen()
+        let heap = xen.kernel.makeHeap(of: Widget.self, name: "widget")
+        var addresses: [KernelAddress] = []
+        for value in 0..<4_100 {
+            addresses.append(try #require(heap.allocate(Widget(value: UInt64(value)), owner: owner)))
+        }
+        // Free in reverse: the quarantine is in order of free, not of address.
+        for address in addresses.reversed() { heap.free(address) }
+        #expect(heap.liveCount == 0)
+        // The 4 096 most recent frees (the lowest addresses) read stale...
+        #expect(heap.read(addresses[0]) == Widget(value: 0))
+        #expect(heap.read(addresses[4_095]) == Widget(value: 4_095))
+        // ...the 4 earliest read poison, and a write to them lands nowhere.
+        #expect(heap.read(addresses[4_096]) == .poisoned)
+        heap.write(addresses[4_099], Widget(value: 1))
+        #expect(heap.read(addresses[4_099]) == .poisoned)
+        // A stale slot takes the write.
+        heap.write(addresses[7], Widget(value: 77))
+        #expect(heap.read(addresses[7]) == Widget(value: 77))
+        let log = xen.log.drain()
+        #expect(log.count == 7 && log.allSatisfy { $0 == .useAfterFree(address: $0.address!, access: $0.memoryAccess!, what: "freed widget") })
+        // A second free of a forgotten address is still a double free.
+        heap.free(addresses[4_099])
+        #expect(xen.log.drain() == [.doubleFree(address: addresses[4_099].description, what: "widget")])
+    }
     @Test func bugIsObservedAsAPanicAndThrown() {
         let xen = FakeXen()
         #expect(throws: KernelPanic(message: "boom")) { try xen.kernel.bugOn(true, "boom") }
@@ -148,6 +204,27 @@ import FakeXen
         let log = xen.log.drain()
         #expect(log.count == 2)
         #expect(log.allSatisfy { $0.memoryAccess == .free })
+    }
+
+    @Test func badFreesAreToldApartAsBefore() throws {
+        let xen = FakeXen()
+        let pages = xen.kernel.pages
+        let reserved = pages.reserve(count: 1)[0]
+        let page = try #require(pages.allocate(owner: owner))
+        pages.free(page)
+        pages.free(page)
+        pages.free(reserved)
+        // Below the first frame counts as handed out (and freed), as it always did.
+        pages.free(PageFrame(5))
+        pages.free(PageFrame(page.number + 1))
+        #expect(xen.log.drain() == [
+            .doubleFree(address: page.description, what: "page"),
+            .useAfterFree(address: reserved.description, access: .free, what: "a reserved page"),
+            .doubleFree(address: PageFrame(5).description, what: "page"),
+            .useAfterFree(address: PageFrame(page.number + 1).description, access: .free, what: "a page never allocated"),
+        ])
+        #expect(pages.isLive(reserved) && !pages.isLive(page) && !pages.isLive(PageFrame(page.number + 1)))
+        #expect(pages.liveCount == 0)
     }
 
     @Test func framesAreNeverReused() throws {

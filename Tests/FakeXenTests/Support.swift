@@ -34,5 +34,20 @@ extension Observation {
     var isAllocationFailed: Bool { if case .allocationFailed = self { true } else { false } }
     var mapBatch: MapBatch? { if case .mapBatch(let batch) = self { batch } else { nil } }
     var unmapBatch: UnmapBatch? { if case .unmapBatch(let batch) = self { batch } else { nil } }
+    var address: String? { if case .useAfterFree(let address, _, _) = self { address } else { nil } }
     var memoryAccess: MemoryAccess? { if case .useAfterFree(_, let access, _) = self { access } else { nil } }
+}
+
+/// A small seeded generator (SplitMix64), so that the randomised tests run
+/// the same sequence every time and a failure can be replayed.
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var mixed = state
+        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+        return mixed ^ (mixed >> 31)
+    }
 }
