@@ -58,8 +58,8 @@ final class Connection {
     /// Slots whose I/O is in flight, oldest first.
     var inFlight: [Int] = []
     /// The mapper's per-segment bookkeeping, kept between requests so that its
-    /// arrays keep their capacity (one request maps at a time per connection).
-    var mappingScratch = SegmentMapper.Scratch()
+    /// arrays are allocated once (one request maps at a time per connection).
+    var mappingScratch = SegmentMapper.Scratch.placeholder
 
     init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: [PageFrame],
          heap: KernelHeap<PersistentGrant>) {
@@ -95,10 +95,10 @@ final class Connection {
         return inFlight.first { slots[$0].id == id }
     }
 
-    /// Moves the mapper's scratch out (leaving an empty one, which allocates
-    /// nothing) so that the arrays stay uniquely referenced while it works.
+    /// Moves the mapper's scratch out (leaving the placeholder, which allocates
+    /// nothing) so that its arrays stay uniquely referenced while it works.
     func takeMappingScratch() -> SegmentMapper.Scratch {
-        defer { mappingScratch = SegmentMapper.Scratch() }
+        defer { mappingScratch = .placeholder }
         return mappingScratch
     }
 }

@@ -42,12 +42,13 @@ public struct BackendSnapshot: Hashable, Sendable {
 extension Blkback {
     public func snapshot(vbd: UInt16) -> BackendSnapshot? {
         guard let connection = connections[vbd] else { return nil }
+        // The oracle asks after every event: one read of `slots`, not one per in-flight request.
+        let slots = connection.slots
         return BackendSnapshot(
             vbd: vbd, persistentMode: connection.persistentMode, persistentCount: connection.persistentGrants.count,
             maxPersistent: connection.maxPersistent, treeVersion: connection.persistentGrants.version,
             inFlight: connection.inFlight.map { slot in
-                let pending = connection.slots[slot]
-                return InFlightRequest(id: pending.id, slot: slot, bitmap: pending.unmapBitmap)
+                InFlightRequest(id: slots[slot].id, slot: slot, bitmap: slots[slot].unmapBitmap)
             })
     }
 

@@ -13,29 +13,35 @@ struct SegmentMapper {
     }
 
     /// The per-segment bookkeeping of one request. It lives in the connection
-    /// between requests (`Connection.mappingScratch`) so that its arrays keep
-    /// their capacity instead of being allocated and grown per request.
+    /// between requests (`Connection.mappingScratch`) so that its arrays are
+    /// allocated once per connection, not per request.
+    ///
+    /// The per-segment arrays have room for the largest request (11 segments)
+    /// and are written by segment index: a request uses its first
+    /// `segments.count` entries, and entries past those (a longer earlier
+    /// request's) are never read, so nothing needs clearing between requests.
     struct Scratch {
         /// Per segment: the persistent record it uses, if any.
-        var records: [KernelAddress?] = []
+        var records: [KernelAddress?]
         /// Per segment: the index of its op in the batch, if it queued one.
-        var opIndex: [Int?] = []
+        var opIndex: [Int?]
         /// Per segment: the page its I/O goes through.
-        var pages: [PageFrame] = []
-        /// Records this request put in the tree, for rolling back on ENOMEM.
-        var inserted: [KernelAddress] = []
+        var pages: [PageFrame]
         /// Per segment: it shared a new record whose map failed (fixed logic only).
-        var orphaned: [Bool] = []
+        var orphaned: [Bool]
+        /// Records this request put in the tree, for rolling back on ENOMEM.
+        var inserted: [KernelAddress]
 
-        mutating func reset(segments: Int) {
-            records.removeAll(keepingCapacity: true)
-            records.reserveCapacity(segments)
-            opIndex.removeAll(keepingCapacity: true)
-            opIndex.reserveCapacity(segments)
-            pages.removeAll(keepingCapacity: true)
-            pages.reserveCapacity(segments)
-            inserted.removeAll(keepingCapacity: true)
-            orphaned.removeAll(keepingCapacity: true)
+        /// Holds nothing and allocates nothing: what the connection keeps while
+        /// a mapper works with the real one.
+        static var placeholder: Scratch { Scratch(records: [], opIndex: [], pages: [], orphaned: [], inserted: []) }
+
+        /// Room for the largest request.
+        static func sized() -> Scratch {
+            let room = Blkif.maxSegmentsPerRequest
+            return Scratch(records: Array(repeating: nil, count: room), opIndex: Array(repeating: nil, count: room),
+                           pages: Array(repeating: PageFrame(0), count: room),
+                           orphaned: Array(repeating: false, count: room), inserted: [])
         }
     }
 
@@ -61,8 +67,9 @@ struct SegmentMapper {
         self.slot = slot
         self.segments = segments
         self.isRead = isRead
-        self.scratch = scratch
-        self.scratch.reset(segments: segments.count)
+        // The first request of a connection finds the placeholder.
+        self.scratch = scratch.records.count == Blkif.maxSegmentsPerRequest ? scratch : .sized()
+        if !self.scratch.inserted.isEmpty { self.scratch.inserted.removeAll(keepingCapacity: true) }
     }
 
     mutating func map() throws(KernelPanic) -> Outcome {
@@ -109,16 +116,16 @@ struct SegmentMapper {
                 hostPage = reserved[index]
                 newMap = true
             }
-            scratch.records.append(record)
-            scratch.pages.append(hostPage)
+            scratch.records[index] = record
+            scratch.pages[index] = hostPage
             if newMap {
                 var flags: GrantMapFlags = .hostMap
                 // Persistent grants are mapped writable: later requests may read into them.
                 if record == nil && !isRead { flags.insert(.readOnly) }
-                scratch.opIndex.append(ops.count)
+                scratch.opIndex[index] = ops.count
                 ops.append(MapOp(hostPage: hostPage, flags: flags, gref: segment.gref, domid: connection.parameters.domid))
             } else {
-                scratch.opIndex.append(nil)
+                scratch.opIndex[index] = nil
             }
         }
         return true
@@ -155,7 +162,7 @@ struct SegmentMapper {
     // MARK: second pass
 
     private mutating func matchResults(_ results: [MapResult]) throws(KernelPanic) -> Outcome {
-        scratch.orphaned.append(contentsOf: repeatElement(false, count: segments.count))
+        for index in segments.indices { scratch.orphaned[index] = false }
         // One in-place access to the slot for the whole loop; nothing below touches `connection.slots`.
         return try connection.withSlot(slot) { (pending: inout PendingRequest) throws(KernelPanic) -> Outcome in
             pending.unmapBitmap = 0
