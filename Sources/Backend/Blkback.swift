@@ -18,9 +18,12 @@ public final class Blkback {
     public let variant: BackendVariant
     let xen: FakeXen
     let heap: KernelHeap<PersistentGrant>
-    var connections: [UInt16: Connection] = [:]
+    var connections = ConnectionTable()
     private var reservedPages: [UInt16: [PageFrame]] = [:]
     private var publications: [BackendPublication] = []
+    /// What the previous drain handed out. Once its caller has let go of it,
+    /// the next drain reuses it (and its capacity) for new publications.
+    private var drainedPublications: [BackendPublication] = []
     /// Set once `BUG()` fired: a crashed host does nothing more.
     public private(set) var panic: KernelPanic?
 
@@ -31,8 +34,10 @@ public final class Blkback {
     }
 
     public func drainPublications() -> [BackendPublication] {
-        defer { publications.removeAll(keepingCapacity: true) }
-        return publications
+        guard !publications.isEmpty else { return [] }
+        swap(&publications, &drainedPublications)
+        publications.removeAll(keepingCapacity: true)
+        return drainedPublications
     }
 
     func publish(_ publication: BackendPublication) { publications.append(publication) }
@@ -66,8 +71,8 @@ public final class Blkback {
             if reservedPages[vbd, default: []].count < ringPages {
                 reservedPages[vbd] = xen.kernel.pages.reserve(count: ringPages)
             }
-            connections[vbd] = Connection(parameters: parameters, persistentMode: persistent, device: device,
-                                          reservedPages: reservedPages[vbd]!, heap: heap)
+            connections.add(Connection(parameters: parameters, persistentMode: persistent, device: device,
+                                       reservedPages: reservedPages[vbd]!, heap: heap))
             publish(.negotiated(vbd: vbd, persistent: persistent))
         }
     }
@@ -85,7 +90,7 @@ public final class Blkback {
                 try freePersistentGrants(connection)
             }
             xen.xenstore.removeDirectory(Xenstore.backendDirectory(domid: connection.parameters.domid, vbd: vbd))
-            connections[vbd] = nil
+            connections.remove(vbd: vbd)
         }
     }
 
@@ -109,8 +114,7 @@ public final class Blkback {
     /// The device finishes the I/O of the oldest in-flight request with this id.
     public func complete(vbd: UInt16, id: UInt64) {
         guarded { () throws(KernelPanic) in
-            guard let connection = connections[vbd],
-                  let slot = connection.inFlight.first(where: { connection.slots[$0].id == id }) else { return }
+            guard let connection = connections[vbd], let slot = connection.oldestInFlight(id: id) else { return }
             try finishIO(connection, slot: slot)
         }
     }
@@ -168,21 +172,27 @@ public final class Blkback {
         if operation.isFlushLike && !connection.parameters.flush { return fail(.eopnotsupp) }
         guard let slot = connection.takeSlot() else { return fail(.error) }
 
-        connection.slots[slot].id = request.id
-        connection.slots[slot].operation = request.operation
-        connection.slots[slot].nrPages = nseg
-        var mapper = SegmentMapper(backend: self, connection: connection, slot: slot,
-                                   segments: segments, isRead: operation == .read)
+        connection.withSlot(slot) { pending in
+            pending.id = request.id
+            pending.operation = request.operation
+            pending.nrPages = nseg
+        }
+        var mapper = SegmentMapper(backend: self, connection: connection, slot: slot, segments: segments,
+                                   isRead: operation == .read, scratch: connection.takeMappingScratch())
         let outcome = try mapper.map()
-        guard case .mapped(let pages) = outcome else {
+        guard outcome == .mapped else {
+            connection.mappingScratch = mapper.scratch
             // fail_flush: unmap what the bitmap names, answer error.
             try unmapRequest(connection, slot: slot)
             connection.releaseSlot(slot)
             return fail(.error)
         }
-        let bioSegments = zip(segments, pages).map { segment, page in
-            BioSegment(page: page, firstSect: Int(segment.firstSect), lastSect: Int(segment.lastSect))
+        var bioSegments: [BioSegment] = []
+        bioSegments.reserveCapacity(segments.count)
+        for (segment, page) in zip(segments, mapper.scratch.pages) {
+            bioSegments.append(BioSegment(page: page, firstSect: Int(segment.firstSect), lastSect: Int(segment.lastSect)))
         }
+        connection.mappingScratch = mapper.scratch
         connection.slots[slot].bio = connection.device.submit(operation == .read ? .read : .write,
                                                               sector: request.sectorNumber, segments: bioSegments)
         connection.inFlight.append(slot)
@@ -195,24 +205,26 @@ public final class Blkback {
         if let bio = connection.slots[slot].bio { connection.device.complete(bio) }
         connection.slots[slot].bio = nil
         try unmapRequest(connection, slot: slot)
-        let pending = connection.slots[slot]
+        let (id, operation) = connection.withSlot(slot) { pending in (pending.id, pending.operation) }
         connection.releaseSlot(slot)
-        respond(connection, id: pending.id, operation: pending.operation, status: .okay)
+        respond(connection, id: id, operation: operation, status: .okay)
     }
 
     /// `xen_blkbk_unmap`: unmap exactly the segments whose bit is set.
     private func unmapRequest(_ connection: Connection, slot: Int) throws(KernelPanic) {
-        let pending = connection.slots[slot]
-        publish(.unmapping(vbd: connection.parameters.vbd, id: pending.id, slot: slot,
-                           nrSegments: pending.nrPages, bitmap: pending.unmapBitmap))
-        var ops: [UnmapOp] = []
-        for index in 0..<min(pending.nrPages, Blkif.maxSegmentsPerRequest) {
-            guard pending.unmapBitmap & (1 << index) != 0 else { continue }
-            let handle = pending.handles[index]
-            guard handle != invalidHandle else { continue }
-            ops.append(UnmapOp(hostPage: pending.reservedPages[index], handle: handle))
-            // Forget the handle so that nothing unmaps it twice.
-            connection.slots[slot].handles[index] = invalidHandle
+        let ops = connection.withSlot(slot) { pending in
+            publish(.unmapping(vbd: connection.parameters.vbd, id: pending.id, slot: slot,
+                               nrSegments: pending.nrPages, bitmap: pending.unmapBitmap))
+            var ops: [UnmapOp] = []
+            for index in 0..<min(pending.nrPages, Blkif.maxSegmentsPerRequest) {
+                guard pending.unmapBitmap & (1 << index) != 0 else { continue }
+                let handle = pending.handles[index]
+                guard handle != invalidHandle else { continue }
+                ops.append(UnmapOp(hostPage: pending.reservedPages[index], handle: handle))
+                // Forget the handle so that nothing unmaps it twice.
+                pending.handles[index] = invalidHandle
+            }
+            return ops
         }
         guard !ops.isEmpty else { return }
         xen.grants.unmap(ops)

@@ -57,6 +57,9 @@ final class Connection {
     var freeSlots: [Int]
     /// Slots whose I/O is in flight, oldest first.
     var inFlight: [Int] = []
+    /// The mapper's per-segment bookkeeping, kept between requests so that its
+    /// arrays are allocated once (one request maps at a time per connection).
+    var mappingScratch = SegmentMapper.Scratch.placeholder
 
     init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: [PageFrame],
          heap: KernelHeap<PersistentGrant>) {
@@ -76,4 +79,47 @@ final class Connection {
 
     func takeSlot() -> Int? { freeSlots.popLast() }
     func releaseSlot(_ slot: Int) { freeSlots.append(slot) }
+
+    /// Runs `body` on one slot in place: one access to `slots` for a whole
+    /// loop over segments instead of one per field written. `body` must not
+    /// touch `slots` itself (the exclusivity check would stop it).
+    func withSlot<Result, Failure: Error>(_ slot: Int, _ body: (inout PendingRequest) throws(Failure) -> Result)
+        throws(Failure) -> Result {
+        try body(&slots[slot])
+    }
+
+    /// The oldest in-flight slot whose request has this id.
+    func oldestInFlight(id: UInt64) -> Int? {
+        // One read of `slots` for the whole scan, not one per in-flight slot.
+        let slots = self.slots
+        return inFlight.first { slots[$0].id == id }
+    }
+
+    /// Moves the mapper's scratch out (leaving the placeholder, which allocates
+    /// nothing) so that its arrays stay uniquely referenced while it works.
+    func takeMappingScratch() -> SegmentMapper.Scratch {
+        defer { mappingScratch = .placeholder }
+        return mappingScratch
+    }
+}
+
+/// The live connections by vbd. A host serves a handful of vbds, so a scan of
+/// a short array is cheaper than hashing the vbd on every ring event; the
+/// order of entries is never observed.
+struct ConnectionTable {
+    private var entries: [Connection] = []
+
+    subscript(vbd: UInt16) -> Connection? {
+        for connection in entries where connection.parameters.vbd == vbd { return connection }
+        return nil
+    }
+
+    mutating func add(_ connection: Connection) {
+        precondition(self[connection.parameters.vbd] == nil, "vbd \(connection.parameters.vbd) is already connected")
+        entries.append(connection)
+    }
+
+    mutating func remove(vbd: UInt16) {
+        entries.removeAll { $0.parameters.vbd == vbd }
+    }
 }

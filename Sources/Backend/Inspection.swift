@@ -42,12 +42,13 @@ public struct BackendSnapshot: Hashable, Sendable {
 extension Blkback {
     public func snapshot(vbd: UInt16) -> BackendSnapshot? {
         guard let connection = connections[vbd] else { return nil }
+        // The oracle asks after every event: one read of `slots`, not one per in-flight request.
+        let slots = connection.slots
         return BackendSnapshot(
             vbd: vbd, persistentMode: connection.persistentMode, persistentCount: connection.persistentGrants.count,
             maxPersistent: connection.maxPersistent, treeVersion: connection.persistentGrants.version,
             inFlight: connection.inFlight.map { slot in
-                let pending = connection.slots[slot]
-                return InFlightRequest(id: pending.id, slot: slot, bitmap: pending.unmapBitmap)
+                InFlightRequest(id: slots[slot].id, slot: slot, bitmap: slots[slot].unmapBitmap)
             })
     }
 
@@ -55,40 +56,44 @@ extension Blkback {
     public func publishedTree(vbd: UInt16) -> PublishedTree? {
         guard let connection = connections[vbd] else { return nil }
         var broken: [String] = []
-        var seen: Set<KernelAddress> = []
         // Depth-first, in order, with an explicit stack so a corrupted tree can't overflow ours.
-        struct Frame { let address: KernelAddress; var expanded: Bool }
-        var order: [KernelAddress] = []
-        var records: [KernelAddress: PersistentGrant] = [:]
+        // A frame carries the record it read, so each record is peeked once.
+        struct Frame { let address: KernelAddress; var record: PersistentGrant?; var expanded: Bool }
+        var order: [PersistentGrant] = []
+        // Every record reached, with its place in `order` once it has one (-1 until then): it
+        // tells a second arrival (a cycle or a shared subtree) and turns links into indices.
+        var position: [KernelAddress: Int] = [:]
+        let expected = max(connection.persistentGrants.count, 0)
+        position.reserveCapacity(expected)
+        order.reserveCapacity(expected)
         var stack: [Frame] = []
-        if let root = connection.persistentGrants.root { stack.append(Frame(address: root, expanded: false)) }
+        if let root = connection.persistentGrants.root { stack.append(Frame(address: root, record: nil, expanded: false)) }
         while var frame = stack.popLast() {
-            guard let record = records[frame.address] ?? heap.peek(frame.address) else {
+            if frame.expanded, let record = frame.record {
+                position[frame.address] = order.count
+                order.append(record)
+                continue
+            }
+            guard let record = heap.peek(frame.address) else {
                 broken.append("link to freed record at \(frame.address)")
                 continue
             }
-            if frame.expanded {
-                order.append(frame.address)
-                continue
-            }
-            guard seen.insert(frame.address).inserted else {
+            guard position.updateValue(-1, forKey: frame.address) == nil else {
                 broken.append("record at \(frame.address) (gref \(record.gref)) is reached twice")
                 continue
             }
-            records[frame.address] = record
+            frame.record = record
             frame.expanded = true
-            if let right = record.links.right { stack.append(Frame(address: right, expanded: false)) }
+            if let right = record.links.right { stack.append(Frame(address: right, record: nil, expanded: false)) }
             stack.append(frame)
-            if let left = record.links.left { stack.append(Frame(address: left, expanded: false)) }
+            if let left = record.links.left { stack.append(Frame(address: left, record: nil, expanded: false)) }
         }
-        var index: [KernelAddress: Int] = [:]
-        for (position, address) in order.enumerated() { index[address] = position }
-        let nodes = order.map { address in
-            let record = records[address]!
-            return PublishedNode(gref: record.gref, color: record.links.color, handle: record.handle, page: record.page,
-                                 left: record.links.left.flatMap { index[$0] },
-                                 right: record.links.right.flatMap { index[$0] })
+        let nodes = order.map { record in
+            PublishedNode(gref: record.gref, color: record.links.color, handle: record.handle, page: record.page,
+                          left: record.links.left.flatMap { position[$0] },
+                          right: record.links.right.flatMap { position[$0] })
         }
-        return PublishedTree(nodes: nodes, root: connection.persistentGrants.root.flatMap { index[$0] }, brokenLinks: broken)
+        return PublishedTree(nodes: nodes, root: connection.persistentGrants.root.flatMap { position[$0] },
+                             brokenLinks: broken)
     }
 }

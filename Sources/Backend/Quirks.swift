@@ -24,14 +24,35 @@ public enum Quirk: String, CaseIterable, Sendable, Comparable {
     public static func < (a: Quirk, b: Quirk) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
+
+    /// This quirk's bit in `BackendVariant`'s mask (nine quirks fit a `UInt16`).
+    fileprivate var bit: UInt16 {
+        switch self {
+        case .handleZeroUnmapped: 1 << 0
+        case .persistentKey: 1 << 1
+        case .teardownNextAfterFree: 1 << 2
+        case .teardownKeepsPages: 1 << 3
+        case .failedMapKeepsPage: 1 << 4
+        case .duplicateDangles: 1 << 5
+        case .enomemNoRollback: 1 << 6
+        case .bugOnHypercallError: 1 << 7
+        case .freeBeforeDrain: 1 << 8
+        }
+    }
 }
 
 /// A backend chosen by name: `seed` (every quirk), `fixed` (none) or
 /// `fixed+QUIRK[+QUIRK…]`.
 public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
     public let quirks: Set<Quirk>
+    /// `quirks` as bits: `has` runs per segment, and hashing a quirk means
+    /// hashing its string raw value.
+    private let mask: UInt16
 
-    public init(quirks: Set<Quirk>) { self.quirks = quirks }
+    public init(quirks: Set<Quirk>) {
+        self.quirks = quirks
+        mask = quirks.reduce(0) { $0 | $1.bit }
+    }
 
     public static let seed = BackendVariant(quirks: Set(Quirk.allCases))
     public static let fixed = BackendVariant(quirks: [])
@@ -58,7 +79,7 @@ public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
             guard let quirk = Quirk(rawValue: word) else { throw .unknownQuirk(name: name, quirk: word) }
             quirks.insert(quirk)
         }
-        self.quirks = quirks
+        self.init(quirks: quirks)
     }
 
     /// The canonical name: `seed` when every quirk is on, else `fixed` plus quirks in a fixed order.
@@ -69,5 +90,5 @@ public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { name }
 
-    public func has(_ quirk: Quirk) -> Bool { quirks.contains(quirk) }
+    public func has(_ quirk: Quirk) -> Bool { mask & quirk.bit != 0 }
 }

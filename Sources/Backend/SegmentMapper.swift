@@ -6,10 +6,43 @@ import FakeXen
 /// batch; then match results back to segments.
 struct SegmentMapper {
     enum Outcome {
-        /// The page each segment's I/O goes through.
-        case mapped(pages: [PageFrame])
+        /// Every segment has a page to do its I/O through: `scratch.pages`.
+        case mapped
         /// A map failed or memory ran out: the request fails.
         case failed
+    }
+
+    /// The per-segment bookkeeping of one request. It lives in the connection
+    /// between requests (`Connection.mappingScratch`) so that its arrays are
+    /// allocated once per connection, not per request.
+    ///
+    /// The per-segment arrays have room for the largest request (11 segments)
+    /// and are written by segment index: a request uses its first
+    /// `segments.count` entries, and entries past those (a longer earlier
+    /// request's) are never read, so nothing needs clearing between requests.
+    struct Scratch {
+        /// Per segment: the persistent record it uses, if any.
+        var records: [KernelAddress?]
+        /// Per segment: the index of its op in the batch, if it queued one.
+        var opIndex: [Int?]
+        /// Per segment: the page its I/O goes through.
+        var pages: [PageFrame]
+        /// Per segment: it shared a new record whose map failed (fixed logic only).
+        var orphaned: [Bool]
+        /// Records this request put in the tree, for rolling back on ENOMEM.
+        var inserted: [KernelAddress]
+
+        /// Holds nothing and allocates nothing: what the connection keeps while
+        /// a mapper works with the real one.
+        static var placeholder: Scratch { Scratch(records: [], opIndex: [], pages: [], orphaned: [], inserted: []) }
+
+        /// Room for the largest request.
+        static func sized() -> Scratch {
+            let room = Blkif.maxSegmentsPerRequest
+            return Scratch(records: Array(repeating: nil, count: room), opIndex: Array(repeating: nil, count: room),
+                           pages: Array(repeating: PageFrame(0), count: room),
+                           orphaned: Array(repeating: false, count: room), inserted: [])
+        }
     }
 
     let backend: Blkback
@@ -22,21 +55,21 @@ struct SegmentMapper {
     private var kernel: FakeKernel { backend.xen.kernel }
     private var variant: BackendVariant { backend.variant }
 
-    /// Per segment: the persistent record it uses, if any.
-    private var records: [KernelAddress?] = []
-    /// Per segment: the index of its op in the batch, if it queued one.
-    private var opIndex: [Int?] = []
-    private var pages: [PageFrame] = []
+    private(set) var scratch: Scratch
+    /// The batch for the hypercall; the grant table's log keeps it, so it is
+    /// the request's own array, not scratch.
     private var ops: [MapOp] = []
-    /// Records this request put in the tree, for rolling back on ENOMEM.
-    private var inserted: [KernelAddress] = []
 
-    init(backend: Blkback, connection: Connection, slot: Int, segments: [BlkifSegment], isRead: Bool) {
+    init(backend: Blkback, connection: Connection, slot: Int, segments: [BlkifSegment], isRead: Bool,
+         scratch: Scratch) {
         self.backend = backend
         self.connection = connection
         self.slot = slot
         self.segments = segments
         self.isRead = isRead
+        // The first request of a connection finds the placeholder.
+        self.scratch = scratch.records.count == Blkif.maxSegmentsPerRequest ? scratch : .sized()
+        if !self.scratch.inserted.isEmpty { self.scratch.inserted.removeAll(keepingCapacity: true) }
     }
 
     mutating func map() throws(KernelPanic) -> Outcome {
@@ -53,7 +86,6 @@ struct SegmentMapper {
     private mutating func decideSegments() throws(KernelPanic) -> Bool {
         let persistent = connection.persistentMode
         let reserved = connection.slots[slot].reservedPages
-        records.reserveCapacity(segments.count)
         for (index, segment) in segments.enumerated() {
             var record: KernelAddress? = nil
             if persistent { record = connection.persistentGrants.search(segment.gref) }
@@ -72,7 +104,7 @@ struct SegmentMapper {
                 if case .duplicate = connection.persistentGrants.insert(fresh) {
                     try kernel.bug("trying to add a gref that's already in the tree")
                 }
-                inserted.append(fresh)
+                scratch.inserted.append(fresh)
                 record = fresh
                 hostPage = page
                 newMap = true
@@ -84,16 +116,16 @@ struct SegmentMapper {
                 hostPage = reserved[index]
                 newMap = true
             }
-            records.append(record)
-            pages.append(hostPage)
+            scratch.records[index] = record
+            scratch.pages[index] = hostPage
             if newMap {
                 var flags: GrantMapFlags = .hostMap
                 // Persistent grants are mapped writable: later requests may read into them.
                 if record == nil && !isRead { flags.insert(.readOnly) }
-                opIndex.append(ops.count)
+                scratch.opIndex[index] = ops.count
                 ops.append(MapOp(hostPage: hostPage, flags: flags, gref: segment.gref, domid: connection.parameters.domid))
             } else {
-                opIndex.append(nil)
+                scratch.opIndex[index] = nil
             }
         }
         return true
@@ -106,7 +138,7 @@ struct SegmentMapper {
             // the bitmap is whatever the slot's previous request left.
             return .failed
         }
-        for record in inserted.reversed() {
+        for record in scratch.inserted.reversed() {
             connection.persistentGrants.erase(record)
             if let page = heap.read(record).page { kernel.pages.free(page) }
             heap.free(record)
@@ -130,57 +162,59 @@ struct SegmentMapper {
     // MARK: second pass
 
     private mutating func matchResults(_ results: [MapResult]) throws(KernelPanic) -> Outcome {
-        connection.slots[slot].unmapBitmap = 0
-        var failed = false
-        var next = 0
-        /// Segments that shared a new record whose map failed (fixed logic only).
-        var orphaned = [Bool](repeating: false, count: segments.count)
-        for index in segments.indices {
-            if orphaned[index] {
-                // Its mapping never came to be: demoted, nothing to unmap.
-                connection.slots[slot].handles[index] = invalidHandle
-                connection.slots[slot].unmapBitmap |= 1 << index
-                failed = true
-                continue
-            }
-            let isNew: Bool
-            if variant.has(.handleZeroUnmapped) {
-                isNew = records[index].map { heap.read($0).handle == 0 } ?? true
-            } else {
-                isNew = opIndex[index] != nil
-            }
-            if isNew {
-                try kernel.bugOn(next >= results.count, "BUG_ON(j >= segs_to_map): j \(next), segs_to_map \(results.count)")
-                if results[next].status != .okay {
+        for index in segments.indices { scratch.orphaned[index] = false }
+        // One in-place access to the slot for the whole loop; nothing below touches `connection.slots`.
+        return try connection.withSlot(slot) { (pending: inout PendingRequest) throws(KernelPanic) -> Outcome in
+            pending.unmapBitmap = 0
+            var failed = false
+            var next = 0
+            for index in segments.indices {
+                if scratch.orphaned[index] {
+                    // Its mapping never came to be: demoted, nothing to unmap.
+                    pending.handles[index] = invalidHandle
+                    pending.unmapBitmap |= 1 << index
                     failed = true
-                    if let record = records[index] {
-                        connection.persistentGrants.erase(record)
-                        if !variant.has(.failedMapKeepsPage), let page = heap.read(record).page {
-                            kernel.pages.free(page)
-                        }
-                        heap.free(record)
-                        records[index] = nil
-                        if !variant.has(.duplicateDangles) {
-                            for later in (index + 1)..<segments.count where records[later] == record {
-                                records[later] = nil
-                                orphaned[later] = true
+                    continue
+                }
+                let isNew: Bool
+                if variant.has(.handleZeroUnmapped) {
+                    isNew = scratch.records[index].map { heap.read($0).handle == 0 } ?? true
+                } else {
+                    isNew = scratch.opIndex[index] != nil
+                }
+                if isNew {
+                    try kernel.bugOn(next >= results.count, "BUG_ON(j >= segs_to_map): j \(next), segs_to_map \(results.count)")
+                    if results[next].status != .okay {
+                        failed = true
+                        if let record = scratch.records[index] {
+                            connection.persistentGrants.erase(record)
+                            if !variant.has(.failedMapKeepsPage), let page = heap.read(record).page {
+                                kernel.pages.free(page)
+                            }
+                            heap.free(record)
+                            scratch.records[index] = nil
+                            if !variant.has(.duplicateDangles) {
+                                for later in (index + 1)..<segments.count where scratch.records[later] == record {
+                                    scratch.records[later] = nil
+                                    scratch.orphaned[later] = true
+                                }
                             }
                         }
                     }
                 }
-            }
-            if let record = records[index] {
-                if isNew {
-                    connection.persistentGrants.setHandle(results[next].handle, of: record)
+                if let record = scratch.records[index] {
+                    if isNew {
+                        connection.persistentGrants.setHandle(results[next].handle, of: record)
+                        next += 1
+                    }
+                    pending.handles[index] = heap.read(record).handle
+                } else {
+                    pending.handles[index] = next < results.count ? results[next].handle : invalidHandle
+                    pending.unmapBitmap |= 1 << index
                     next += 1
                 }
-                connection.slots[slot].handles[index] = heap.read(record).handle
-            } else {
-                connection.slots[slot].handles[index] = next < results.count ? results[next].handle : invalidHandle
-                connection.slots[slot].unmapBitmap |= 1 << index
-                next += 1
             }
+            return failed ? .failed : .mapped
         }
-        return failed ? .failed : .mapped(pages: pages)
     }
 }

@@ -697,6 +697,24 @@ struct InvalidRequest: Sendable, CustomTestStringConvertible {
             try BackendVariant(name: "fixed+nope")
         }
     }
+
+    /// `has` answers from a bit mask: each quirk has a bit of its own, and
+    /// variants named or built from a set agree on every quirk.
+    @Test func hasAnswersExactlyTheChosenQuirks() throws {
+        for quirk in Quirk.allCases {
+            let alone = BackendVariant(quirks: [quirk])
+            let named = try BackendVariant(name: "fixed+" + quirk.rawValue)
+            for other in Quirk.allCases {
+                #expect(alone.has(other) == (other == quirk))
+                #expect(named.has(other) == (other == quirk))
+                #expect(BackendVariant.seed.has(other))
+                #expect(!BackendVariant.fixed.has(other))
+            }
+        }
+        let pair = BackendVariant(quirks: [.persistentKey, .freeBeforeDrain])
+        #expect(Quirk.allCases.filter(pair.has) == [.persistentKey, .freeBeforeDrain])
+        #expect(try BackendVariant(name: "fixed+free-before-drain+persistent-key") == pair)
+    }
 }
 
 @Suite struct SeveralVbdTests {
