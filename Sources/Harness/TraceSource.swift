@@ -9,35 +9,35 @@ public protocol TraceEventSource {
 }
 
 /// A text trace read line by line.
-public struct TextTraceSource: TraceEventSource {
-    public let file: String
+struct TextTraceSource: TraceEventSource {
+    let file: String
     private var reader: TextTraceReader
-    public init(text: String, file: String) {
+    init(text: String, file: String) {
         self.file = file
         reader = TextTraceReader(text: text, file: file)
     }
-    public init(path: String) throws(TraceError) {
+    init(path: String) throws(TraceError) {
         file = path
         reader = try TextTraceReader.open(path: path)
     }
-    public mutating func next() throws(TraceError) -> TraceEvent? { try reader.next() }
+    mutating func next() throws(TraceError) -> TraceEvent? { try reader.next() }
 }
 
 /// A source over events already in memory (generated, decoded and minimised
 /// traces). Events without a position are placed on lines from 2, as if the
 /// header stood on line 1.
-public struct EventListSource: TraceEventSource {
-    public let file: String
+struct EventListSource: TraceEventSource {
+    let file: String
     private var events: [TraceEvent]
     private var index = 0
-    public init(file: String, events: [TraceEvent]) {
+    init(file: String, events: [TraceEvent]) {
         self.file = file
         self.events = events
     }
-    public init(file: String, kinds: [TraceEventKind]) {
+    init(file: String, kinds: [TraceEventKind]) {
         self.init(file: file, events: kinds.enumerated().map { TraceEvent(kind: $1, position: .line($0 + 2, column: 1)) })
     }
-    public mutating func next() throws(TraceError) -> TraceEvent? {
+    mutating func next() throws(TraceError) -> TraceEvent? {
         guard index < events.count else { return nil }
         defer { index += 1 }
         return events[index]
