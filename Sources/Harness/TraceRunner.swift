@@ -101,7 +101,6 @@ public final class TraceRunner {
         if let refusal = state.refusal(of: event.kind) {
             throw TraceError(file: report.file, position: event.position, message: refusal)
         }
-        let connectedBefore = state.connected
         state.apply(event.kind)
         switch event.kind {
         case .frontendKey(let name, let value):
@@ -126,10 +125,11 @@ public final class TraceRunner {
             case .hypercallNth(let nth): xen.faults.failHypercall(nth: nth)
             }
         case .request(let request):
-            let vbd = connectedBefore[request.vbd]!
+            // A request changes only its vbd's held ids, not its domain or protocol.
+            let vbd = state.connected[request.vbd]!
             submit(vbd.ringProtocol.encode(request.blkifRequest), on: vbd, number: request.vbd, hold: request.hold)
         case .raw(let raw):
-            submit(raw.bytes, on: connectedBefore[raw.vbd]!, number: raw.vbd, hold: raw.hold)
+            submit(raw.bytes, on: state.connected[raw.vbd]!, number: raw.vbd, hold: raw.hold)
         case let .complete(id, vbd):
             backend.complete(vbd: vbd, id: id)
         case .disconnect(let vbd):
