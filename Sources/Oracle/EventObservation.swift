@@ -12,6 +12,9 @@ struct EnvironmentRecord {
     private(set) var allocationFailed = false
     /// `BUG()` fired: the host went down during the event.
     private(set) var panicked = false
+    /// Something the alarm checks report was observed; most events have
+    /// none, and then those checks need not scan the observations.
+    private(set) var hasAlarms = false
 
     init(_ observations: [Observation]) {
         self.observations = observations
@@ -21,8 +24,9 @@ struct EnvironmentRecord {
             case .unmapBatch(let batch): unmapBatches.append(batch)
             case .allocationFailed: allocationFailed = true
             case .alert: alerts += 1
-            case .panic: panicked = true
-            case .revoke, .useAfterFree, .doubleFree, .accessUnmapped, .unmapInUse: break
+            case .panic: panicked = true; hasAlarms = true
+            case .useAfterFree, .doubleFree, .accessUnmapped, .unmapInUse: hasAlarms = true
+            case .revoke: break
             }
         }
     }

@@ -53,6 +53,7 @@ extension Checks {
         in environment: EnvironmentRecord,
         _ alarm: (Observation) -> (check: CheckID, expected: String, seen: String)?
     ) -> [Finding] {
+        guard environment.hasAlarms else { return [] }
         var findings: [Finding] = []
         for (index, observation) in environment.observations.enumerated() {
             if let found = alarm(observation) {
