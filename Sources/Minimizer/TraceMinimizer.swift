@@ -230,7 +230,7 @@ public struct TraceMinimizer {
                 }
             }
             guard numbers.contains(where: { $0.key != $0.value }) else { return false }
-            let candidate = TraceMinimizer.renamingVbds(current) { numbers[$0] ?? $0 }
+            let candidate = current.map { $0.onVbd { numbers[$0] ?? $0 } }
             guard stillFails(candidate) else { return false }
             current = candidate
             return true
@@ -265,11 +265,6 @@ public struct TraceMinimizer {
     }
 
     // MARK: simpler forms
-
-    /// The events with every vbd renamed by `rename`.
-    static func renamingVbds(_ events: [TraceEventKind], _ rename: (UInt16) -> UInt16) -> [TraceEventKind] {
-        events.map { $0.onVbd(rename) }
-    }
 
     /// Candidate traces in which the event at `index` is simpler, simplest first.
     static func simplifications(of events: [TraceEventKind], at index: Int) -> [[TraceEventKind]] {
