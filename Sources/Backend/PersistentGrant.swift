@@ -31,6 +31,11 @@ struct PersistentGrantStore: RedBlackNodeStore {
     func setLinks(_ links: RedBlackLinks<KernelAddress>, of node: KernelAddress) {
         heap.modify(node) { $0.links = links }
     }
+    /// A live record's reads observe nothing, so one peek stands for both; a freed one
+    /// (nil here) goes through `key(of:)` and `links(of:)`, which report each access.
+    func peekNode(_ node: KernelAddress) -> (key: GrantRef, links: RedBlackLinks<KernelAddress>)? {
+        heap.peek(node).map { ($0.gref, $0.links) }
+    }
 }
 
 /// `BLKBACK_INVALID_HANDLE`.

@@ -4,76 +4,52 @@ import Blkif
 /// written read back as a token derived from their number, so a read from the
 /// wrong place is as visible as a write to it.
 public final class Ramdisk {
-    /// Eight sectors to a chunk, so that a segment (at most a page) costs one
-    /// or two lookups rather than eight.
-    struct Chunk {
-        var tokens = SIMD8<UInt64>()
-        /// Bit i set: sector i of the chunk has been written.
-        var written: UInt8 = 0
-    }
-
     public let sectors: UInt64
-    /// Chunk number (sector / 8) to chunk; a chunk with nothing written is
-    /// absent. Eight chunks to a table chunk (64 sectors, 640 bytes), so that
-    /// random I/O scattered over a large disk pins little unwritten room.
-    // Unchecked exclusivity: every access is one call into the table whose
-    // closures never reach back into this object, so accesses cannot overlap;
-    // the runtime check cost more than the lookup on this per-segment path.
-    @exclusivity(unchecked) private var chunks = NumberedTable<Chunk>(numbersPerChunkLog2: 3)
+    /// Where the tokens live. Only this class reaches it and no call into it
+    /// calls back out, so its accesses cannot overlap.
+    private let blocks = SectorBlocks()
 
     public init(sectors: UInt64) { self.sectors = sectors }
 
     public static func initialToken(sector: UInt64) -> UInt64 { 0xD15C_0000_0000_0000 ^ sector }
 
+    // A sector is stored as its token XOR its initial token, so that the zero
+    // a fresh block starts with reads back as the initial token, with no
+    // separate "written" mark: a written token equal to the initial one reads
+    // back the same either way.
+
     public func token(at sector: UInt64) -> UInt64 {
-        let lane = Int(sector & 7)
-        guard let chunk = chunks[sector >> 3], chunk.written & (1 << lane) != 0 else {
-            return Self.initialToken(sector: sector)
-        }
-        return chunk.tokens[lane]
+        guard let block = blocks.existing(sector) else { return Self.initialToken(sector: sector) }
+        return block[Int(sector & SectorBlocks.offsetMask)] ^ Self.initialToken(sector: sector)
     }
 
     func store(_ token: UInt64, at sector: UInt64) {
-        let lane = Int(sector & 7)
-        chunks.modify(sector >> 3, default: Chunk()) { chunk in
-            chunk.tokens[lane] = token
-            chunk.written |= 1 << lane
-        }
+        blocks.creating(sector)[Int(sector & SectorBlocks.offsetMask)] = token ^ Self.initialToken(sector: sector)
     }
 
     /// Moves a run of sectors from a guest page into the disk.
     func write(from page: SIMD8<UInt64>, pageSectors: ClosedRange<Int>, to sector: UInt64) {
         var diskSector = sector
-        var pageSector = pageSectors.lowerBound
-        while pageSector <= pageSectors.upperBound {
-            chunks.modify(diskSector >> 3, default: Chunk()) { chunk in
-                repeat {
-                    let lane = Int(diskSector & 7)
-                    chunk.tokens[lane] = page[pageSector]
-                    chunk.written |= 1 << lane
-                    diskSector += 1
-                    pageSector += 1
-                } while pageSector <= pageSectors.upperBound && diskSector & 7 != 0
-            }
+        var block = blocks.creating(diskSector)
+        for pageSector in pageSectors {
+            let offset = diskSector & SectorBlocks.offsetMask
+            // A run of at most 8 sectors crosses into the next block at most once.
+            if offset == 0 && diskSector != sector { block = blocks.creating(diskSector) }
+            block[Int(offset)] = page[pageSector] ^ Self.initialToken(sector: diskSector)
+            diskSector += 1
         }
     }
 
     /// Reads a run of sectors into a guest page.
     func read(into page: inout SIMD8<UInt64>, pageSectors: ClosedRange<Int>, from sector: UInt64) {
         var diskSector = sector
-        var pageSector = pageSectors.lowerBound
-        while pageSector <= pageSectors.upperBound {
-            let chunk = chunks[diskSector >> 3]
-            repeat {
-                let lane = Int(diskSector & 7)
-                if let chunk, chunk.written & (1 << lane) != 0 {
-                    page[pageSector] = chunk.tokens[lane]
-                } else {
-                    page[pageSector] = Self.initialToken(sector: diskSector)
-                }
-                diskSector += 1
-                pageSector += 1
-            } while pageSector <= pageSectors.upperBound && diskSector & 7 != 0
+        var block = blocks.existing(diskSector)
+        for pageSector in pageSectors {
+            let offset = diskSector & SectorBlocks.offsetMask
+            if offset == 0 && diskSector != sector { block = blocks.existing(diskSector) }
+            let stored = block.map { $0[Int(offset)] } ?? 0
+            page[pageSector] = stored ^ Self.initialToken(sector: diskSector)
+            diskSector += 1
         }
     }
 
@@ -81,19 +57,71 @@ public final class Ramdisk {
         var current = sector
         let end = sector + count
         while current < end {
-            let lane = Int(current & 7)
-            let left = chunks.modify(current >> 3) { chunk -> UInt8 in
-                chunk.written &= ~(1 << lane)
-                return chunk.written
+            let offset = current & SectorBlocks.offsetMask
+            let blockEnd = current - offset + SectorBlocks.sectorsPerBlock
+            let runEnd = min(end, blockEnd)
+            if offset == 0 && runEnd == blockEnd {
+                blocks.remove(current)
+            } else if let block = blocks.existing(current) {
+                (block + Int(offset)).update(repeating: 0, count: Int(runEnd - current))
             }
-            if let left {
-                if left == 0 { chunks[current >> 3] = nil }
-            } else if lane == 0 && end - current >= 8 {
-                current += 8
-                continue
-            }
-            current += 1
+            current = runEnd
         }
+    }
+}
+
+/// A disk's sectors in blocks of 512 (4 KiB), each allocated zeroed when a
+/// sector in it is first written, found by block number through a
+/// `NumberedTable` (sparse over a large disk, an index computation over a
+/// small one). Blocks are raw memory so that reading and writing a sector
+/// through a block pointer takes no uniqueness or exclusivity check: the
+/// table itself changes only when a block comes or goes.
+final class SectorBlocks {
+    static var sectorsPerBlock: UInt64 { 512 }
+    static var offsetMask: UInt64 { sectorsPerBlock - 1 }
+    private static var blockShift: UInt64 { 9 }
+
+    // Unchecked exclusivity (as for the other tables in this module): every
+    // access is a plain read or write or one call into the table, none of
+    // which reaches back into this object, so accesses cannot overlap.
+    @exclusivity(unchecked) private var table = NumberedTable<UnsafeMutablePointer<UInt64>>()
+    /// The block looked up last: a request's segments are consecutive on
+    /// disk, so they nearly always fall in the same block.
+    @exclusivity(unchecked) private var lastNumber = UInt64.max
+    @exclusivity(unchecked) private var lastBlock: UnsafeMutablePointer<UInt64>?
+
+    deinit {
+        table.forEachInOrder { _, block in block.deallocate() }
+    }
+
+    /// The block holding `sector`, nil when nothing in it was ever written (or it was discarded whole).
+    func existing(_ sector: UInt64) -> UnsafeMutablePointer<UInt64>? {
+        let number = sector >> Self.blockShift
+        if number == lastNumber { return lastBlock }
+        let block = table[number]
+        lastNumber = number
+        lastBlock = block
+        return block
+    }
+
+    /// The block holding `sector`, allocated (all zero) if it did not exist.
+    func creating(_ sector: UInt64) -> UnsafeMutablePointer<UInt64> {
+        if let block = existing(sector) { return block }
+        let block = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(Self.sectorsPerBlock))
+        block.initialize(repeating: 0, count: Int(Self.sectorsPerBlock))
+        let number = sector >> Self.blockShift
+        table[number] = block
+        lastNumber = number
+        lastBlock = block
+        return block
+    }
+
+    /// Drops the block holding `sector`: all of it reads as never written again.
+    func remove(_ sector: UInt64) {
+        let number = sector >> Self.blockShift
+        guard let block = table.removeValue(at: number) else { return }
+        block.deallocate()
+        if number == lastNumber { lastBlock = nil }
     }
 }
 
@@ -185,9 +213,10 @@ public final class BlockDevice {
         let sectors = segment.firstSect...segment.lastSect
         switch direction {
         case .read:
-            var tokens = memory.tokens(of: mapping.guestPage)
-            disk.read(into: &tokens, pageSectors: sectors, from: diskSector)
-            memory.setTokens(of: mapping.guestPage, tokens)
+            // A released guest page takes nothing, as a whole-page write to it would.
+            memory.modifyTokens(of: mapping.guestPage) { tokens in
+                disk.read(into: &tokens, pageSectors: sectors, from: diskSector)
+            }
         case .write:
             disk.write(from: memory.tokens(of: mapping.guestPage), pageSectors: sectors, to: diskSector)
         }
@@ -230,7 +259,10 @@ public final class FakeXen {
     public let memory = GuestMemory()
     public let grants: GrantTable
     public let xenstore = Xenstore()
-    private var devices: [UInt16: BlockDevice] = [:]
+    /// The disk of each vbd that ever connected, by vbd. A host has a handful,
+    /// and the oracle asks for one per sector it checks: a scan of a short
+    /// array costs less than hashing the vbd each time.
+    private var devices: [(vbd: UInt16, device: BlockDevice)] = []
 
     public init() {
         kernel = FakeKernel(log: log, faults: faults)
@@ -241,9 +273,16 @@ public final class FakeXen {
     @discardableResult
     public func attachDisk(vbd: UInt16, sectors: UInt64) -> BlockDevice {
         let device = BlockDevice(disk: Ramdisk(sectors: sectors), grants: grants, kernel: kernel, memory: memory, log: log)
-        devices[vbd] = device
+        if let index = devices.firstIndex(where: { $0.vbd == vbd }) {
+            devices[index].device = device
+        } else {
+            devices.append((vbd, device))
+        }
         return device
     }
 
-    public func device(vbd: UInt16) -> BlockDevice? { devices[vbd] }
+    public func device(vbd: UInt16) -> BlockDevice? {
+        for entry in devices where entry.vbd == vbd { return entry.device }
+        return nil
+    }
 }

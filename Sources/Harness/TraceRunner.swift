@@ -150,10 +150,9 @@ public final class TraceRunner {
         if request.knownOperation?.isWrite == true {
             for segment in segments where segment.isWellFormed {
                 guard let page = xen.grants.guestPage(domid: vbd.domid, gref: segment.gref) else { continue }
-                for sector in Int(segment.firstSect)...Int(segment.lastSect) {
-                    xen.memory.setToken(page, sector: sector, nextToken)
-                    nextToken &+= 1
-                }
+                let sectors = Int(segment.firstSect)...Int(segment.lastSect)
+                xen.memory.stamp(page, sectors: sectors, firstToken: nextToken)
+                nextToken &+= UInt64(sectors.count)
             }
         }
         backend.submit(vbd: number, bytes: bytes, hold: hold)

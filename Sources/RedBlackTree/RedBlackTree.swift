@@ -62,6 +62,18 @@ public protocol RedBlackNodeStore {
     mutating func key(of node: Address) -> Key
     mutating func links(of node: Address) -> RedBlackLinks<Address>
     mutating func setLinks(_ links: RedBlackLinks<Address>, of node: Address)
+
+    /// A node's key and links together, read without any observable effect, when the store
+    /// can tell that separate `key(of:)` and `links(of:)` reads would observe nothing either
+    /// (a live node); nil otherwise, and the descents fall back to the separate reads. A
+    /// descent visits a node for its key and then one link: one lookup instead of two.
+    mutating func peekNode(_ node: Address) -> (key: Key, links: RedBlackLinks<Address>)?
+}
+
+extension RedBlackNodeStore {
+    /// Stores without a cheaper combined read always take the separate reads.
+    @inlinable
+    public mutating func peekNode(_ node: Address) -> (key: Key, links: RedBlackLinks<Address>)? { nil }
 }
 
 /// The outcome of `RedBlackTree.insert`.
@@ -128,6 +140,16 @@ public struct RedBlackTree<Address: Hashable & Sendable>: Sendable {
         while let node = current {
             if steps >= walkLimit { return nil }
             steps += 1
+            if let (nodeKey, links) = store.peekNode(node) {
+                if key < nodeKey {
+                    current = links.left
+                } else if nodeKey < key {
+                    current = links.right
+                } else {
+                    return node
+                }
+                continue
+            }
             let nodeKey = store.key(of: node)
             if key < nodeKey {
                 current = store.links(of: node).left
@@ -160,7 +182,8 @@ public struct RedBlackTree<Address: Hashable & Sendable>: Sendable {
         while let candidate = current {
             if steps >= walkLimit { return .duplicate(existing: candidate) }
             steps += 1
-            let candidateKey = store.key(of: candidate)
+            let peeked = store.peekNode(candidate)
+            let candidateKey = peeked?.key ?? store.key(of: candidate)
             if key < candidateKey {
                 goesLeft = true
             } else if candidateKey < key {
@@ -169,7 +192,7 @@ public struct RedBlackTree<Address: Hashable & Sendable>: Sendable {
                 return .duplicate(existing: candidate)
             }
             parent = candidate
-            current = store.links(of: candidate).child(onLeft: goesLeft)
+            current = (peeked?.links ?? store.links(of: candidate)).child(onLeft: goesLeft)
         }
 
         guard let parent else {
