@@ -25,9 +25,17 @@ struct PersistentGrant: Poisonable {
 /// and write goes through the heap, so a freed node is noticed.
 struct PersistentGrantStore: RedBlackNodeStore {
     let heap: KernelHeap<PersistentGrant>
+    /// Set once a walk took an observed read (a node that was not live).
+    var tookObservedRead = false
 
-    func key(of node: KernelAddress) -> GrantRef { heap.read(node).gref }
-    func links(of node: KernelAddress) -> RedBlackLinks<KernelAddress> { heap.read(node).links }
+    mutating func key(of node: KernelAddress) -> GrantRef {
+        tookObservedRead = true
+        return heap.read(node).gref
+    }
+    mutating func links(of node: KernelAddress) -> RedBlackLinks<KernelAddress> {
+        tookObservedRead = true
+        return heap.read(node).links
+    }
     func setLinks(_ links: RedBlackLinks<KernelAddress>, of node: KernelAddress) {
         heap.modify(node) { $0.links = links }
     }

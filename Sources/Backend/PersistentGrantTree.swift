@@ -24,10 +24,25 @@ struct PersistentGrantTree {
     var root: KernelAddress? { tree.root }
     var isEmpty: Bool { tree.isEmpty }
 
+    /// Searches already walked, by gref, each valid while the heap and the
+    /// tree are exactly as they were then.
+    private var searches = SearchMemo()
+
     /// The record for `gref`, or nil (`get_persistent_gnt`).
-    func search(_ gref: GrantRef) -> KernelAddress? {
-        var store = store
-        return tree.search(gref, in: &store)
+    ///
+    /// A search reads only the tree's root and heap memory. When neither has
+    /// changed since the same search walked the tree observing nothing (every
+    /// node it visited was live), walking again would give the same result and
+    /// observe nothing again: the remembered result is that walk's, not a
+    /// shortcut past a check. Any observed read keeps the search unremembered.
+    mutating func search(_ gref: GrantRef) -> KernelAddress? {
+        let state = SearchMemo.State(heapGeneration: store.heap.generation, treeVersion: version)
+        if let remembered = searches.result(for: gref, in: state) { return remembered }
+        var walker = store
+        walker.tookObservedRead = false
+        let found = tree.search(gref, in: &walker)
+        if !walker.tookObservedRead { searches.remember(found, for: gref, in: state) }
+        return found
     }
 
     /// Links a fresh record (`add_persistent_gnt`); a duplicate gref is not linked or counted.
@@ -63,5 +78,39 @@ struct PersistentGrantTree {
     func next(after record: KernelAddress) -> KernelAddress? {
         var store = store
         return tree.next(record, in: &store)
+    }
+}
+
+/// Remembered search results by gref, for grefs small enough to index an
+/// array (a guest's grant table is indexed by gref, so real ones are small;
+/// a larger one is simply searched every time).
+struct SearchMemo {
+    /// What a remembered search depended on.
+    struct State: Equatable {
+        var heapGeneration: UInt64
+        var treeVersion: UInt64
+    }
+
+    private struct Entry {
+        var state: State
+        var result: KernelAddress?
+    }
+
+    /// Caps the array at 16384 entries (384 KiB) however large the grefs.
+    private static var grefLimit: GrantRef { 1 << 14 }
+
+    private var entries: [Entry?] = []
+
+    func result(for gref: GrantRef, in state: State) -> KernelAddress?? {
+        guard Int(gref) < entries.count, let entry = entries[Int(gref)], entry.state == state else { return nil }
+        return .some(entry.result)
+    }
+
+    mutating func remember(_ result: KernelAddress?, for gref: GrantRef, in state: State) {
+        guard gref < Self.grefLimit else { return }
+        if Int(gref) >= entries.count {
+            entries.append(contentsOf: repeatElement(nil, count: Int(gref) - entries.count + 1))
+        }
+        entries[Int(gref)] = Entry(state: state, result: result)
     }
 }

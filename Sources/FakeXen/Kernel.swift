@@ -116,6 +116,10 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
     private var quarantine = QuarantineOrder(capacity: 4096)
     private var nextSlot: UInt64 = 0
     private(set) public var liveCount = 0
+    /// Counts every change to the heap's memory (allocate, write, free): a
+    /// reader that finds the same count as before finds the very same
+    /// contents at every address, so a result computed from them still holds.
+    private(set) public var generation: UInt64 = 0
     private let base: UInt64
     /// Slab objects are 64-byte aligned here; the spacing makes addresses readable.
     private static var stride: UInt64 { 64 }
@@ -136,6 +140,7 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
         }
         let slot = nextSlot
         nextSlot += 1
+        generation &+= 1
         slots[slot] = .live(object, owner: owner)
         liveCount += 1
         tally.allocated(by: owner)
@@ -157,6 +162,7 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
             reportInvalid(address, .write)
             return
         }
+        generation &+= 1
         let wasLive = slots.modify(number) { slot -> Bool in
             switch slot {
             case .live(_, let owner):
@@ -186,6 +192,7 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
             }
             return
         }
+        generation &+= 1
         slots[number] = .quarantined(object)
         liveCount -= 1
         tally.freed(by: owner)
