@@ -121,11 +121,11 @@ public final class Blkback {
 
     func respond(_ connection: Connection, id: UInt64, operation: UInt8, status: BlkifResponseStatus) {
         let proto = connection.parameters.ringProtocol
-        let bytes = proto.encode(BlkifResponse(id: id, operation: operation, status: status.rawValue))
         // The frontend reads what stands in the slot; decode it back as it would.
-        if let response = try? proto.decodeResponse(bytes) {
-            publish(.response(vbd: connection.parameters.vbd, response))
+        let response = proto.withEncoded(BlkifResponse(id: id, operation: operation, status: status.rawValue)) {
+            try? proto.decodeResponse($0)
         }
+        if let response { publish(.response(vbd: connection.parameters.vbd, response)) }
     }
 
     private func dispatch(_ connection: Connection, _ request: BlkifRequest, hold: Bool) throws(KernelPanic) {

@@ -88,6 +88,13 @@ final class Connection {
         try body(&slots[slot])
     }
 
+    /// Runs `body` on the persistent grant tree in place: one access for a
+    /// whole loop over segments. `body` must not reach `persistentGrants` itself.
+    func withPersistentGrants<Result, Failure: Error>(_ body: (inout PersistentGrantTree) throws(Failure) -> Result)
+        throws(Failure) -> Result {
+        try body(&persistentGrants)
+    }
+
     /// The oldest in-flight slot whose request has this id.
     func oldestInFlight(id: UInt64) -> Int? {
         // One read of `slots` for the whole scan, not one per in-flight slot.

@@ -86,49 +86,53 @@ struct SegmentMapper {
     private mutating func decideSegments() throws(KernelPanic) -> Bool {
         let persistent = connection.persistentMode
         let reserved = connection.slots[slot].reservedPages
-        for (index, segment) in segments.enumerated() {
-            var record: KernelAddress? = nil
-            if persistent { record = connection.persistentGrants.search(segment.gref) }
-            var hostPage: PageFrame
-            var newMap: Bool
-            if let hit = record {
-                newMap = false
-                hostPage = heap.read(hit).page ?? reserved[index]
-            } else if persistent && connection.persistentGrants.count < connection.maxPersistent {
-                guard let fresh = heap.allocate(.fresh(gref: segment.gref), owner: connection.owner) else { return false }
-                guard let page = kernel.pages.allocate(owner: connection.owner) else {
-                    heap.free(fresh)
-                    return false
+        // One in-place access to the tree for the whole loop (not one per segment);
+        // nothing below reaches `connection.persistentGrants` another way.
+        return try connection.withPersistentGrants { (tree: inout PersistentGrantTree) throws(KernelPanic) -> Bool in
+            for (index, segment) in segments.enumerated() {
+                var record: KernelAddress? = nil
+                if persistent { record = tree.search(segment.gref) }
+                var hostPage: PageFrame
+                var newMap: Bool
+                if let hit = record {
+                    newMap = false
+                    hostPage = heap.read(hit).page ?? reserved[index]
+                } else if persistent && tree.count < connection.maxPersistent {
+                    guard let fresh = heap.allocate(.fresh(gref: segment.gref), owner: connection.owner) else { return false }
+                    guard let page = kernel.pages.allocate(owner: connection.owner) else {
+                        heap.free(fresh)
+                        return false
+                    }
+                    heap.modify(fresh) { $0.page = page }
+                    if case .duplicate = tree.insert(fresh) {
+                        try kernel.bug("trying to add a gref that's already in the tree")
+                    }
+                    scratch.inserted.append(fresh)
+                    record = fresh
+                    hostPage = page
+                    newMap = true
+                } else {
+                    if persistent && !connection.overflowAlerted {
+                        connection.overflowAlerted = true
+                        kernel.alert("domain \(connection.parameters.domid), device \(connection.parameters.vbd) is using maximum number of persistent grants")
+                    }
+                    hostPage = reserved[index]
+                    newMap = true
                 }
-                heap.modify(fresh) { $0.page = page }
-                if case .duplicate = connection.persistentGrants.insert(fresh) {
-                    try kernel.bug("trying to add a gref that's already in the tree")
+                scratch.records[index] = record
+                scratch.pages[index] = hostPage
+                if newMap {
+                    var flags: GrantMapFlags = .hostMap
+                    // Persistent grants are mapped writable: later requests may read into them.
+                    if record == nil && !isRead { flags.insert(.readOnly) }
+                    scratch.opIndex[index] = ops.count
+                    ops.append(MapOp(hostPage: hostPage, flags: flags, gref: segment.gref, domid: connection.parameters.domid))
+                } else {
+                    scratch.opIndex[index] = nil
                 }
-                scratch.inserted.append(fresh)
-                record = fresh
-                hostPage = page
-                newMap = true
-            } else {
-                if persistent && !connection.overflowAlerted {
-                    connection.overflowAlerted = true
-                    kernel.alert("domain \(connection.parameters.domid), device \(connection.parameters.vbd) is using maximum number of persistent grants")
-                }
-                hostPage = reserved[index]
-                newMap = true
             }
-            scratch.records[index] = record
-            scratch.pages[index] = hostPage
-            if newMap {
-                var flags: GrantMapFlags = .hostMap
-                // Persistent grants are mapped writable: later requests may read into them.
-                if record == nil && !isRead { flags.insert(.readOnly) }
-                scratch.opIndex[index] = ops.count
-                ops.append(MapOp(hostPage: hostPage, flags: flags, gref: segment.gref, domid: connection.parameters.domid))
-            } else {
-                scratch.opIndex[index] = nil
-            }
+            return true
         }
-        return true
     }
 
     /// ENOMEM in the middle of the first pass.

@@ -90,23 +90,29 @@ extension BlkifProtocol {
     /// The request exactly as its bytes stand in a ring slot.
     public func encode(_ request: BlkifRequest) -> [UInt8] {
         let layout = self.request
-        var bytes = [UInt8](repeating: 0, count: layout.size)
-        bytes[layout.operation] = request.operation
-        bytes[layout.nrSegments] = request.nrSegments
-        bytes.storeLE(request.handle, at: layout.handle)
-        bytes.storeLE(request.id, at: layout.id)
-        bytes.storeLE(request.sectorNumber, at: layout.sectorNumber)
-        if request.isDiscard {
-            bytes.storeLE(request.discardSectors, at: layout.segments)
-        } else {
-            for (index, segment) in request.segments.enumerated() {
-                let base = layout.segments + index * blkifSegmentSize
-                bytes.storeLE(segment.gref, at: base)
-                bytes[base + 4] = segment.firstSect
-                bytes[base + 5] = segment.lastSect
+        // Written in place into one zeroed buffer: a request is encoded per
+        // ring event, and per-byte stores through the array checked its
+        // uniqueness every time.
+        return [UInt8](unsafeUninitializedCapacity: layout.size) { buffer, initialized in
+            buffer.initialize(repeating: 0)
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            raw[layout.operation] = request.operation
+            raw[layout.nrSegments] = request.nrSegments
+            raw.storeLE(request.handle, at: layout.handle)
+            raw.storeLE(request.id, at: layout.id)
+            raw.storeLE(request.sectorNumber, at: layout.sectorNumber)
+            if request.isDiscard {
+                raw.storeLE(request.discardSectors, at: layout.segments)
+            } else {
+                for (index, segment) in request.segments.enumerated() {
+                    let base = layout.segments + index * blkifSegmentSize
+                    raw.storeLE(segment.gref, at: base)
+                    raw[base + 4] = segment.firstSect
+                    raw[base + 5] = segment.lastSect
+                }
             }
+            initialized = layout.size
         }
-        return bytes
     }
 
     /// Decodes a ring slot. Segment slots are kept up to the larger of the
@@ -117,7 +123,14 @@ extension BlkifProtocol {
         guard bytes.count == layout.size else {
             throw .wrongSize(expected: layout.size, got: bytes.count, what: "\(self) request")
         }
-        let raw = Array(bytes)
+        if let request = bytes.withContiguousStorageIfAvailable({ decodeRequest(UnsafeRawBufferPointer($0), layout) }) {
+            return request
+        }
+        return Array(bytes).withUnsafeBytes { decodeRequest($0, layout) }
+    }
+
+    /// Decodes a slot of the right size straight from its bytes.
+    private func decodeRequest(_ raw: UnsafeRawBufferPointer, _ layout: RequestLayout) -> BlkifRequest {
         let operation = raw[layout.operation]
         let nr = raw[layout.nrSegments]
         var request = BlkifRequest(operation: operation, nrSegments: nr,
@@ -128,27 +141,42 @@ extension BlkifProtocol {
             request.discardSectors = raw.loadLE(UInt64.self, at: layout.segments)
             return request
         }
-        var slots: [BlkifSegment] = []
-        var lastNonZero = -1
-        for index in 0..<Blkif.maxSegmentsPerRequest {
+        func segment(_ index: Int) -> BlkifSegment {
             let base = layout.segments + index * blkifSegmentSize
-            let segment = BlkifSegment(gref: raw.loadLE(UInt32.self, at: base),
-                                       firstSect: raw[base + 4], lastSect: raw[base + 5])
-            if segment.gref != 0 || segment.firstSect != 0 || segment.lastSect != 0 { lastNonZero = index }
-            slots.append(segment)
+            return BlkifSegment(gref: raw.loadLE(UInt32.self, at: base), firstSect: raw[base + 4], lastSect: raw[base + 5])
+        }
+        var lastNonZero = -1
+        for index in (0..<Blkif.maxSegmentsPerRequest).reversed() {
+            let slot = segment(index)
+            if slot.gref != 0 || slot.firstSect != 0 || slot.lastSect != 0 {
+                lastNonZero = index
+                break
+            }
         }
         let kept = max(min(Int(nr), Blkif.maxSegmentsPerRequest), lastNonZero + 1)
-        request.segments = Array(slots.prefix(kept))
+        // Sized once: appending slot by slot regrew the array several times per request.
+        request.segments = [BlkifSegment](unsafeUninitializedCapacity: kept) { buffer, initialized in
+            for index in 0..<kept { buffer.initializeElement(at: index, to: segment(index)) }
+            initialized = kept
+        }
         return request
     }
 
     public func encode(_ response: BlkifResponse) -> [UInt8] {
+        withEncoded(response) { Array($0) }
+    }
+
+    /// Runs `body` on the bytes of an encoded response, held on the stack:
+    /// what the backend writes to a ring slot, with no array per response.
+    public func withEncoded<Result>(_ response: BlkifResponse, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
         let layout = self.response
-        var bytes = [UInt8](repeating: 0, count: layout.size)
-        bytes.storeLE(response.id, at: layout.id)
-        bytes[layout.operation] = response.operation
-        bytes.storeLE(UInt16(bitPattern: response.status), at: layout.status)
-        return bytes
+        return withUnsafeTemporaryAllocation(byteCount: layout.size, alignment: 8) { raw in
+            _ = raw.initializeMemory(as: UInt8.self, repeating: 0)
+            raw.storeLE(response.id, at: layout.id)
+            raw[layout.operation] = response.operation
+            raw.storeLE(UInt16(bitPattern: response.status), at: layout.status)
+            return body(UnsafeRawBufferPointer(raw))
+        }
     }
 
     public func decodeResponse(_ bytes: some RandomAccessCollection<UInt8>) throws(BlkifDecodingError) -> BlkifResponse {
@@ -156,30 +184,29 @@ extension BlkifProtocol {
         guard bytes.count == layout.size else {
             throw .wrongSize(expected: layout.size, got: bytes.count, what: "\(self) response")
         }
-        let raw = Array(bytes)
-        return BlkifResponse(id: raw.loadLE(UInt64.self, at: layout.id),
-                             operation: raw[layout.operation],
-                             status: Int16(bitPattern: raw.loadLE(UInt16.self, at: layout.status)))
+        func decode(_ raw: UnsafeRawBufferPointer) -> BlkifResponse {
+            BlkifResponse(id: raw.loadLE(UInt64.self, at: layout.id), operation: raw[layout.operation],
+                          status: Int16(bitPattern: raw.loadLE(UInt16.self, at: layout.status)))
+        }
+        if let response = bytes.withContiguousStorageIfAvailable({ decode(UnsafeRawBufferPointer($0)) }) {
+            return response
+        }
+        return Array(bytes).withUnsafeBytes(decode)
     }
 }
 
-extension Array where Element == UInt8 {
-    /// Little-endian store, as every Xen ABI here is little-endian.
-    @usableFromInline
-    mutating func storeLE<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-        var v = value.littleEndian
-        for index in 0..<MemoryLayout<T>.size {
-            self[offset + index] = UInt8(truncatingIfNeeded: v)
-            v >>= 8
-        }
-    }
-
+extension UnsafeRawBufferPointer {
+    /// Little-endian load at any alignment.
     @usableFromInline
     func loadLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
-        var value: T = 0
-        for index in (0..<MemoryLayout<T>.size).reversed() {
-            value = (value << 8) | T(self[offset + index])
-        }
-        return value
+        T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+}
+
+extension UnsafeMutableRawBufferPointer {
+    /// Little-endian store at any alignment.
+    @usableFromInline
+    func storeLE<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+        storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
     }
 }
