@@ -78,6 +78,12 @@ public protocol ObservedWorld {
     func liveAllocations(of owner: AllocationOwner) -> [String]
     func liveAllocationCount(of owner: AllocationOwner) -> Int
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage?
-    func guestToken(_ page: GuestPage, sector: Int) -> UInt64
-    func diskToken(vbd: UInt16, sector: UInt64) -> UInt64
+    /// The eight sector tokens of a guest page: I/O moves whole segments, so
+    /// the oracle reads a page at once rather than sector by sector.
+    func guestTokens(_ page: GuestPage) -> SIMD8<UInt64>
+    /// The tokens of disk sectors `first ..< first + count` of `vbd`, handed to
+    /// `body` eight at a time: `body(offset, tokens)` gets sectors
+    /// `first + offset ...` in lanes `0 ..< min(8, count - offset)`. One lookup
+    /// of the disk per run of sectors, not one per sector.
+    func readDisk(vbd: UInt16, from first: UInt64, count: Int, _ body: (_ offset: Int, _ tokens: SIMD8<UInt64>) -> Void)
 }

@@ -19,7 +19,7 @@ struct Prediction {
     /// Disk sectors the event writes, by vbd (a discard writes the initial token back).
     var diskWrites = WrittenTokens<UInt16>()
     /// Guest page sectors the event's reads fill.
-    var guestWrites = WrittenTokens<GuestPage>()
+    var guestWrites = GuestPageWrites()
     var alerts: ExpectedAlerts = .none
     /// Set by a connect: the mode the connection must be negotiated in.
     var negotiation: ExpectedNegotiation?

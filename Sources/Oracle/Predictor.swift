@@ -9,8 +9,10 @@ struct Predictor<World: ObservedWorld> {
     let world: World
     var prediction = Prediction()
     /// Guest pages the event changes (the guest stamped a write, a read
-    /// filled a page): held writes from them take their tokens afresh.
-    var changedPages: Set<GuestPage> = []
+    /// filled a page): held writes from them take their tokens afresh. A
+    /// list (repeats allowed): it is short, and only searched when a held
+    /// write may take tokens from it.
+    var changedPages: [GuestPage] = []
     /// The connection whose tree the event may change.
     var treeVbd: UInt16?
     /// A request the event holds in flight. It joins its connection's held
@@ -91,26 +93,26 @@ struct Predictor<World: ObservedWorld> {
     mutating func complete(_ request: PendingRequest) {
         guard let model = reference.connections[request.vbd] else { return }
         var sector = request.sector
+        // A segment at a time: its sectors are lanes `firstSect...lastSect` of one page.
         for (index, segment) in request.segments.enumerated() {
-            if !request.isWrite, let page = request.guestPages[index] { changedPages.insert(page) }
-            for offset in 0...Int(segment.lastSect - segment.firstSect) {
-                let pageSector = Int(segment.firstSect) + offset
-                if request.isWrite {
-                    if index < request.writeTokens.count, offset < request.writeTokens[index].count {
-                        // The page as it stands now: a read completing earlier in this
-                        // event may have filled it since the tokens were last taken.
-                        let earlier = request.guestPages[index].flatMap {
-                            prediction.guestWrites.token(at: UInt64(pageSector), in: $0)
-                        }
-                        let token = earlier ?? request.writeTokens[index][offset]
-                        model.disk.write(token, at: sector)
-                        prediction.diskWrites.write(token, at: sector, in: request.vbd)
-                    }
-                } else if let page = request.guestPages[index] {
-                    prediction.guestWrites.write(model.disk.token(sector), at: UInt64(pageSector), in: page)
+            let lanes = Int(segment.firstSect)...Int(segment.lastSect)
+            let page = request.guestPages[index]
+            if request.isWrite {
+                // A segment with no page has no tokens and writes nothing.
+                if index < request.writeTokens.count, let page {
+                    // The page as it stands now: a read completing earlier in this
+                    // event may have filled it since the tokens were last taken.
+                    let tokens = prediction.guestWrites.overlaid(on: request.writeTokens[index], in: page)
+                    model.disk.write(tokens, lanes: lanes, at: sector)
+                    prediction.diskWrites.write(tokens, lanes: lanes, at: sector, in: request.vbd)
                 }
-                sector += 1
+            } else if let page {
+                changedPages.append(page)
+                var tokens = SIMD8<UInt64>()
+                model.disk.read(into: &tokens, lanes: lanes, from: sector)
+                prediction.guestWrites.write(tokens, lanes: lanes, in: page)
             }
+            sector += UInt64(lanes.count)
         }
         prediction.unmaps.formUnion(request.oneOffHandles)
         prediction.unmapBitmaps.append(ExpectedBitmap(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
@@ -124,7 +126,7 @@ struct Predictor<World: ObservedWorld> {
     private func refreshHeldWrites() {
         guard !changedPages.isEmpty else { return }
         for model in reference.connections.values where model.holdsWrites(from: changedPages) {
-            model.refreshHeldWrites(from: changedPages) { world.guestToken($0, sector: $1) }
+            model.refreshHeldWrites(from: changedPages) { world.guestTokens($0) }
         }
     }
 }

@@ -108,7 +108,7 @@ final class ConnectionModel {
     func hold(_ request: PendingRequest) {
         inFlight.append(request)
         if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
-        for page in request.writePages { heldWritePages[page, default: 0] += 1 }
+        request.forEachWritePage { heldWritePages[$0, default: 0] += 1 }
     }
 
     /// The held request `id` completes: it is no longer in flight.
@@ -116,26 +116,30 @@ final class ConnectionModel {
         guard let index = inFlight.firstIndex(where: { $0.id == id }) else { return nil }
         let request = inFlight.remove(at: index)
         if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
-        for page in request.writePages {
-            heldWritePages[page]! -= 1
-            if heldWritePages[page] == 0 { heldWritePages[page] = nil }
+        // One hash per page: every page was counted in when the request was held.
+        request.forEachWritePage { page in
+            let slot = heldWritePages.index(forKey: page)!
+            if heldWritePages.values[slot] == 1 {
+                heldWritePages.remove(at: slot)
+            } else {
+                heldWritePages.values[slot] -= 1
+            }
         }
         return request
     }
 
     /// Whether a held write takes its tokens from one of `pages`.
-    func holdsWrites(from pages: Set<GuestPage>) -> Bool {
+    func holdsWrites(from pages: [GuestPage]) -> Bool {
         !heldWritePages.isEmpty && pages.contains { heldWritePages[$0] != nil }
     }
 
     /// The guest changed `pages`: held writes from them take their tokens
-    /// afresh from `token(page, sector)`.
-    func refreshHeldWrites(from pages: Set<GuestPage>, token: (GuestPage, Int) -> UInt64) {
+    /// afresh from `tokens(page)`.
+    func refreshHeldWrites(from pages: [GuestPage], tokens: (GuestPage) -> SIMD8<UInt64>) {
         for (position, request) in inFlight.enumerated() where request.isWrite {
-            for (index, (segment, page)) in zip(request.segments, request.guestPages).enumerated() {
+            for (index, page) in request.guestPages.enumerated() {
                 guard let page, pages.contains(page), index < request.writeTokens.count else { continue }
-                inFlight[position].writeTokens[index] =
-                    (Int(segment.firstSect)...Int(segment.lastSect)).map { token(page, $0) }
+                inFlight[position].writeTokens[index] = tokens(page)
             }
         }
     }
@@ -183,6 +187,46 @@ struct DiskModel {
         chunks[index][Int(sector % Self.sectorsPerChunk)] = token
     }
 
+    /// Sectors `sector ...` read into `lanes` of a page: one chunk lookup
+    /// per chunk the run touches, not one per sector.
+    mutating func read(into page: inout SIMD8<UInt64>, lanes: ClosedRange<Int>, from sector: UInt64) {
+        var sector = sector
+        var lane = lanes.lowerBound
+        while lane <= lanes.upperBound {
+            let number = sector / Self.sectorsPerChunk
+            let offset = Int(sector % Self.sectorsPerChunk)
+            let count = min(lanes.upperBound - lane + 1, Int(Self.sectorsPerChunk) - offset)
+            if let index = place(ofChunk: number) {
+                lastChunk = (number, index)
+                let chunk = chunks[index]
+                for step in 0..<count { page[lane + step] = chunk[offset + step] }
+            } else {
+                for step in 0..<count { page[lane + step] = Ramdisk.initialToken(sector: sector &+ UInt64(step)) }
+            }
+            lane += count
+            sector &+= UInt64(count)
+        }
+    }
+
+    /// The `lanes` of a page written to sectors `sector ...`, as writing each in turn.
+    mutating func write(_ page: SIMD8<UInt64>, lanes: ClosedRange<Int>, at sector: UInt64) {
+        var sector = sector
+        var lane = lanes.lowerBound
+        while lane <= lanes.upperBound {
+            let number = sector / Self.sectorsPerChunk
+            let offset = Int(sector % Self.sectorsPerChunk)
+            let count = min(lanes.upperBound - lane + 1, Int(Self.sectorsPerChunk) - offset)
+            // Writing the first sector makes the chunk (if new) and remembers it.
+            write(page[lane], at: sector)
+            let index = lastChunk!.index
+            chunks[index].withUnsafeMutableBufferPointer { chunk in
+                for step in 1..<count { chunk[offset + step] = page[lane + step] }
+            }
+            lane += count
+            sector &+= UInt64(count)
+        }
+    }
+
     /// A discard: the sector reads as new again.
     mutating func erase(_ sector: UInt64) {
         guard place(ofChunk: sector / Self.sectorsPerChunk) != nil else { return }
@@ -207,15 +251,16 @@ struct PendingRequest {
     let guestPages: [GuestPage?]
     /// Handles of the one-off mappings to unmap when the I/O completes.
     let oneOffHandles: [GrantHandle]
-    /// For writes: the tokens the guest had stamped, per segment and sector.
-    var writeTokens: [[UInt64]]
+    /// For writes: the page each segment takes its tokens from, as the guest
+    /// had stamped it (zeros where the segment has no page, and writes nothing).
+    var writeTokens: [SIMD8<UInt64>]
     /// The unmap bitmap the backend must hold for it: one-offs and demoted segments.
     let bitmap: UInt16
 
     /// The guest pages a write takes its tokens from, one per segment that has tokens.
-    var writePages: [GuestPage] {
-        guard isWrite else { return [] }
-        return guestPages.prefix(writeTokens.count).compactMap { $0 }
+    func forEachWritePage(_ body: (GuestPage) -> Void) {
+        guard isWrite else { return }
+        for case let page? in guestPages.prefix(writeTokens.count) { body(page) }
     }
 }
 

@@ -14,7 +14,7 @@ extension Predictor {
         // The guest stamps the pages of every write before it reaches the ring,
         // whatever then becomes of the request.
         if request.knownOperation?.isWrite == true {
-            for case let page? in pages { changedPages.insert(page) }
+            for case let page? in pages { changedPages.append(page) }
         }
 
         if let status = RequestValidation.status(of: request, in: model) {
@@ -104,12 +104,8 @@ extension Predictor {
             return
         }
         let isWrite = !isRead
-        let tokens: [[UInt64]] = isWrite
-            ? zip(segments, pages).map { segment, page in
-                guard let page else { return [] }
-                return (Int(segment.firstSect)...Int(segment.lastSect)).map { world.guestToken(page, sector: $0) }
-            }
-            : []
+        // A whole page per segment: the segment's sectors are lanes of it.
+        let tokens: [SIMD8<UInt64>] = isWrite ? pages.map { $0.map(world.guestTokens) ?? SIMD8() } : []
         let pending = PendingRequest(vbd: vbd, id: request.id, isWrite: isWrite, sector: request.sectorNumber,
                                      segments: segments, guestPages: pages, oneOffHandles: oneOffHandles,
                                      writeTokens: tokens, bitmap: bitmap)

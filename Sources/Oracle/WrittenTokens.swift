@@ -1,3 +1,5 @@
+import FakeXen
+
 /// The tokens an event puts in one kind of place (the disk sectors of a vbd,
 /// the sectors of a guest page), in the order it puts them: where it writes
 /// one sector twice, the later token is the one that must be seen.
@@ -62,4 +64,92 @@ struct WrittenTokens<Area: Equatable> {
         forEachLatest { _, _, _ in count += 1 }
         return count
     }
+}
+
+extension WrittenTokens {
+    /// The `lanes` of a page's worth of tokens, written to consecutive sectors
+    /// from `sector` on: as writing each in turn, with one look at the last run.
+    mutating func write(_ tokens: SIMD8<UInt64>, lanes: ClosedRange<Int>, at sector: UInt64, in area: Area) {
+        if let last = runs.indices.last, runs[last].area == area, runs[last].continues(to: sector) {
+            for lane in lanes { runs[last].tokens.append(tokens[lane]) }
+        } else {
+            var tokensOfRun: [UInt64] = []
+            tokensOfRun.reserveCapacity(lanes.count)
+            for lane in lanes { tokensOfRun.append(tokens[lane]) }
+            runs.append(Run(area: area, first: sector, tokens: tokensOfRun))
+        }
+    }
+
+    /// Each run in the order written, with a test of whether a later run
+    /// writes a sector of it again (then the later token is the one that
+    /// must be seen). Lets a reader fetch a whole run at once; the test is
+    /// for the rare sector that disagrees.
+    func forEachRun(_ body: (_ area: Area, _ first: UInt64, _ tokens: [UInt64],
+                             _ isOverwritten: (UInt64) -> Bool) -> Void) {
+        for (index, run) in runs.enumerated() {
+            let later = runs[(index + 1)...]
+            let overwritten = later.contains { $0.overlaps(run) }
+            body(run.area, run.first, run.tokens) { sector in
+                overwritten && later.contains { $0.area == run.area && $0.covers(sector) }
+            }
+        }
+    }
+}
+
+/// The tokens an event's reads put in guest pages, a page at a time (reads
+/// fill whole segments of one page): each page written once in the list,
+/// with its eight lanes and a bit per lane written. A lane written twice
+/// holds the later token, as the page itself would.
+struct GuestPageWrites {
+    struct PageWrite {
+        let page: GuestPage
+        var tokens = SIMD8<UInt64>()
+        /// Bit i set: sector i of the page was written.
+        var written: UInt8 = 0
+    }
+
+    /// Few pages per event (a request has at most 11 segments), so a list
+    /// searched from the end beats hashing.
+    private(set) var pages: [PageWrite] = []
+
+    var isEmpty: Bool { pages.isEmpty }
+
+    mutating func write(_ tokens: SIMD8<UInt64>, lanes: ClosedRange<Int>, in page: GuestPage) {
+        let index: Int
+        if let existing = pages.lastIndex(where: { $0.page == page }) {
+            index = existing
+        } else {
+            pages.append(PageWrite(page: page))
+            index = pages.count - 1
+        }
+        for lane in lanes {
+            pages[index].tokens[lane] = tokens[lane]
+            pages[index].written |= 1 << lane
+        }
+    }
+
+    /// One sector (0..<8) of `page`.
+    mutating func write(_ token: UInt64, at sector: UInt64, in page: GuestPage) {
+        var tokens = SIMD8<UInt64>()
+        tokens[Int(sector)] = token
+        write(tokens, lanes: Int(sector)...Int(sector), in: page)
+    }
+
+    /// `tokens` (a page as read elsewhere) with the sectors this event wrote in `page` as it wrote them.
+    func overlaid(on tokens: SIMD8<UInt64>, in page: GuestPage) -> SIMD8<UInt64> {
+        guard let write = pages.last(where: { $0.page == page }) else { return tokens }
+        var result = tokens
+        for lane in 0..<8 where write.written & (1 << lane) != 0 { result[lane] = write.tokens[lane] }
+        return result
+    }
+
+    /// The token last written at `sector` of `page`; nil where the event wrote none.
+    func token(at sector: UInt64, in page: GuestPage) -> UInt64? {
+        guard sector < 8, let write = pages.last(where: { $0.page == page }),
+              write.written & (1 << sector) != 0 else { return nil }
+        return write.tokens[Int(sector)]
+    }
+
+    /// How many sectors were written.
+    var count: Int { pages.reduce(0) { $0 + $1.written.nonzeroBitCount } }
 }

@@ -22,9 +22,20 @@ struct StubWorld: ObservedWorld {
     func liveAllocations(of owner: AllocationOwner) -> [String] { allocations[owner] ?? [] }
     func liveAllocationCount(of owner: AllocationOwner) -> Int { liveAllocations(of: owner).count }
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { grants[domid]?[gref] }
-    func guestToken(_ page: GuestPage, sector: Int) -> UInt64 { guestTokens[page]?[sector] ?? 0 }
-    func diskToken(vbd: UInt16, sector: UInt64) -> UInt64 {
-        diskTokens[vbd]?[sector] ?? Ramdisk.initialToken(sector: sector)
+    func guestTokens(_ page: GuestPage) -> SIMD8<UInt64> {
+        var tokens = SIMD8<UInt64>()
+        for sector in 0..<8 { tokens[sector] = guestTokens[page]?[sector] ?? 0 }
+        return tokens
+    }
+    func readDisk(vbd: UInt16, from first: UInt64, count: Int, _ body: (_ offset: Int, _ tokens: SIMD8<UInt64>) -> Void) {
+        for offset in stride(from: 0, to: count, by: 8) {
+            var tokens = SIMD8<UInt64>()
+            for lane in 0..<min(8, count - offset) {
+                let sector = first &+ UInt64(offset + lane)
+                tokens[lane] = diskTokens[vbd]?[sector] ?? Ramdisk.initialToken(sector: sector)
+            }
+            body(offset, tokens)
+        }
     }
 
     /// Grants `grefs` of `domid`, gref n as guest page n.

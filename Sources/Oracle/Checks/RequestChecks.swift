@@ -36,16 +36,21 @@ extension Checks {
     static func data(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
         var wrong: [String] = []
         let world = observed.world
-        prediction.diskWrites.forEachLatest { vbd, sector, token in
-            let seen = world.diskToken(vbd: vbd, sector: sector)
-            if seen != token {
-                wrong.append("disk sector \(sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
+        // A run at a time and a page at a time; the order found does not
+        // matter, the list is sorted.
+        prediction.diskWrites.forEachRun { vbd, first, tokens, isOverwritten in
+            world.readDisk(vbd: vbd, from: first, count: tokens.count) { offset, seen in
+                for lane in 0..<min(8, tokens.count - offset) where seen[lane] != tokens[offset + lane] {
+                    let sector = first &+ UInt64(offset + lane)
+                    if isOverwritten(sector) { continue }
+                    wrong.append("disk sector \(sector): expected \(Wording.hex(tokens[offset + lane])), seen \(Wording.hex(seen[lane]))")
+                }
             }
         }
-        prediction.guestWrites.forEachLatest { page, sector, token in
-            let seen = world.guestToken(page, sector: Int(sector))
-            if seen != token {
-                wrong.append("\(page) sector \(sector): expected \(Wording.hex(token)), seen \(Wording.hex(seen))")
+        for write in prediction.guestWrites.pages {
+            let seen = world.guestTokens(write.page)
+            for lane in 0..<8 where write.written & (1 << lane) != 0 && seen[lane] != write.tokens[lane] {
+                wrong.append("\(write.page) sector \(lane): expected \(Wording.hex(write.tokens[lane])), seen \(Wording.hex(seen[lane]))")
             }
         }
         guard !wrong.isEmpty else { return [] }

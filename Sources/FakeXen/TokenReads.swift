@@ -1,0 +1,23 @@
+/// Whole-page reads of tokens, for observers (the oracle) that compare what
+/// a segment's I/O moved: one table lookup per page instead of one per sector.
+extension GuestMemory {
+    /// The eight sector tokens of `page` as they stand (zeros for a released page,
+    /// as `token(_:sector:)` reads them).
+    public func pageTokens(_ page: GuestPage) -> SIMD8<UInt64> { tokens(of: page) }
+}
+
+extension Ramdisk {
+    /// The tokens of sectors `first ..< first + count` (`count` in 1...8) in
+    /// lanes `0 ..< count`, as `token(at:)` reads each; later lanes are zero.
+    public func tokens(from first: UInt64, count: Int) -> SIMD8<UInt64> {
+        var tokens = SIMD8<UInt64>()
+        // `read` steps one past the last sector it reads: a run ending on the
+        // last sector there is would overflow, so that one is read sector by sector.
+        if first <= UInt64.max - UInt64(count) {
+            read(into: &tokens, pageSectors: 0...(count - 1), from: first)
+        } else {
+            for lane in 0..<count { tokens[lane] = token(at: first &+ UInt64(lane)) }
+        }
+        return tokens
+    }
+}
