@@ -18,6 +18,12 @@ public struct TraceState: Sendable {
         /// yet, oldest first; each occupies a ring slot.
         public fileprivate(set) var held: [UInt64] = []
 
+        /// Frees the slot of held request `id`, if it is held (in one
+        /// dictionary access from `apply`, where finding and removing were two).
+        fileprivate mutating func release(_ id: UInt64) {
+            if let index = held.firstIndex(of: id) { held.remove(at: index) }
+        }
+
         /// Whether another request fits on the ring (a held request keeps its slot).
         public var hasFreeSlot: Bool { held.count < ringProtocol.ringSize }
     }
@@ -101,7 +107,7 @@ public struct TraceState: Sendable {
                 connected[raw.vbd]!.held.append(request.id)
             }
         case let .complete(id, vbd):
-            if let index = connected[vbd]?.held.firstIndex(of: id) { connected[vbd]!.held.remove(at: index) }
+            connected[vbd]?.release(id)
         case .disconnect(let vbd):
             connected[vbd] = nil
         case .frontendKey, .grant, .revoke, .fail, .expect:
