@@ -27,6 +27,67 @@ extension RequestEvent {
         self = event
     }
 
+    /// The same as `init(ringBytes:protocol:vbd:hold:)`, read in place
+    /// without decoding into a copy and encoding back. The bytes are the
+    /// encoding of a request event exactly when every byte no field covers
+    /// is zero: encoding writes the fields and zeroes the rest (the padding
+    /// after `handle`, each segment slot's two padding bytes, and for a
+    /// discard everything after `nr_sectors`), and every field value is
+    /// carried by the canonical event (trailing all-zero segment slots encode
+    /// as the zeros they are; `nr=` keeps the count byte).
+    public init?(canonicalRingBytes bytes: UnsafeBufferPointer<UInt8>, protocol ringProtocol: BlkifProtocol,
+                 vbd: UInt16 = 0, hold: Bool = false) {
+        let layout = ringProtocol.request
+        guard bytes.count == layout.size else { return nil }
+        let raw = UnsafeRawBufferPointer(bytes)
+        func load<T: FixedWidthInteger>(_ offset: Int, as _: T.Type) -> T {
+            T(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: T.self))
+        }
+        func allZero(_ range: Range<Int>) -> Bool {
+            var index = range.lowerBound
+            while index < range.upperBound {
+                if bytes[index] != 0 { return false }
+                index += 1
+            }
+            return true
+        }
+        let operation = bytes[layout.operation]
+        let nr = bytes[layout.nrSegments]
+        // The gaps between the fixed fields (x86_32 packs them with none).
+        guard allZero((layout.handle + 2)..<layout.id), allZero((layout.id + 8)..<layout.sectorNumber),
+              allZero((layout.sectorNumber + 8)..<layout.segments)
+        else { return nil }
+        let id = load(layout.id, as: UInt64.self)
+        let sector = load(layout.sectorNumber, as: UInt64.self)
+        let handle = load(layout.handle, as: UInt16.self)
+        if operation == BlkifOperation.discard.rawValue {
+            guard allZero((layout.segments + 8)..<layout.size) else { return nil }
+            let nrSectors = load(layout.segments, as: UInt64.self)
+            self.init(id: id, operation: operation, sector: sector, segments: [],
+                      nrSegments: nr == 0 ? nil : nr, nrSectors: nrSectors == 0 ? nil : nrSectors,
+                      handle: handle, vbd: vbd, hold: hold)
+            return
+        }
+        let slotsEnd = layout.segments + Blkif.maxSegmentsPerRequest * blkifSegmentSize
+        guard allZero(slotsEnd..<layout.size) else { return nil }
+        // Segments up to the last slot that is not all zero; each slot's padding zero.
+        var count = 0
+        for slot in 0..<Blkif.maxSegmentsPerRequest {
+            let base = layout.segments + slot * blkifSegmentSize
+            guard bytes[base + 6] == 0, bytes[base + 7] == 0 else { return nil }
+            if load(base, as: UInt32.self) != 0 || bytes[base + 4] != 0 || bytes[base + 5] != 0 { count = slot + 1 }
+        }
+        var segments: [BlkifSegment] = []
+        segments.reserveCapacity(count)
+        for slot in 0..<count {
+            let base = layout.segments + slot * blkifSegmentSize
+            segments.append(BlkifSegment(gref: load(base, as: UInt32.self), firstSect: bytes[base + 4],
+                                         lastSect: bytes[base + 5]))
+        }
+        self.init(id: id, operation: operation, sector: sector, segments: segments,
+                  nrSegments: Int(nr) == count ? nil : nr, nrSectors: nil, handle: handle, vbd: vbd, hold: hold)
+    }
+
     /// The event that carries a decoded ring request's fields: every segment
     /// slot it decoded, `nr=` only when it differs from their count, and
     /// `nr-sectors=` on a discard. Padding and unused bytes are not fields,

@@ -22,25 +22,38 @@ struct LineSource: Sendable {
         self.text = text
     }
 
-    /// The next line's number, its tokens put in `tokens` (replacing what it
-    /// held, so one buffer serves every line); nil at the end of the text.
-    mutating func next(into tokens: inout [Token]) -> Int? {
-        tokens.removeAll(keepingCapacity: true)
-        let text = text
-        let consumed: Int? = text.utf8.withContiguousStorageIfAvailable { bytes in
+    /// The byte range (in `text`'s UTF-8) of the next line, without its line
+    /// break; nil at the end of the text. `lineNumber` becomes its number.
+    mutating func nextLine() -> Range<Int>? {
+        let found: Range<Int>?? = text.utf8.withContiguousStorageIfAvailable { bytes in
             guard cursor < bytes.count else { return nil }
             // Search bytes, not Characters: "\r\n" is a single Character.
-            let end = bytes[cursor...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+            var end = cursor
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            return cursor..<end
+        }
+        guard let line = found ?? nil else { return nil }
+        cursor = line.upperBound < text.utf8.count ? line.upperBound + 1 : line.upperBound
+        lineNumber += 1
+        return line
+    }
+
+    /// Calls `body` with the text's UTF-8 bytes, which `init` made contiguous.
+    func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result? {
+        text.utf8.withContiguousStorageIfAvailable(body)
+    }
+
+    /// The tokens of the line at `range` (from `nextLine`), put in `tokens`
+    /// (replacing what it held, so one buffer serves every line).
+    func tokens(ofLine range: Range<Int>, into tokens: inout [Token]) {
+        tokens.removeAll(keepingCapacity: true)
+        let text = text
+        text.utf8.withContiguousStorageIfAvailable { bytes in
             // A "\r" before the line break separates tokens anyway (see `scan`), so CRLF lines need nothing more.
-            Self.scan(bytes, cursor..<end) { range, column in
+            Self.scan(bytes, range) { range, column in
                 tokens.append(Token(text: Self.slice(text, range), column: column))
             }
-            return end < bytes.count ? end + 1 : end
-        } ?? nil
-        guard let consumed else { return nil }
-        cursor = consumed
-        lineNumber += 1
-        return lineNumber
+        }
     }
 
     /// The tokens of one line that holds no line break.

@@ -17,8 +17,20 @@ public struct TextEventLineParser: Sendable {
     /// comment. Errors and the event are placed at `line` (columns count in
     /// Unicode scalars from 1). The line must not contain a line break.
     public func parse(_ text: String, line: Int = 1, after state: TraceState) throws(TraceError) -> TraceEvent? {
+        let quick = text.utf8.withContiguousStorageIfAvailable {
+            QuickEventLine.parse($0, 0..<$0.count, latestDomid: state.latestDomid)
+        }
+        if let (kind, column) = quick ?? nil { return TraceEvent(kind: kind, position: .line(line, column: column)) }
         let tokens = LineSource.tokens(of: text)
         guard !tokens.isEmpty else { return nil }
         return try parser.parse(tokens, line: line, after: state)
+    }
+
+    /// The event of a line given as bytes, when it is one of the common,
+    /// plainly well-formed lines (see `QuickEventLine`); nil means "call
+    /// `parse(_:line:after:)`", which reads the line or says what is wrong.
+    /// The bytes must not contain a line break.
+    public func parseQuickly(_ bytes: UnsafeBufferPointer<UInt8>, after state: TraceState) -> TraceEventKind? {
+        QuickEventLine.parse(bytes, 0..<bytes.count, latestDomid: state.latestDomid)?.kind
     }
 }

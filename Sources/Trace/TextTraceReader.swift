@@ -52,7 +52,16 @@ public struct TextTraceReader: Sendable {
     }
 
     private mutating func readEvent() throws(TraceError) -> TraceEvent? {
-        while let number = lines.next(into: &tokens) {
+        while let line = lines.nextLine() {
+            let number = lines.lineNumber
+            if sawHeader, let (kind, column) = lines.withBytes({
+                QuickEventLine.parse($0, line, latestDomid: state.latestDomid)
+            }) ?? nil {
+                state.apply(kind)
+                return TraceEvent(kind: kind, position: .line(number, column: column))
+            }
+            // Everything the quick reader leaves: other events, blank lines, errors.
+            lines.tokens(ofLine: line, into: &tokens)
             if tokens.isEmpty { continue }   // blank or comment-only
             if sawHeader {
                 let event = try parser.parse(tokens, line: number, after: state)

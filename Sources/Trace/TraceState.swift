@@ -18,6 +18,12 @@ public struct TraceState: Sendable {
         /// yet, oldest first; each occupies a ring slot.
         public fileprivate(set) var held: [UInt64] = []
 
+        /// Frees the slot of held request `id`, if it is held (in one
+        /// dictionary lookup from `apply`, where finding and removing took two).
+        fileprivate mutating func release(_ id: UInt64) {
+            if let index = held.firstIndex(of: id) { held.remove(at: index) }
+        }
+
         /// Whether another request fits on the ring (a held request keeps its slot).
         public var hasFreeSlot: Bool { held.count < ringProtocol.ringSize }
     }
@@ -93,7 +99,11 @@ public struct TraceState: Sendable {
             latestProtocols[connect.vbd] = connect.protocolName
             latestDomid = connect.domid
         case .request(let request):
-            if request.hold { connected[request.vbd]?.held.append(request.id) }
+            // Through `values[index]` the held list is changed in place; the
+            // optional-chained `connected[vbd]?` moves the value out and back.
+            if request.hold, let index = connected.index(forKey: request.vbd) {
+                connected.values[index].held.append(request.id)
+            }
         case .raw(let raw):
             // Only a request whose bytes decode has an id to hold.
             if raw.hold, let ringProtocol = connected[raw.vbd]?.ringProtocol,
@@ -101,7 +111,7 @@ public struct TraceState: Sendable {
                 connected[raw.vbd]!.held.append(request.id)
             }
         case let .complete(id, vbd):
-            if let index = connected[vbd]?.held.firstIndex(of: id) { connected[vbd]!.held.remove(at: index) }
+            if let index = connected.index(forKey: vbd) { connected.values[index].release(id) }
         case .disconnect(let vbd):
             connected[vbd] = nil
         case .frontendKey, .grant, .revoke, .fail, .expect:

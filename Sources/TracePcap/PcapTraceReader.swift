@@ -14,51 +14,47 @@ import Trace
 /// becomes `expect response`. Anything else is a one-line `TraceError`.
 public final class PcapTraceReader {
     public let file: String
-    private var pcap: OpaquePointer?
+    private let pcap: OpaquePointer
+    /// Everything that changes per packet, in one struct: a class's stored
+    /// properties are checked for exclusive access at run time on every
+    /// touch, a struct's fields inside its own mutating methods are not, so
+    /// reading a packet costs one such check instead of one per field.
+    private var packets: PacketStream
+
     /// The number of the packet last read.
-    public private(set) var packetNumber = 0
-    private var sawHeader = false
-    private var ended = false
+    public var packetNumber: Int { packets.packetNumber }
     /// What the events read so far set up: the protocol of the latest connect
     /// of each vbd sizes and decodes ring bytes; the latest domain is the
     /// default `domid=` of control text.
-    public private(set) var state = TraceState()
-    private let parser: TextEventLineParser
-    /// Errors are final, as for the text reader: no guessing where to resume.
-    private var failure: TraceError?
+    public var state: TraceState { packets.state }
 
     /// Opens a pcap or pcapng file; checks the link type.
     public init(path: String) throws(TraceError) {
         file = path
-        parser = TextEventLineParser(file: path)
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
         guard let handle = pcap_open_offline(path, &errorBuffer) else {
             let reason = String(decoding: errorBuffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw TraceError(file: path, position: .packet(0),
-                             message: "cannot read the pcap: \(Self.oneLine(reason)); expected a readable pcap or pcapng file")
+                             message: "cannot read the pcap: \(PacketStream.oneLine(reason)); expected a readable pcap or pcapng file")
         }
-        pcap = handle
         let linkType = pcap_datalink(handle)
         guard linkType == PcapTraceFormat.linkType else {
             let name = pcap_datalink_val_to_name(linkType).map { " (" + String(cString: $0) + ")" } ?? ""
+            pcap_close(handle)
             throw TraceError(file: path, position: .packet(0),
                              message: "link type \(linkType)\(name); expected LINKTYPE_USER0 (147), the link type of xenblk traces")
         }
+        pcap = handle
+        packets = PacketStream(file: path, pcap: handle)
     }
 
     deinit {
-        if let pcap { pcap_close(pcap) }
+        pcap_close(pcap)
     }
 
     /// The next event, or nil at the end of the trace.
     public func next() throws(TraceError) -> TraceEvent? {
-        if let failure { throw failure }
-        do throws(TraceError) {
-            return try readEvent()
-        } catch {
-            failure = error
-            throw error
-        }
+        try packets.next()
     }
 
     /// Every event of a file, for callers that want them all at once.
@@ -68,13 +64,44 @@ public final class PcapTraceReader {
         while let event = try reader.next() { events.append(event) }
         return events
     }
+}
+
+/// The packets of one open pcap handle (which `PcapTraceReader` owns and closes), decoded one by one.
+private struct PacketStream {
+    let file: String
+    let pcap: OpaquePointer
+    /// The number of the packet last read.
+    private(set) var packetNumber = 0
+    private var sawHeader = false
+    private var ended = false
+    private(set) var state = TraceState()
+    private let parser: TextEventLineParser
+    /// Errors are final, as for the text reader: no guessing where to resume.
+    private var failure: TraceError?
+
+    init(file: String, pcap: OpaquePointer) {
+        self.file = file
+        self.pcap = pcap
+        parser = TextEventLineParser(file: file)
+    }
+
+    /// The next event, or nil at the end of the trace.
+    mutating func next() throws(TraceError) -> TraceEvent? {
+        if let failure { throw failure }
+        do throws(TraceError) {
+            return try readEvent()
+        } catch {
+            failure = error
+            throw error
+        }
+    }
 
     private func error(_ number: Int, _ message: String) -> TraceError {
         TraceError(file: file, position: .packet(number), message: message)
     }
 
-    private func readEvent() throws(TraceError) -> TraceEvent? {
-        while !ended, let pcap {
+    private mutating func readEvent() throws(TraceError) -> TraceEvent? {
+        while !ended {
             var header: UnsafeMutablePointer<pcap_pkthdr>?
             var data: UnsafePointer<UInt8>?
             let status = pcap_next_ex(pcap, &header, &data)
@@ -102,7 +129,7 @@ public final class PcapTraceReader {
     }
 
     /// The event of one packet; nil for the header packet.
-    private func decode(_ packet: UnsafeBufferPointer<UInt8>, _ number: Int) throws(TraceError) -> TraceEvent? {
+    private mutating func decode(_ packet: UnsafeBufferPointer<UInt8>, _ number: Int) throws(TraceError) -> TraceEvent? {
         guard packet.count >= PcapTraceFormat.headerSize else {
             throw error(number, "short packet of \(packet.count) bytes; expected at least the 4-byte header (kind, version, vbd)")
         }
@@ -153,6 +180,12 @@ public final class PcapTraceReader {
     }
 
     private func control(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+        // The common lines (`complete` above all) are read from the bytes in
+        // place. Plain ASCII without line breaks or '#' passes every check
+        // below, so only what the quick reader accepts skips them.
+        if Self.isPlainLine(body), let kind = parser.parseQuickly(body, after: state) {
+            return try checkControl(kind, vbd: vbd, number)
+        }
         guard let text = Self.utf8(body) else {
             throw error(number, "control text that is not UTF-8; expected an event's canonical text line")
         }
@@ -170,6 +203,19 @@ public final class PcapTraceReader {
         guard let kind = parsed?.kind else {
             throw error(number, "empty control packet; expected an event's canonical text line")
         }
+        return try checkControl(kind, vbd: vbd, number)
+    }
+
+    /// Printable ASCII and tabs: valid UTF-8 with no line break and no '#'.
+    private static func isPlainLine(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        for byte in bytes where byte > 0x7E || (byte < 0x20 && byte != UInt8(ascii: "\t")) || byte == UInt8(ascii: "#") {
+            return false
+        }
+        return true
+    }
+
+    /// What a control packet may not carry, and the vbd it must agree on.
+    private func checkControl(_ kind: TraceEventKind, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
         switch kind {
         case .request, .raw:
             throw error(number, "a ring request written as control text; expected it as a kind-2 packet of ring bytes")
@@ -195,16 +241,16 @@ public final class PcapTraceReader {
         guard let ringProtocol = state.ringProtocol(ofVbd: vbd) else {
             throw error(number, "a ring request on vbd \(vbd) before its connect; expected a connect control packet for vbd \(vbd) first")
         }
-        let bytes = Array(body.dropFirst())
+        let bytes = UnsafeBufferPointer(rebasing: body.dropFirst())
         let size = ringProtocol.request.size
         guard bytes.count == size else {
             throw error(number, "\(bytes.count < size ? "short" : "long") packet: a ring request of \(bytes.count) bytes on vbd \(vbd); expected the \(size) bytes of a \(ringProtocol) request")
         }
         let hold = flags & PcapTraceFormat.holdFlag != 0
-        if let request = RequestEvent(ringBytes: bytes, protocol: ringProtocol, vbd: vbd, hold: hold) {
+        if let request = RequestEvent(canonicalRingBytes: bytes, protocol: ringProtocol, vbd: vbd, hold: hold) {
             return .request(request)
         }
-        return .raw(RawRequestEvent(bytes: bytes, vbd: vbd, hold: hold))
+        return .raw(RawRequestEvent(bytes: Array(bytes), vbd: vbd, hold: hold))
     }
 
     /// Padding and the operation byte are not judged: a ring slot's padding
@@ -214,14 +260,18 @@ public final class PcapTraceReader {
         // A response needs no connect (an `expect response` may stand
         // anywhere); before any connect of its vbd it has the native layout.
         let ringProtocol = state.ringProtocol(ofVbd: vbd) ?? .native
-        let size = ringProtocol.response.size
-        guard body.count == size, let response = try? ringProtocol.decodeResponse(body) else {
-            throw error(number, "\(body.count < size ? "short" : "long") packet: a ring response of \(body.count) bytes on vbd \(vbd); expected the \(size) bytes of a \(ringProtocol) response")
+        let layout = ringProtocol.response
+        guard body.count == layout.size else {
+            throw error(number, "\(body.count < layout.size ? "short" : "long") packet: a ring response of \(body.count) bytes on vbd \(vbd); expected the \(layout.size) bytes of a \(ringProtocol) response")
         }
-        guard let status = BlkifResponseStatus(rawValue: response.status) else {
-            throw error(number, "response status \(response.status) is not a BLKIF_RSP; expected 0 (okay), -1 (error) or -2 (eopnotsupp)")
+        // Read in place, as `decodeResponse` reads a copy: little-endian id and status.
+        let raw = UnsafeRawBufferPointer(body)
+        let id = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: layout.id, as: UInt64.self))
+        let code = Int16(littleEndian: raw.loadUnaligned(fromByteOffset: layout.status, as: Int16.self))
+        guard let status = BlkifResponseStatus(rawValue: code) else {
+            throw error(number, "response status \(code) is not a BLKIF_RSP; expected 0 (okay), -1 (error) or -2 (eopnotsupp)")
         }
-        return .expect(.response(id: response.id, status: status), vbd: vbd)
+        return .expect(.response(id: id, status: status), vbd: vbd)
     }
 
     /// The text of bytes that are valid UTF-8, else nil.
@@ -229,7 +279,7 @@ public final class PcapTraceReader {
         String(validating: bytes, as: UTF8.self)
     }
 
-    private static func oneLine(_ text: String) -> String {
+    static func oneLine(_ text: String) -> String {
         String(text.map { $0.isNewline ? " " : $0 })
     }
 
