@@ -104,7 +104,7 @@ struct TreeExpectation {
     let persistentMode: Bool
     let limit: Int
     /// gref → the handle its map returned.
-    let grants: [GrantRef: GrantHandle]
+    let grants: GrefHandleMap
     /// Changes whenever `grants` does (see `ConnectionModel.version`).
     let version: UInt64
 
@@ -137,12 +137,21 @@ struct ExpectedMappings {
     var domains: [DomainID] { Set(connections.values.map(\.domid)).sorted() }
 
     func handles(of domid: DomainID) -> Set<GrantHandle> {
-        Set(connections.values.filter { $0.domid == domid }.flatMap(\.mappedHandles))
+        // Straight into one set, without the lists in between.
+        var handles = Set<GrantHandle>()
+        for model in connections.values where model.domid == domid {
+            handles.reserveCapacity(handles.count + model.tree.count)
+            model.tree.forEach { _, handle in handles.insert(handle) }
+            for request in model.inFlight { for handle in request.oneOffHandles { handles.insert(handle) } }
+        }
+        return handles
     }
 
     /// The handles of every connection's persistent grants.
     func persistentHandles() -> Set<GrantHandle> {
-        Set(connections.values.flatMap(\.tree.values))
+        var handles = Set<GrantHandle>()
+        for model in connections.values { model.tree.forEach { _, handle in handles.insert(handle) } }
+        return handles
     }
 }
 

@@ -58,7 +58,7 @@ final class ReferenceModel {
     }
 }
 
-/// The reference's picture of one connection: a plain dictionary stands for
+/// The reference's picture of one connection: a plain map stands for
 /// the tree (gref → the handle its map returned). A class, so that updating
 /// one request's effects never copies the connection's disk model.
 ///
@@ -72,12 +72,12 @@ final class ConnectionModel {
     let sectors: UInt64
     let flush: Bool
     let discard: Bool
-    private(set) var tree: [GrantRef: GrantHandle] = [:]
+    private(set) var tree = GrefHandleMap()
     var alerted = false
     /// Requests held in flight, in the order they were held.
     private(set) var inFlight: [PendingRequest] = []
     /// Guest page → how many segments of held writes take their tokens from it.
-    private var heldWritePages: [GuestPage: Int] = [:]
+    private var heldWritePages = GuestPageCounts()
     /// The disk as the reference expects it.
     var disk = DiskModel()
     /// Bumped whenever `tree` changes, so an unchanged tree need not be re-read.
@@ -99,7 +99,7 @@ final class ConnectionModel {
 
     /// A new persistent grant: `gref` is in the tree, mapped as `handle`.
     func addPersistentGrant(_ gref: GrantRef, handle: GrantHandle) {
-        tree[gref] = handle
+        tree.set(handle, for: gref)
         version &+= 1
         mappedVersion &+= 1
     }
@@ -108,7 +108,7 @@ final class ConnectionModel {
     func hold(_ request: PendingRequest) {
         inFlight.append(request)
         if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
-        request.forEachWritePage { heldWritePages[$0, default: 0] += 1 }
+        request.forEachWritePage { heldWritePages.increment($0) }
     }
 
     /// The held request `id` completes: it is no longer in flight.
@@ -116,21 +116,14 @@ final class ConnectionModel {
         guard let index = inFlight.firstIndex(where: { $0.id == id }) else { return nil }
         let request = inFlight.remove(at: index)
         if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
-        // One hash per page: every page was counted in when the request was held.
-        request.forEachWritePage { page in
-            let slot = heldWritePages.index(forKey: page)!
-            if heldWritePages.values[slot] == 1 {
-                heldWritePages.remove(at: slot)
-            } else {
-                heldWritePages.values[slot] -= 1
-            }
-        }
+        // Every page was counted in when the request was held.
+        request.forEachWritePage { heldWritePages.decrement($0) }
         return request
     }
 
     /// Whether a held write takes its tokens from one of `pages`.
     func holdsWrites(from pages: [GuestPage]) -> Bool {
-        !heldWritePages.isEmpty && pages.contains { heldWritePages[$0] != nil }
+        !heldWritePages.isEmpty && pages.contains { heldWritePages.contains($0) }
     }
 
     /// The guest changed `pages`: held writes from them take their tokens
@@ -279,17 +272,20 @@ enum SegmentDecision: Hashable {
     /// docs/design.md §6 segment decisions, in segment order.
     static func decide(_ segments: [BlkifSegment], in model: ConnectionModel) -> [SegmentDecision] {
         var decisions: [SegmentDecision] = []
-        var newThisRequest: [GrantRef: Int] = [:]
+        decisions.reserveCapacity(segments.count)
+        // The grefs this request maps persistently, with the first segment of
+        // each: at most one per segment (11), so a list searched in order.
+        var newThisRequest: [(gref: GrantRef, segment: Int)] = []
         var opCount = 0
         var treeSize = model.tree.count
         for (index, segment) in segments.enumerated() {
             if model.persistentMode && model.tree[segment.gref] != nil {
                 decisions.append(.hit)
-            } else if model.persistentMode, let first = newThisRequest[segment.gref] {
-                decisions.append(.shares(segment: first))
+            } else if model.persistentMode, let first = newThisRequest.first(where: { $0.gref == segment.gref }) {
+                decisions.append(.shares(segment: first.segment))
             } else if model.persistentMode && treeSize < model.limit {
                 decisions.append(.newPersistent(op: opCount))
-                newThisRequest[segment.gref] = index
+                newThisRequest.append((segment.gref, index))
                 treeSize += 1
                 opCount += 1
             } else {
