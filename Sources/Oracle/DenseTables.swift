@@ -59,6 +59,13 @@ struct GrefHandleMap {
         return grefs
     }
 
+    /// The map as a dictionary (for tests and reports; nothing hot).
+    var dictionary: [GrantRef: GrantHandle] {
+        var dictionary: [GrantRef: GrantHandle] = [:]
+        forEach { gref, handle in dictionary[gref] = handle }
+        return dictionary
+    }
+
     var values: [GrantHandle] {
         var values: [GrantHandle] = []
         values.reserveCapacity(count)

@@ -59,8 +59,8 @@ public final class ConformanceOracle {
         findings.add(Checks.unmapBitmap(prediction, observed))
         findings.add(Checks.unmapOps(prediction, observed))
         findings.add(Checks.teardown(prediction, observed))
-        findings.add(Checks.data(prediction, observed))
-        findings.add(Checks.requestLeak(prediction, observed, memo: &leakMemo))
+        findings.add(Checks.data(prediction, in: world))
+        findings.add(Checks.requestLeak(prediction, record, in: world, memo: &leakMemo))
         findings.add(treeFindings(prediction, observed))
         return Self.violations(findings, at: position)
     }

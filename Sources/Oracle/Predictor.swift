@@ -26,7 +26,8 @@ struct Predictor<World: ObservedWorld> {
         self.world = world
     }
 
-    mutating func predict(_ event: TraceEventKind) -> Prediction {
+    /// Consumes the predictor, so that its prediction is handed over, not copied.
+    consuming func predict(_ event: TraceEventKind) -> Prediction {
         switch event {
         case .frontendKey(let name, let value):
             reference.frontendKeys[name] = value

@@ -19,8 +19,7 @@ final class ReferenceModel {
     /// it reads only the map results and allocation failures; from the world
     /// only the guest's grants and pages.
     func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) -> Prediction {
-        var predictor = Predictor(reference: self, environment: environment, world: world)
-        return predictor.predict(event)
+        Predictor(reference: self, environment: environment, world: world).predict(event)
     }
 
     /// Moves whenever what must be mapped (`ExpectedMappings`) may have
@@ -191,8 +190,10 @@ struct DiskModel {
             let count = min(lanes.upperBound - lane + 1, Int(Self.sectorsPerChunk) - offset)
             if let index = place(ofChunk: number) {
                 lastChunk = (number, index)
-                let chunk = chunks[index]
-                for step in 0..<count { page[lane + step] = chunk[offset + step] }
+                let first = lane
+                chunks[index].withUnsafeBufferPointer { chunk in
+                    for step in 0..<count { page[first + step] = chunk[offset + step] }
+                }
             } else {
                 for step in 0..<count { page[lane + step] = Ramdisk.initialToken(sector: sector &+ UInt64(step)) }
             }

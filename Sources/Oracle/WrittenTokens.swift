@@ -70,13 +70,14 @@ extension WrittenTokens {
     /// The `lanes` of a page's worth of tokens, written to consecutive sectors
     /// from `sector` on: as writing each in turn, with one look at the last run.
     mutating func write(_ tokens: SIMD8<UInt64>, lanes: ClosedRange<Int>, at sector: UInt64, in area: Area) {
-        if let last = runs.indices.last, runs[last].area == area, runs[last].continues(to: sector) {
-            for lane in lanes { runs[last].tokens.append(tokens[lane]) }
-        } else {
-            var tokensOfRun: [UInt64] = []
-            tokensOfRun.reserveCapacity(lanes.count)
-            for lane in lanes { tokensOfRun.append(tokens[lane]) }
-            runs.append(Run(area: area, first: sector, tokens: tokensOfRun))
+        // The lanes as one slice of the page, appended at once rather than a lane at a time.
+        withUnsafeBytes(of: tokens) { bytes in
+            let lanesOfPage = UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt64.self)[lanes])
+            if let last = runs.indices.last, runs[last].area == area, runs[last].continues(to: sector) {
+                runs[last].tokens.append(contentsOf: lanesOfPage)
+            } else {
+                runs.append(Run(area: area, first: sector, tokens: Array(lanesOfPage)))
+            }
         }
     }
 

@@ -38,7 +38,7 @@ import Trace
                                  [mapBatch([(1, false), (2, false)], handles: [10, 11])])
         #expect(prediction.mapOps == .oneBatch(domid: 3, ops: [ExpectedMapOp(gref: 1, readOnly: false),
                                                                ExpectedMapOp(gref: 2, readOnly: false)]))
-        #expect(prediction.tree?.grants == [1: 10, 2: 11])
+        #expect(prediction.tree?.grants.dictionary == [1: 10, 2: 11])
         #expect(prediction.unmapBitmaps == [ExpectedBitmap(vbd: 0, id: 1, bitmap: 0)])
         #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 1, status: .okay)])
         #expect(prediction.unmaps.isEmpty)
@@ -82,7 +82,7 @@ import Trace
             ops: [MapOp(hostPage: PageFrame(0), flags: .hostMap, gref: 1, domid: 3)],
             results: [MapResult(status: .badGntref, handle: 0)]))
         let prediction = predict(requestEvent(id: 1, .read, grefs: [1, 1]), [refused])
-        #expect(prediction.tree?.grants == [:])
+        #expect(prediction.tree?.grants.dictionary == [:])
         #expect(prediction.unmapBitmaps == [ExpectedBitmap(vbd: 0, id: 1, bitmap: 0b11)])
         #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 1, status: .error)])
     }

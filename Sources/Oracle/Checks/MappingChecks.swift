@@ -130,11 +130,15 @@ extension Checks {
     /// nothing extra mapped, so its list of mappings is built only when it has some.
     static func requestLeak(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>,
                             memo: inout LeakCheckMemo) -> [Finding] {
-        let environment = observed.environment
+        requestLeak(prediction, observed.environment, in: observed.world, memo: &memo)
+    }
+
+    /// `request-leak`, given the environment and the world (see `data(_:in:)` for why).
+    static func requestLeak(_ prediction: Prediction, _ environment: EnvironmentRecord, in world: some ObservedWorld,
+                            memo: inout LeakCheckMemo) -> [Finding] {
         let batchesRan = !environment.mapBatches.isEmpty || !environment.unmapBatches.isEmpty
         guard batchesRan || prediction.completesHeldIO else { return [] }
         let mapped = prediction.mappedAfter
-        let world = observed.world
         if !batchesRan && memo.stillPasses(mapped, in: world) { return [] }
         var findings: [Finding] = []
         let domains = mapped.domains

@@ -34,8 +34,14 @@ extension Checks {
     /// the disk sectors it covers (a discard's sectors read as new again), a
     /// read's on the guest page sectors it fills.
     static func data(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+        data(prediction, in: observed.world)
+    }
+
+    /// `data`, given the world alone: the oracle calls it so, because code the
+    /// compiler leaves generic would otherwise look up the metadata of
+    /// `EventObservation<World>` on every event.
+    static func data(_ prediction: Prediction, in world: some ObservedWorld) -> [Finding] {
         var wrong: [String] = []
-        let world = observed.world
         // A run at a time and a page at a time; the order found does not
         // matter, the list is sorted.
         prediction.diskWrites.forEachRun { vbd, first, tokens, isOverwritten in
