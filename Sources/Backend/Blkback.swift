@@ -111,6 +111,16 @@ public final class Blkback {
         }
     }
 
+    /// The frontend put a request on the ring: `request` is what the slot's
+    /// bytes decode to in this vbd's ring protocol, for a caller that holds
+    /// it decoded already (the harness), so the slot is not decoded twice.
+    public func submit(vbd: UInt16, request: BlkifRequest, hold: Bool) {
+        guarded { () throws(KernelPanic) in
+            guard let connection = connections[vbd] else { return }
+            try dispatch(connection, request, hold: hold)
+        }
+    }
+
     /// The device finishes the I/O of the oldest in-flight request with this id.
     public func complete(vbd: UInt16, id: UInt64) {
         guarded { () throws(KernelPanic) in
@@ -187,14 +197,11 @@ public final class Blkback {
             connection.releaseSlot(slot)
             return fail(.error)
         }
-        var bioSegments: [BioSegment] = []
-        bioSegments.reserveCapacity(segments.count)
-        for (segment, page) in zip(segments, mapper.scratch.pages) {
-            bioSegments.append(BioSegment(page: page, firstSect: Int(segment.firstSect), lastSect: Int(segment.lastSect)))
-        }
+        // Segment i does its I/O through scratch page i.
+        let bio = connection.device.submit(operation == .read ? .read : .write, sector: request.sectorNumber,
+                                           pages: mapper.scratch.pages, segments: segments)
         connection.mappingScratch = mapper.scratch
-        connection.slots[slot].bio = connection.device.submit(operation == .read ? .read : .write,
-                                                              sector: request.sectorNumber, segments: bioSegments)
+        connection.slots[slot].bio = bio
         connection.inFlight.append(slot)
         if !hold { try finishIO(connection, slot: slot) }
     }
