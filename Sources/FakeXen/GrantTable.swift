@@ -28,13 +28,14 @@ public final class GrantTable {
     private let faults: FaultInjector
     private let kernel: FakeKernel
     private let memory: GuestMemory
-    /// Domain id, then gref, to entry: both are small numbers in practice
-    /// (grefs index the guest's table); a stray large one lands among the
+    /// Entries by `entryKey(domid:gref:)`: grefs are small numbers in
+    /// practice (they index the guest's table), so one domain's entries sit
+    /// together; a stray large gref, or a second domain's, lands among the
     /// table's outliers and costs only a hash.
     // Unchecked exclusivity: every access is one call into the table whose
     // closures never reach back into this object, so accesses cannot overlap;
     // the runtime check cost more than the lookup on this per-segment path.
-    @exclusivity(unchecked) private var entries = NumberedTable<NumberedTable<Entry>>()
+    @exclusivity(unchecked) private var entries = NumberedTable<Entry>()
     /// Live mappings indexed by handle. Maptrack hands out the lowest free
     /// handle first, so the array is as long as the most mappings ever live
     /// at once, and walking it gives the mappings in handle order.
@@ -68,16 +69,14 @@ public final class GrantTable {
     /// gref that is still granted only changes its read-only flag: the page
     /// behind it stays, as live mappings still alias it.
     public func grant(domid: DomainID, gref: GrantRef, readOnly: Bool) {
-        let regranted = entries.modify(UInt64(domid)) { table in
-            table.modify(UInt64(gref)) { entry -> Bool in
-                guard !entry.revoked else { return false }
-                entry.readOnly = readOnly
-                return true
-            }
+        let key = Self.entryKey(domid: domid, gref: gref)
+        let regranted = entries.modify(key) { entry -> Bool in
+            guard !entry.revoked else { return false }
+            entry.readOnly = readOnly
+            return true
         }
         if regranted == true { return }
-        let entry = Entry(page: memory.newPage(), readOnly: readOnly, revoked: false, mapCount: 0)
-        entries.modify(UInt64(domid), default: NumberedTable()) { $0[UInt64(gref)] = entry }
+        entries[key] = Entry(page: memory.newPage(), readOnly: readOnly, revoked: false, mapCount: 0)
     }
 
     /// `gnttab_end_foreign_access`: refused while the backend maps the grant.
@@ -105,18 +104,29 @@ public final class GrantTable {
 
     /// A domain is destroyed: its grant table goes with it.
     public func forgetDomain(_ domid: DomainID) {
-        guard let table = entries.removeValue(at: UInt64(domid)) else { return }
-        table.forEachInOrder { _, entry in
-            if !entry.revoked { memory.release(entry.page) }
+        let domain = Self.entryKey(domid: domid, gref: 0)...Self.entryKey(domid: domid, gref: .max)
+        var keys: [UInt64] = []
+        entries.forEachInOrder { key, _ in
+            if domain.contains(key) { keys.append(key) }
+        }
+        for key in keys {
+            if let entry = entries.removeValue(at: key), !entry.revoked { memory.release(entry.page) }
         }
     }
 
+    /// Where a domain's gref lives in `entries`: the domain above the gref,
+    /// so that one domain's grefs (small numbers, a guest's table index)
+    /// are dense in the table and a lookup is one index computation, not
+    /// one per level of a table of tables (whose inner table the lookup
+    /// copied, with a retain and release of each of its buffers).
+    private static func entryKey(domid: DomainID, gref: GrantRef) -> UInt64 { UInt64(domid) << 32 | UInt64(gref) }
+
     private func entry(domid: DomainID, gref: GrantRef) -> Entry? {
-        entries[UInt64(domid)]?[UInt64(gref)]
+        entries[Self.entryKey(domid: domid, gref: gref)]
     }
 
     private func modifyEntry(domid: DomainID, gref: GrantRef, _ change: (inout Entry) -> Void) {
-        entries.modify(UInt64(domid)) { $0.modify(UInt64(gref), change) }
+        entries.modify(Self.entryKey(domid: domid, gref: gref), change)
     }
 
     // MARK: the backend's side
