@@ -111,6 +111,16 @@ public final class Blkback {
         }
     }
 
+    /// The frontend put a request on the ring: `request` is what the slot's
+    /// bytes decode to in this vbd's ring protocol, for a caller that holds
+    /// it decoded already (the harness), so the slot is not decoded twice.
+    public func submit(vbd: UInt16, request: BlkifRequest, hold: Bool) {
+        guarded { () throws(KernelPanic) in
+            guard let connection = connections[vbd] else { return }
+            try dispatch(connection, request, hold: hold)
+        }
+    }
+
     /// The device finishes the I/O of the oldest in-flight request with this id.
     public func complete(vbd: UInt16, id: UInt64) {
         guarded { () throws(KernelPanic) in
@@ -187,14 +197,11 @@ public final class Blkback {
             connection.releaseSlot(slot)
             return fail(.error)
         }
-        var bioSegments: [BioSegment] = []
-        bioSegments.reserveCapacity(segments.count)
-        for (segment, page) in zip(segments, mapper.scratch.pages) {
-            bioSegments.append(BioSegment(page: page, firstSect: Int(segment.firstSect), lastSect: Int(segment.lastSect)))
-        }
+        // Segment i does its I/O through scratch page i.
+        let bio = connection.device.submit(operation == .read ? .read : .write, sector: request.sectorNumber,
+                                           pages: mapper.scratch.pages, segments: segments)
         connection.mappingScratch = mapper.scratch
-        connection.slots[slot].bio = connection.device.submit(operation == .read ? .read : .write,
-                                                              sector: request.sectorNumber, segments: bioSegments)
+        connection.slots[slot].bio = bio
         connection.inFlight.append(slot)
         if !hold { try finishIO(connection, slot: slot) }
     }
@@ -202,20 +209,27 @@ public final class Blkback {
     /// The bio's end-io: data moves, non-persistent grants are unmapped, the request is answered.
     private func finishIO(_ connection: Connection, slot: Int) throws(KernelPanic) {
         connection.inFlight.removeAll { $0 == slot }
-        if let bio = connection.slots[slot].bio { connection.device.complete(bio) }
-        connection.slots[slot].bio = nil
-        try unmapRequest(connection, slot: slot)
-        let (id, operation) = connection.withSlot(slot) { pending in (pending.id, pending.operation) }
+        let bio = connection.withSlot(slot) { pending -> BioID? in
+            defer { pending.bio = nil }
+            return pending.bio
+        }
+        if let bio { connection.device.complete(bio) }
+        let (id, operation) = try unmapRequest(connection, slot: slot)
         connection.releaseSlot(slot)
         respond(connection, id: id, operation: operation, status: .okay)
     }
 
     /// `xen_blkbk_unmap`: unmap exactly the segments whose bit is set.
-    private func unmapRequest(_ connection: Connection, slot: Int) throws(KernelPanic) {
-        let ops = connection.withSlot(slot) { pending in
-            publish(.unmapping(vbd: connection.parameters.vbd, id: pending.id, slot: slot,
-                               nrSegments: pending.nrPages, bitmap: pending.unmapBitmap))
-            var ops: [UnmapOp] = []
+    /// Returns the request's id and operation, read in the same access to
+    /// the slot.
+    @discardableResult
+    private func unmapRequest(_ connection: Connection, slot: Int) throws(KernelPanic)
+        -> (id: UInt64, operation: UInt8) {
+        let vbd = connection.parameters.vbd
+        var ops: [UnmapOp] = []
+        let (unmapping, id, operation) = connection.withSlot(slot) { pending in
+            let unmapping = BackendPublication.unmapping(vbd: vbd, id: pending.id, slot: slot,
+                                                         nrSegments: pending.nrPages, bitmap: pending.unmapBitmap)
             for index in 0..<min(pending.nrPages, Blkif.maxSegmentsPerRequest) {
                 guard pending.unmapBitmap & (1 << index) != 0 else { continue }
                 let handle = pending.handles[index]
@@ -224,9 +238,12 @@ public final class Blkback {
                 // Forget the handle so that nothing unmaps it twice.
                 pending.handles[index] = invalidHandle
             }
-            return ops
+            return (unmapping, pending.id, pending.operation)
         }
-        guard !ops.isEmpty else { return }
-        xen.grants.unmap(ops)
+        // Published before the unmap, as the bitmap stood (the slot is not
+        // held meanwhile: publishing does not reach into it).
+        publish(unmapping)
+        if !ops.isEmpty { xen.grants.unmap(ops) }
+        return (id, operation)
     }
 }

@@ -39,7 +39,24 @@ public struct BackendSnapshot: Hashable, Sendable {
     public let inFlight: [InFlightRequest]
 }
 
+/// The few facts of a connection an observer asks after every event, read
+/// without building a `BackendSnapshot` (no in-flight list).
+public struct ConnectionSummary: Hashable, Sendable {
+    public let persistentMode: Bool
+    public let persistentCount: Int
+    /// Changes whenever the tree or one of its records changes.
+    public let treeVersion: UInt64
+}
+
 extension Blkback {
+    /// Mode, persistent grant count and tree version of a connected vbd; nil when not connected.
+    public func connectionSummary(vbd: UInt16) -> ConnectionSummary? {
+        guard let connection = connections[vbd] else { return nil }
+        return ConnectionSummary(persistentMode: connection.persistentMode,
+                                 persistentCount: connection.persistentGrants.count,
+                                 treeVersion: connection.persistentGrants.version)
+    }
+
     public func snapshot(vbd: UInt16) -> BackendSnapshot? {
         guard let connection = connections[vbd] else { return nil }
         // The oracle asks after every event: one read of `slots`, not one per in-flight request.

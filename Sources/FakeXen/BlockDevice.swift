@@ -27,8 +27,26 @@ public final class Ramdisk {
         blocks.creating(sector)[Int(sector & SectorBlocks.offsetMask)] = token ^ Self.initialToken(sector: sector)
     }
 
+    /// The initial tokens of the 8 sectors from `sector` on.
+    private static func initialTokens(from sector: UInt64) -> SIMD8<UInt64> {
+        (SIMD8(repeating: sector) &+ SIMD8(0, 1, 2, 3, 4, 5, 6, 7)) ^ SIMD8(repeating: initialToken(sector: 0))
+    }
+
+    /// Whether a whole page's run lands in one block: then it moves as one
+    /// vector, not sector by sector (the usual segment is a whole page).
+    private static func isWholePageInOneBlock(_ pageSectors: ClosedRange<Int>, at sector: UInt64) -> Bool {
+        pageSectors.lowerBound == 0 && pageSectors.upperBound == 7
+            && sector & SectorBlocks.offsetMask <= SectorBlocks.sectorsPerBlock - 8
+    }
+
     /// Moves a run of sectors from a guest page into the disk.
     func write(from page: SIMD8<UInt64>, pageSectors: ClosedRange<Int>, to sector: UInt64) {
+        if Self.isWholePageInOneBlock(pageSectors, at: sector) {
+            let block = blocks.creating(sector) + Int(sector & SectorBlocks.offsetMask)
+            UnsafeMutableRawPointer(block).storeBytes(of: page ^ Self.initialTokens(from: sector),
+                                                      as: SIMD8<UInt64>.self)
+            return
+        }
         var diskSector = sector
         var block = blocks.creating(diskSector)
         for pageSector in pageSectors {
@@ -42,6 +60,13 @@ public final class Ramdisk {
 
     /// Reads a run of sectors into a guest page.
     func read(into page: inout SIMD8<UInt64>, pageSectors: ClosedRange<Int>, from sector: UInt64) {
+        if Self.isWholePageInOneBlock(pageSectors, at: sector) {
+            let stored = blocks.existing(sector).map {
+                UnsafeRawPointer($0 + Int(sector & SectorBlocks.offsetMask)).loadUnaligned(as: SIMD8<UInt64>.self)
+            } ?? SIMD8()
+            page = stored ^ Self.initialTokens(from: sector)
+            return
+        }
         var diskSector = sector
         var block = blocks.existing(diskSector)
         for pageSector in pageSectors {
@@ -139,29 +164,46 @@ public struct BioSegment: Hashable, Sendable {
     }
 }
 
-public struct BioID: Hashable, Sendable { let value: UInt64 }
+/// A submitted bio, until it completes.
+public struct BioID: Hashable, Sendable {
+    /// Where the device keeps the bio while it is in flight; reused after.
+    let slot: Int
+    /// Counts up and is never reused, so a completed bio's id never names a
+    /// later bio kept in the same slot.
+    let serial: UInt64
+}
 
 /// The disk behind one vbd. Submitted I/O stays in flight until completed;
 /// the data moves at completion, through whatever the pages map then.
 public final class BlockDevice {
     private struct Bio {
-        let direction: BioDirection
-        let sector: UInt64
-        let segments: [BioSegment]
+        /// `freeSerial` while the slot holds no bio.
+        var serial: UInt64
+        var direction: BioDirection
+        var sector: UInt64
+        /// Kept with its capacity when the bio completes: the next bio in
+        /// this slot fills it again without allocating.
+        var segments: [BioSegment]
     }
+
+    private static var freeSerial: UInt64 { 0 }
 
     public let disk: Ramdisk
     private let grants: GrantTable
     private let kernel: FakeKernel
     private let memory: GuestMemory
     private let log: ObservationLog
-    /// Bio id to bio. Ids count up and are never reused; only the queue's
-    /// worth in flight is held.
-    // Unchecked exclusivity: every access is one call into the table whose
-    // closures never reach back into this object, so accesses cannot overlap;
-    // the runtime check cost more than the lookup on this per-segment path.
-    @exclusivity(unchecked) private var inFlight = NumberedTable<Bio>()
-    private var nextID: UInt64 = 0
+    /// Bios by slot. A slot is taken at submit and given back at completion,
+    /// so the array is as long as the most bios ever in flight at once (a
+    /// queue's worth), and a bio is found by indexing, not hashing.
+    // Unchecked exclusivity: every access is a plain read or write of one
+    // element, or a loop over one bio's segments, none of which reaches
+    // back into this array (completion copies the bio out first).
+    @exclusivity(unchecked) private var bios: [Bio] = []
+    /// Slots of completed bios, for reuse (last freed, first taken).
+    private var freeSlots: [Int] = []
+    private var nextSerial: UInt64 = 1
+    public private(set) var inFlightCount = 0
 
     init(disk: Ramdisk, grants: GrantTable, kernel: FakeKernel, memory: GuestMemory, log: ObservationLog) {
         self.disk = disk
@@ -173,35 +215,72 @@ public final class BlockDevice {
 
     /// `submit_bio`: the pages are in use by the device from now on.
     public func submit(_ direction: BioDirection, sector: UInt64, segments: [BioSegment]) -> BioID {
-        let id = BioID(value: nextID)
-        nextID += 1
-        inFlight[id.value] = Bio(direction: direction, sector: sector, segments: segments)
-        for segment in segments { grants.pagesInFlight.begin(segment.page) }
+        let id = open(direction, sector: sector)
+        bios[id.slot].segments = segments
+        for segment in segments { grants.beginIO(on: segment.page) }
         return id
+    }
+
+    /// `submit_bio` of a request's segments: segment `i` moves through
+    /// `pages[i]` (`pages` may be longer). Same as building the bio's
+    /// segments and submitting them, without an array per bio.
+    public func submit(_ direction: BioDirection, sector: UInt64, pages: [PageFrame],
+                       segments: [BlkifSegment]) -> BioID {
+        precondition(pages.count >= segments.count, "a page per segment")
+        let id = open(direction, sector: sector)
+        bios[id.slot].segments.removeAll(keepingCapacity: true)
+        for index in segments.indices {
+            let segment = segments[index]
+            bios[id.slot].segments.append(BioSegment(page: pages[index], firstSect: Int(segment.firstSect),
+                                                     lastSect: Int(segment.lastSect)))
+            grants.beginIO(on: pages[index])
+        }
+        return id
+    }
+
+    /// Takes a slot for a new bio and gives it its id.
+    private func open(_ direction: BioDirection, sector: UInt64) -> BioID {
+        let serial = nextSerial
+        nextSerial += 1
+        inFlightCount += 1
+        if let slot = freeSlots.popLast() {
+            bios[slot].serial = serial
+            bios[slot].direction = direction
+            bios[slot].sector = sector
+            return BioID(slot: slot, serial: serial)
+        }
+        bios.append(Bio(serial: serial, direction: direction, sector: sector, segments: []))
+        return BioID(slot: bios.count - 1, serial: serial)
     }
 
     /// The device finishes a bio: data moves now, then the pages are released.
     public func complete(_ id: BioID) {
-        guard let bio = inFlight.removeValue(at: id.value) else { return }
+        guard id.slot < bios.count, bios[id.slot].serial == id.serial else { return }
+        let bio = bios[id.slot]
+        bios[id.slot].serial = Self.freeSerial
+        freeSlots.append(id.slot)
+        inFlightCount -= 1
         var sector = bio.sector
         for segment in bio.segments {
-            transfer(bio.direction, segment, diskSector: sector)
+            // Ending the page's use first finds its mapping in the same
+            // lookup; the use count is not what the transfer looks at.
+            let mapping = grants.endIO(on: segment.page)
+            transfer(bio.direction, segment, through: mapping, diskSector: sector)
             sector += UInt64(segment.lastSect - segment.firstSect + 1)
-            grants.pagesInFlight.end(segment.page)
         }
     }
 
     public func discard(sector: UInt64, count: UInt64) { disk.discard(from: sector, count: count) }
 
-    public var inFlightCount: Int { inFlight.count }
-
-    private func transfer(_ direction: BioDirection, _ segment: BioSegment, diskSector: UInt64) {
+    /// `mapping` is what `segment.page` backs now.
+    private func transfer(_ direction: BioDirection, _ segment: BioSegment, through mapping: GrantMapping?,
+                          diskSector: UInt64) {
         guard kernel.pages.isLive(segment.page) else {
             log.record(.useAfterFree(address: segment.page.description, access: direction == .read ? .write : .read,
                                      what: "block I/O on a freed page"))
             return
         }
-        guard let mapping = grants.mapping(hostPage: segment.page) else {
+        guard let mapping else {
             log.record(.accessUnmapped(page: segment.page, detail: "block I/O through a page that maps no grant"))
             return
         }

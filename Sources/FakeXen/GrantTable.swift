@@ -28,13 +28,14 @@ public final class GrantTable {
     private let faults: FaultInjector
     private let kernel: FakeKernel
     private let memory: GuestMemory
-    /// Domain id, then gref, to entry: both are small numbers in practice
-    /// (grefs index the guest's table); a stray large one lands among the
+    /// Entries by `entryKey(domid:gref:)`: grefs are small numbers in
+    /// practice (they index the guest's table), so one domain's entries sit
+    /// together; a stray large gref, or a second domain's, lands among the
     /// table's outliers and costs only a hash.
     // Unchecked exclusivity: every access is one call into the table whose
     // closures never reach back into this object, so accesses cannot overlap;
     // the runtime check cost more than the lookup on this per-segment path.
-    @exclusivity(unchecked) private var entries = NumberedTable<NumberedTable<Entry>>()
+    @exclusivity(unchecked) private var entries = NumberedTable<Entry>()
     /// Live mappings indexed by handle. Maptrack hands out the lowest free
     /// handle first, so the array is as long as the most mappings ever live
     /// at once, and walking it gives the mappings in handle order.
@@ -43,19 +44,17 @@ public final class GrantTable {
     /// Live mappings per mapped domain, kept as mappings come and go.
     private var mappingCounts = NumberedTable<Int>()
     private var totalMappings = 0
-    /// Host frame number to the handle of the mapping it backs.
+    /// Host frame number to what uses the page: the mapping it backs and the
+    /// bio segments in flight on it. One table for both, so that a segment's
+    /// completion finds its page's mapping and ends its use in one lookup.
+    /// A page is present while it backs a mapping or has a segment in flight.
     // Unchecked exclusivity: every access is one call into the table whose
     // closures never reach back into this object, so accesses cannot overlap;
     // the runtime check cost more than the lookup on this per-segment path.
-    @exclusivity(unchecked) private var hostPages = NumberedTable<GrantHandle>()
+    @exclusivity(unchecked) private var hostPages = NumberedTable<HostPageUse>()
     /// Maptrack: the lowest free handle is handed out first, starting at 0.
     private var freedHandles = Heap<GrantHandle>()
     private var nextHandle: GrantHandle = 0
-    /// Pages the block device is reading or writing right now.
-    // Unchecked exclusivity: every access is one call into the table whose
-    // closures never reach back into this object, so accesses cannot overlap;
-    // the runtime check cost more than the lookup on this per-segment path.
-    @exclusivity(unchecked) var pagesInFlight = PagesInFlight()
 
     init(log: ObservationLog, faults: FaultInjector, kernel: FakeKernel, memory: GuestMemory) {
         self.log = log
@@ -70,16 +69,14 @@ public final class GrantTable {
     /// gref that is still granted only changes its read-only flag: the page
     /// behind it stays, as live mappings still alias it.
     public func grant(domid: DomainID, gref: GrantRef, readOnly: Bool) {
-        let regranted = entries.modify(UInt64(domid)) { table in
-            table.modify(UInt64(gref)) { entry -> Bool in
-                guard !entry.revoked else { return false }
-                entry.readOnly = readOnly
-                return true
-            }
+        let key = Self.entryKey(domid: domid, gref: gref)
+        let regranted = entries.modify(key) { entry -> Bool in
+            guard !entry.revoked else { return false }
+            entry.readOnly = readOnly
+            return true
         }
         if regranted == true { return }
-        let entry = Entry(page: memory.newPage(), readOnly: readOnly, revoked: false, mapCount: 0)
-        entries.modify(UInt64(domid), default: NumberedTable()) { $0[UInt64(gref)] = entry }
+        entries[key] = Entry(page: memory.newPage(), readOnly: readOnly, revoked: false, mapCount: 0)
     }
 
     /// `gnttab_end_foreign_access`: refused while the backend maps the grant.
@@ -107,18 +104,29 @@ public final class GrantTable {
 
     /// A domain is destroyed: its grant table goes with it.
     public func forgetDomain(_ domid: DomainID) {
-        guard let table = entries.removeValue(at: UInt64(domid)) else { return }
-        table.forEachInOrder { _, entry in
-            if !entry.revoked { memory.release(entry.page) }
+        let domain = Self.entryKey(domid: domid, gref: 0)...Self.entryKey(domid: domid, gref: .max)
+        var keys: [UInt64] = []
+        entries.forEachInOrder { key, _ in
+            if domain.contains(key) { keys.append(key) }
+        }
+        for key in keys {
+            if let entry = entries.removeValue(at: key), !entry.revoked { memory.release(entry.page) }
         }
     }
 
+    /// Where a domain's gref lives in `entries`: the domain above the gref,
+    /// so that one domain's grefs (small numbers, a guest's table index)
+    /// are dense in the table and a lookup is one index computation, not
+    /// one per level of a table of tables (whose inner table the lookup
+    /// copied, with a retain and release of each of its buffers).
+    private static func entryKey(domid: DomainID, gref: GrantRef) -> UInt64 { UInt64(domid) << 32 | UInt64(gref) }
+
     private func entry(domid: DomainID, gref: GrantRef) -> Entry? {
-        entries[UInt64(domid)]?[UInt64(gref)]
+        entries[Self.entryKey(domid: domid, gref: gref)]
     }
 
     private func modifyEntry(domid: DomainID, gref: GrantRef, _ change: (inout Entry) -> Void) {
-        entries.modify(UInt64(domid)) { $0.modify(UInt64(gref), change) }
+        entries.modify(Self.entryKey(domid: domid, gref: gref), change)
     }
 
     // MARK: the backend's side
@@ -148,14 +156,14 @@ public final class GrantTable {
             return failed(.badVirtAddr)
         }
         // A host address already backed by a mapping cannot take another.
-        if hostPages.contains(op.hostPage.number) { return failed(.generalError) }
+        if hostPages[op.hostPage.number]?.handle != nil { return failed(.generalError) }
         let handle = takeHandle()
         let mapping = GrantMapping(handle: handle, domid: op.domid, gref: op.gref, guestPage: entry.page,
                                    readOnly: readOnly, hostPage: op.hostPage)
         if Int(handle) == mappings.count { mappings.append(mapping) } else { mappings[Int(handle)] = mapping }
         mappingCounts.modify(UInt64(op.domid), default: 0) { $0 += 1 }
         totalMappings += 1
-        hostPages[op.hostPage.number] = handle
+        hostPages.modify(op.hostPage.number, default: HostPageUse()) { $0.handle = handle }
         modifyEntry(domid: op.domid, gref: op.gref) { $0.mapCount += 1 }
         return MapResult(status: .okay, handle: handle)
     }
@@ -171,7 +179,7 @@ public final class GrantTable {
     private func unmapOne(_ op: UnmapOp) -> UnmapResult {
         guard let mapping = mapping(handle: op.handle) else { return UnmapResult(status: .badHandle, unmapped: nil) }
         guard mapping.hostPage == op.hostPage else { return UnmapResult(status: .generalError, unmapped: nil) }
-        if pagesInFlight.contains(mapping.hostPage) {
+        if hostPages[mapping.hostPage.number]?.isInFlight == true {
             log.record(.unmapInUse(handle: op.handle, page: mapping.hostPage))
         }
         mappings[Int(op.handle)] = nil
@@ -179,7 +187,11 @@ public final class GrantTable {
             mappingCounts[UInt64(mapping.domid)] = nil
         }
         totalMappings -= 1
-        hostPages[mapping.hostPage.number] = nil
+        let stillInFlight = hostPages.modify(mapping.hostPage.number) { use -> Bool in
+            use.handle = nil
+            return use.isInFlight
+        }
+        if stillInFlight == false { hostPages[mapping.hostPage.number] = nil }
         freedHandles.insert(op.handle)
         modifyEntry(domid: mapping.domid, gref: mapping.gref) { $0.mapCount -= 1 }
         return UnmapResult(status: .okay, unmapped: mapping)
@@ -199,7 +211,27 @@ public final class GrantTable {
         Int(handle) < mappings.count ? mappings[Int(handle)] : nil
     }
     public func mapping(hostPage: PageFrame) -> GrantMapping? {
-        hostPages[hostPage.number].flatMap { mapping(handle: $0) }
+        hostPages[hostPage.number]?.handle.flatMap { mapping(handle: $0) }
+    }
+
+    // MARK: block I/O on host pages
+
+    /// A submitted bio segment starts using `page`: unmapping the page is
+    /// reported as an unmap in use until the segment completes.
+    func beginIO(on page: PageFrame) {
+        hostPages.modify(page.number, default: HostPageUse()) { $0.segmentsInFlight += 1 }
+    }
+
+    /// A bio segment on `page` completes. Returns the mapping the page backs
+    /// (what the segment's data moves through), found in the same lookup.
+    func endIO(on page: PageFrame) -> GrantMapping? {
+        let found = hostPages.modify(page.number) { use -> (handle: GrantHandle?, unused: Bool) in
+            use.segmentsInFlight -= 1
+            return (use.handle, use.handle == nil && !use.isInFlight)
+        }
+        guard let found else { return nil }
+        if found.unused { hostPages[page.number] = nil }
+        return found.handle.flatMap { mapping(handle: $0) }
     }
 
     /// How many of the backend's mappings of `domid`'s grants are live.
@@ -220,21 +252,14 @@ public final class GrantTable {
     public var liveMappingCount: Int { totalMappings }
 }
 
-/// How many submitted, uncompleted bio segments touch each host page: an
-/// unmap of a page still in flight is a defect the grant table reports.
-struct PagesInFlight {
-    /// Frame number to segment count; absent means none in flight.
-    private var counts = NumberedTable<Int>()
+/// What uses one host page: the mapping it backs, if any, and how many
+/// submitted, uncompleted bio segments touch it (an unmap of a page still in
+/// flight is a defect the grant table reports).
+struct HostPageUse {
+    var handle: GrantHandle?
+    var segmentsInFlight = 0
 
-    mutating func begin(_ page: PageFrame) { counts.modify(page.number, default: 0) { $0 += 1 } }
-
-    mutating func end(_ page: PageFrame) {
-        if counts.modify(page.number, { count -> Int in count -= 1; return count }) == 0 {
-            counts[page.number] = nil
-        }
-    }
-
-    func contains(_ page: PageFrame) -> Bool { counts.contains(page.number) }
+    var isInFlight: Bool { segmentsInFlight > 0 }
 }
 
 /// Guest memory as the harness sees it: 8 sector tokens per page.

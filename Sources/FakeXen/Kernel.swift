@@ -119,7 +119,17 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
     /// Counts every change to the heap's memory (allocate, write, free): a
     /// reader that finds the same count as before finds the very same
     /// contents at every address, so a result computed from them still holds.
-    private(set) public var generation: UInt64 = 0
+    ///
+    /// Read on every tree search (once per segment), where the runtime
+    /// exclusivity check of a stored property cost more than the remembered
+    /// search it guards. The getter is kept out of line: inlined into another
+    /// module, the read took the check despite the attribute below.
+    public var generation: UInt64 {
+        @inline(never) get { storedGeneration }
+    }
+    // Unchecked exclusivity: a plain counter, only ever read or bumped by one
+    // statement and never passed inout, so no two accesses can overlap.
+    @exclusivity(unchecked) private var storedGeneration: UInt64 = 0
     private let base: UInt64
     /// Slab objects are 64-byte aligned here; the spacing makes addresses readable.
     private static var stride: UInt64 { 64 }
@@ -140,7 +150,7 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
         }
         let slot = nextSlot
         nextSlot += 1
-        generation &+= 1
+        storedGeneration &+= 1
         slots[slot] = .live(object, owner: owner)
         liveCount += 1
         tally.allocated(by: owner)
@@ -162,7 +172,7 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
             reportInvalid(address, .write)
             return
         }
-        generation &+= 1
+        storedGeneration &+= 1
         let wasLive = slots.modify(number) { slot -> Bool in
             switch slot {
             case .live(_, let owner):
@@ -192,7 +202,7 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
             }
             return
         }
-        generation &+= 1
+        storedGeneration &+= 1
         slots[number] = .quarantined(object)
         liveCount -= 1
         tally.freed(by: owner)

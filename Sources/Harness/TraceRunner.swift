@@ -10,30 +10,26 @@ import Trace
 public final class TraceRunner {
     public let variant: BackendVariant
     let options: ReplayOptions
-    let xen = FakeXen()
-    let backend: Blkback
-    let oracle: ConformanceOracle?
-    var report: ReplayReport
+    /// Everything an event changes, in one value: an event is applied in one
+    /// access to it, not in one runtime exclusivity check per field touched.
+    private var run: TraceRun
     /// Called after each event with the event and what was found (for `--verbose`).
     public var onEvent: ((TraceEvent, [Violation]) -> Void)?
+
+    var xen: FakeXen { run.xen }
+    var backend: Blkback { run.backend }
+    var report: ReplayReport {
+        get { run.report }
+        _modify { yield &run.report }
+    }
     /// The responses the backend published during the latest `apply`, in
     /// order, with their vbd (for the workload recorder).
-    public private(set) var latestResponses: [(vbd: UInt16, response: BlkifResponse)] = []
-
-    /// What the trace has set up: connected vbds, their protocols, held requests.
-    private var state = TraceState()
-    private var lastResponses: [UInt16: [UInt64: Int16]] = [:]
-    private var frontendKeys: [String: String] = [:]
-    private var nextToken: UInt64 = 0x7000_0000_0000_0000
-    private var eventIndex = 0
-    private var lastPosition: TracePosition = .line(0, column: 0)
+    public var latestResponses: [(vbd: UInt16, response: BlkifResponse)] { run.latestResponses }
 
     public init(file: String, variant: BackendVariant, options: ReplayOptions = ReplayOptions()) {
         self.variant = variant
         self.options = options
-        backend = Blkback(variant: variant, xen: xen)
-        oracle = options.oracle ? ConformanceOracle() : nil
-        report = ReplayReport(file: file, backend: variant.name)
+        run = TraceRun(file: file, variant: variant, oracle: options.oracle ? ConformanceOracle() : nil)
     }
 
     /// Replays a whole source, tears down what is still connected, and reports.
@@ -42,9 +38,10 @@ public final class TraceRunner {
                            onEvent: ((TraceEvent, [Violation]) -> Void)? = nil) -> ReplayReport {
         let runner = TraceRunner(file: source.file, variant: variant, options: options)
         runner.onEvent = onEvent
+        let backend = runner.backend
         do {
             while let event = try source.next() {
-                if runner.backend.panic != nil {
+                if backend.panic != nil {
                     // The host is down: nothing more runs, but the rest of the
                     // trace is still read, for its syntax and for what it expects.
                     runner.registerExpectation(event)
@@ -60,7 +57,69 @@ public final class TraceRunner {
     }
 
     /// After a panic only `expect violation` lines still count.
-    func registerExpectation(_ event: TraceEvent) {
+    func registerExpectation(_ event: TraceEvent) { run.registerExpectation(event) }
+
+    /// Whether the backend hit a `BUG()`: the host is down and nothing more runs.
+    public var hasPanicked: Bool { backend.panic != nil }
+
+    /// The number of persistent grants the backend publishes for `vbd`, nil when not connected.
+    public func persistentCount(vbd: UInt16) -> Int? { backend.connectionSummary(vbd: vbd)?.persistentCount }
+
+    public func finalReport() -> ReplayReport {
+        var final = report
+        final.statistics.oracle = run.oracle?.statistics
+        final.panicked = backend.panic != nil
+        return final
+    }
+
+    /// The end of a trace is a disconnect of everything still connected.
+    public func finish() {
+        guard backend.panic == nil else { return }
+        for vbd in run.connectedVbds {
+            try? apply(TraceEvent(kind: .disconnect(vbd: vbd), position: run.lastPosition))
+            if backend.panic != nil { return }
+        }
+    }
+
+    public func apply(_ event: TraceEvent) throws(TraceError) {
+        let found = try run.apply(event)
+        // Outside the access to `run`: the callback may ask the runner anything.
+        onEvent?(event, found)
+    }
+}
+
+/// One run's state and the steps of an event, as a value that `TraceRunner`
+/// holds: its methods reach their fields statically, with no runtime
+/// exclusivity check per field (the runner's stored properties each had one).
+/// Nothing here calls back into the runner, so one access covers an event.
+private struct TraceRun {
+    let variant: BackendVariant
+    let xen = FakeXen()
+    let backend: Blkback
+    let oracle: ConformanceOracle?
+    var report: ReplayReport
+    var latestResponses: [(vbd: UInt16, response: BlkifResponse)] = []
+
+    /// What the trace has set up: connected vbds, their protocols, held requests.
+    private var state = TraceState()
+    private var lastResponses = LatestResponseStatuses()
+    private var frontendKeys: [String: String] = [:]
+    private var nextToken: UInt64 = 0x7000_0000_0000_0000
+    private var eventIndex = 0
+    private(set) var lastPosition: TracePosition = .line(0, column: 0)
+    private var pendingExpectViolations: [Violation] = []
+
+    init(file: String, variant: BackendVariant, oracle: ConformanceOracle?) {
+        self.variant = variant
+        backend = Blkback(variant: variant, xen: xen)
+        self.oracle = oracle
+        report = ReplayReport(file: file, backend: variant.name)
+    }
+
+    var connectedVbds: [UInt16] { state.connectedVbds }
+
+    /// After a panic only `expect violation` lines still count.
+    mutating func registerExpectation(_ event: TraceEvent) {
         if case let .expect(.violation(check, backendName), _) = event.kind, applies(backendName) {
             report.expectedChecks.insert(check)
         }
@@ -72,29 +131,8 @@ public final class TraceRunner {
         return (try? BackendVariant(name: backendName))?.name == variant.name
     }
 
-    /// Whether the backend hit a `BUG()`: the host is down and nothing more runs.
-    public var hasPanicked: Bool { backend.panic != nil }
-
-    /// The number of persistent grants the backend publishes for `vbd`, nil when not connected.
-    public func persistentCount(vbd: UInt16) -> Int? { backend.snapshot(vbd: vbd)?.persistentCount }
-
-    public func finalReport() -> ReplayReport {
-        var final = report
-        final.statistics.oracle = oracle?.statistics
-        final.panicked = backend.panic != nil
-        return final
-    }
-
-    /// The end of a trace is a disconnect of everything still connected.
-    public func finish() {
-        guard backend.panic == nil else { return }
-        for vbd in state.connectedVbds {
-            try? apply(TraceEvent(kind: .disconnect(vbd: vbd), position: lastPosition))
-            if backend.panic != nil { return }
-        }
-    }
-
-    public func apply(_ event: TraceEvent) throws(TraceError) {
+    /// Applies one event and judges it; returns what was found.
+    mutating func apply(_ event: TraceEvent) throws(TraceError) -> [Violation] {
         lastPosition = event.position
         report.statistics.events += 1
         eventIndex += 1
@@ -125,11 +163,18 @@ public final class TraceRunner {
             case .hypercallNth(let nth): xen.faults.failHypercall(nth: nth)
             }
         case .request(let request):
-            // A request changes only its vbd's held ids, not its domain or protocol.
-            let vbd = state.connected[request.vbd]!
-            submit(vbd.ringProtocol.encode(request.blkifRequest), on: vbd, number: request.vbd, hold: request.hold)
+            // The request as the backend decodes the slot its encoding fills:
+            // the fields the event carries, with nothing lost (only padding
+            // and unused slots, which no one reads, are not fields).
+            // A request changes only its vbd's held ids, not its domain.
+            submit(request.blkifRequest, domid: state.connected[request.vbd]!.domid, number: request.vbd,
+                   hold: request.hold)
         case .raw(let raw):
-            submit(raw.bytes, on: state.connected[raw.vbd]!, number: raw.vbd, hold: raw.hold)
+            let vbd = state.connected[raw.vbd]!
+            // A slot that does not decode is not a request: nothing happens.
+            if let request = try? vbd.ringProtocol.decodeRequest(raw.bytes) {
+                submit(request, domid: vbd.domid, number: raw.vbd, hold: raw.hold)
+            }
         case let .complete(id, vbd):
             backend.complete(vbd: vbd, id: id)
         case .disconnect(let vbd):
@@ -137,40 +182,44 @@ public final class TraceRunner {
         case let .expect(expectation, vbd):
             expect(expectation, vbd: vbd, at: event.position)
         }
-        judge(event)
+        return judge(event)
     }
 
     /// The guest side of a request: stamp fresh data into pages about to be
-    /// written, then put the request on the ring.
-    private func submit(_ bytes: [UInt8], on vbd: TraceState.ConnectedVbd, number: UInt16, hold: Bool) {
-        guard let request = try? vbd.ringProtocol.decodeRequest(bytes) else { return }
+    /// written, then put the request on the ring. `request` is the slot
+    /// decoded once here and handed to the backend as such (it would decode
+    /// the same bytes to the same request).
+    private mutating func submit(_ request: BlkifRequest, domid: DomainID, number: UInt16, hold: Bool) {
         report.statistics.requests += 1
-        let segments = request.isDiscard ? [] : request.effectiveSegments
-        report.statistics.segments += segments.count
+        let segmentCount = request.isDiscard ? 0 : request.effectiveSegmentCount
+        report.statistics.segments += segmentCount
         if request.knownOperation?.isWrite == true {
-            for segment in segments where segment.isWellFormed {
-                guard let page = xen.grants.guestPage(domid: vbd.domid, gref: segment.gref) else { continue }
+            for index in 0..<segmentCount {
+                let segment = request.effectiveSegment(at: index)
+                guard segment.isWellFormed, let page = xen.grants.guestPage(domid: domid, gref: segment.gref) else {
+                    continue
+                }
                 let sectors = Int(segment.firstSect)...Int(segment.lastSect)
                 xen.memory.stamp(page, sectors: sectors, firstToken: nextToken)
                 nextToken &+= UInt64(sectors.count)
             }
         }
-        backend.submit(vbd: number, bytes: bytes, hold: hold)
+        backend.submit(vbd: number, request: request, hold: hold)
     }
 
-    private func expect(_ expectation: Expectation, vbd: UInt16, at position: TracePosition) {
+    private mutating func expect(_ expectation: Expectation, vbd: UInt16, at position: TracePosition) {
         switch expectation {
         case let .violation(check, backendName):
             if applies(backendName) { report.expectedChecks.insert(check) }
         case let .response(id, status):
-            let seen = lastResponses[vbd]?[id]
+            let seen = lastResponses.status(vbd: vbd, id: id)
             if seen != status.rawValue {
                 let seenText = seen.map { BlkifResponseStatus(rawValue: $0)?.traceName ?? "\($0)" } ?? "no response yet"
                 recordExpect(Violation(check: .expect, position: position, expected: "response id=\(id) status=\(status)",
                                        seen: seenText))
             }
         case .persistent(let count):
-            let seen = backend.snapshot(vbd: vbd)?.persistentCount
+            let seen = backend.connectionSummary(vbd: vbd)?.persistentCount
             if seen != count {
                 recordExpect(Violation(check: .expect, position: position, expected: "persistent=\(count)",
                                        seen: seen.map { "persistent=\($0)" } ?? "not connected"))
@@ -178,21 +227,19 @@ public final class TraceRunner {
         }
     }
 
-    private var pendingExpectViolations: [Violation] = []
-
-    private func recordExpect(_ violation: Violation) {
+    private mutating func recordExpect(_ violation: Violation) {
         report.record(violation, eventIndex: eventIndex)
         pendingExpectViolations.append(violation)
     }
 
     /// Drains what the event caused and hands it to the oracle.
-    private func judge(_ event: TraceEvent) {
+    private mutating func judge(_ event: TraceEvent) -> [Violation] {
         let observations = xen.log.drain()
         let publications = backend.drainPublications()
         latestResponses.removeAll(keepingCapacity: true)
         for publication in publications {
             if case let .response(vbd, response) = publication {
-                lastResponses[vbd, default: [:]][response.id] = response.status
+                lastResponses.record(response.status, vbd: vbd, id: response.id)
                 latestResponses.append((vbd, response))
             }
         }
@@ -207,8 +254,8 @@ public final class TraceRunner {
             default: break
             }
         }
-        var found = pendingExpectViolations
-        pendingExpectViolations.removeAll()
+        var found: [Violation] = []
+        if !pendingExpectViolations.isEmpty { swap(&found, &pendingExpectViolations) }
         if let oracle {
             let judged = oracle.check(event.kind, at: event.position, environment: observations,
                                       publications: publications.map(Publication.init),
@@ -216,6 +263,53 @@ public final class TraceRunner {
             for violation in judged { report.record(violation, eventIndex: eventIndex) }
             found += judged
         }
-        onEvent?(event, found)
+        return found
+    }
+}
+
+/// The status of the latest response to each request id, per vbd, for
+/// `expect response`. Written on every response, so it avoids hashing: a
+/// host has a handful of vbds (scanned), and ring ids are in practice small
+/// (a blkfront uses ring slot numbers), so they index an array; any other id
+/// goes to a dictionary.
+struct LatestResponseStatuses {
+    private struct PerVbd {
+        let vbd: UInt16
+        /// By id, for ids below `smallIdLimit`; `none` where no response came yet.
+        var small: [Int32] = []
+        var large: [UInt64: Int16] = [:]
+    }
+
+    /// Caps the array at 4096 entries per vbd whatever the ids.
+    private static var smallIdLimit: UInt64 { 4096 }
+    /// Outside Int16's range, so no status is mistaken for it.
+    private static var none: Int32 { Int32.min }
+
+    private var vbds: [PerVbd] = []
+
+    func status(vbd: UInt16, id: UInt64) -> Int16? {
+        guard let index = vbds.firstIndex(where: { $0.vbd == vbd }) else { return nil }
+        guard id < Self.smallIdLimit else { return vbds[index].large[id] }
+        let small = vbds[index].small
+        guard Int(id) < small.count, small[Int(id)] != Self.none else { return nil }
+        return Int16(small[Int(id)])
+    }
+
+    mutating func record(_ status: Int16, vbd: UInt16, id: UInt64) {
+        let index: Int
+        if let found = vbds.firstIndex(where: { $0.vbd == vbd }) {
+            index = found
+        } else {
+            vbds.append(PerVbd(vbd: vbd))
+            index = vbds.count - 1
+        }
+        guard id < Self.smallIdLimit else {
+            vbds[index].large[id] = status
+            return
+        }
+        if Int(id) >= vbds[index].small.count {
+            vbds[index].small.append(contentsOf: repeatElement(Self.none, count: Int(id) - vbds[index].small.count + 1))
+        }
+        vbds[index].small[Int(id)] = Int32(status)
     }
 }

@@ -237,7 +237,7 @@ final class Driver {
 
     // MARK: after every step
 
-    private func run(_ label: String, _ body: () -> Void) -> Step {
+    func run(_ label: String, _ body: () -> Void) -> Step {
         stepCount += 1
         body()
         let step = Step(publications: backend.drainPublications(), observations: xen.log.drain())
