@@ -1,6 +1,11 @@
 import Blkif
 import CPcap
 import Trace
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Reads a trace in the pcap encoding — a pcap or a pcapng file, both through
 /// libpcap — one packet per `next()`, so a trace of any length is read in
@@ -32,7 +37,7 @@ public final class PcapTraceReader {
     public init(path: String) throws(TraceError) {
         file = path
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
-        guard let handle = pcap_open_offline(path, &errorBuffer) else {
+        guard let handle = Self.openBuffered(path) ?? pcap_open_offline(path, &errorBuffer) else {
             let reason = String(decoding: errorBuffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw TraceError(file: path, position: .packet(0),
                              message: "cannot read the pcap: \(PacketStream.oneLine(reason)); expected a readable pcap or pcapng file")
@@ -51,6 +56,29 @@ public final class PcapTraceReader {
     deinit {
         pcap_close(pcap)
     }
+
+    /// libpcap reads a packet as two `fread`s (its record header, then its
+    /// bytes) from a stdio stream with the default buffer of a page or so,
+    /// which costs a `read` system call every few dozen packets. The file is
+    /// opened here with a larger buffer and handed to libpcap, which reads it
+    /// as before. Any failure returns nil and `pcap_open_offline` opens the
+    /// path as it always did, so its error messages stay exactly its own.
+    private static func openBuffered(_ path: String) -> OpaquePointer? {
+        guard path != "-", let file = fopen(path, "rb") else { return nil }
+        guard setvbuf(file, nil, _IOFBF, readBufferSize) == 0 else {
+            fclose(file)
+            return nil
+        }
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+        guard let handle = pcap_fopen_offline(file, &errorBuffer) else {
+            fclose(file)   // libpcap leaves a stream it could not read to its opener
+            return nil
+        }
+        return handle      // pcap_close closes the stream
+    }
+
+    /// 256 KiB: a few thousand packets of a trace per system call.
+    private static let readBufferSize = 256 * 1024
 
     /// The next event, or nil at the end of the trace.
     public func next() throws(TraceError) -> TraceEvent? {
@@ -186,6 +214,14 @@ private struct PacketStream {
         if Self.isPlainLine(body), let kind = parser.parseQuickly(body, after: state) {
             return try checkControl(kind, vbd: vbd, number)
         }
+        return try controlThroughText(body, vbd: vbd, number)
+    }
+
+    /// The control packets the quick reader does not take, through the
+    /// precise text parser. Kept out of `control` so the common path does not
+    /// set up (and destroy through the runtime) this path's optional event.
+    @inline(never)
+    private func controlThroughText(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
         guard let text = Self.utf8(body) else {
             throw error(number, "control text that is not UTF-8; expected an event's canonical text line")
         }
