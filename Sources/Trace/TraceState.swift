@@ -100,8 +100,7 @@ public struct TraceState: Sendable {
             latestProtocols[connect.vbd] = connect.protocolName
             latestDomid = connect.domid
         case .request(let request):
-            // `update` changes the held list in place (no copy of it).
-            if request.hold { connected.update(request.vbd) { $0.held.append(request.id) } }
+            applyRequest(id: request.id, vbd: request.vbd, hold: request.hold)
         case .raw(let raw):
             // Only a request whose bytes decode has an id to hold.
             if raw.hold, let ringProtocol = connected[raw.vbd]?.ringProtocol,
@@ -115,6 +114,14 @@ public struct TraceState: Sendable {
         case .frontendKey, .grant, .revoke, .fail, .expect:
             break
         }
+    }
+
+    /// What `apply(.request(request))` does, from the request's fields: a
+    /// reader that has them at hand need not switch over the whole event
+    /// (and copy its payload out) to take it into account.
+    public mutating func applyRequest(id: UInt64, vbd: UInt16, hold: Bool) {
+        // `update` changes the held list in place (no copy of it).
+        if hold { connected.update(vbd) { $0.held.append(id) } }
     }
 
     private static func notConnected(_ vbd: UInt16) -> String { "vbd \(vbd) is not connected" }

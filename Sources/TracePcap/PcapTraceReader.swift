@@ -184,11 +184,15 @@ private struct PacketStream {
         }
         let eventKind: TraceEventKind
         switch kind {
-        case .control: eventKind = try control(body, vbd: vbd, number)
-        case .request: eventKind = try request(body, vbd: vbd, number)
-        case .response: eventKind = try response(body, vbd: vbd, number)
+        case .control:
+            eventKind = try control(body, vbd: vbd, number)
+            state.apply(eventKind)
+        case .request:
+            eventKind = try request(body, vbd: vbd, number)   // takes itself into account
+        case .response:
+            // `apply` changes nothing for an expectation: no state to update.
+            eventKind = try response(body, vbd: vbd, number)
         }
-        state.apply(eventKind)
         return TraceEvent(kind: eventKind, position: .packet(number))
     }
 
@@ -275,7 +279,8 @@ private struct PacketStream {
         }
     }
 
-    private func request(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+    /// The event of a ring-request packet, already applied to `state`.
+    private mutating func request(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
         guard let flags = body.first else {
             throw error(number, "short packet: a ring-request packet without its flags byte; expected flags and the request's ring bytes")
         }
@@ -292,9 +297,12 @@ private struct PacketStream {
         }
         let hold = flags & PcapTraceFormat.holdFlag != 0
         if let request = RequestEvent(canonicalRingBytes: bytes, protocol: ringProtocol, vbd: vbd, hold: hold) {
+            state.applyRequest(id: request.id, vbd: vbd, hold: hold)
             return .request(request)
         }
-        return .raw(RawRequestEvent(bytes: Array(bytes), vbd: vbd, hold: hold))
+        let raw = TraceEventKind.raw(RawRequestEvent(bytes: Array(bytes), vbd: vbd, hold: hold))
+        state.apply(raw)
+        return raw
     }
 
     /// Padding and the operation byte are not judged: a ring slot's padding
