@@ -129,7 +129,9 @@ extension Replay {
         private static func readAll(_ path: String) throws(ReplayFailure) {
             do {
                 var source = try TraceFile.open(path: path)
-                while try source.next() != nil {}
+                // Not `!= nil`: that picks TraceEvent's Equatable `!=`, which builds
+                // and destroys a pair of optionals through the runtime per event.
+                while let _ = try source.next() {}
             } catch {
                 throw .invalid(error.description)
             }

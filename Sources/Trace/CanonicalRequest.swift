@@ -70,20 +70,28 @@ extension RequestEvent {
         }
         let slotsEnd = layout.segments + Blkif.maxSegmentsPerRequest * blkifSegmentSize
         guard allZero(slotsEnd..<layout.size) else { return nil }
-        // Segments up to the last slot that is not all zero; each slot's padding zero.
-        var count = 0
-        for slot in 0..<Blkif.maxSegmentsPerRequest {
-            let base = layout.segments + slot * blkifSegmentSize
-            guard bytes[base + 6] == 0, bytes[base + 7] == 0 else { return nil }
-            if load(base, as: UInt32.self) != 0 || bytes[base + 4] != 0 || bytes[base + 5] != 0 { count = slot + 1 }
+        // Segments up to the last slot that is not all zero; each slot's
+        // padding zero. A slot is 8 bytes read as one little-endian word:
+        // gref in bytes 0-3, first and last sector in 4 and 5, padding in 6-7.
+        // They are gathered on the stack and copied into an array of exactly
+        // their number in one go: appending one by one checked uniqueness and
+        // capacity per segment (and `Array(unsafeUninitializedCapacity:)`
+        // allocates through the stdlib's unspecialised path).
+        let gathered = withUnsafeTemporaryAllocation(of: BlkifSegment.self, capacity: Blkif.maxSegmentsPerRequest) {
+            slots -> (segments: [BlkifSegment], count: Int)? in
+            var count = 0
+            for slot in 0..<Blkif.maxSegmentsPerRequest {
+                let word = load(layout.segments + slot * blkifSegmentSize, as: UInt64.self)
+                guard word >> 48 == 0 else { return nil }
+                if word != 0 { count = slot + 1 }
+                slots.initializeElement(at: slot, to: BlkifSegment(gref: UInt32(truncatingIfNeeded: word),
+                                                                     firstSect: UInt8(truncatingIfNeeded: word >> 32),
+                                                                     lastSect: UInt8(truncatingIfNeeded: word >> 40)))
+            }
+            // BlkifSegment is trivial: the slots need no deinitialising.
+            return (Array(UnsafeBufferPointer(rebasing: slots[..<count])), count)
         }
-        var segments: [BlkifSegment] = []
-        segments.reserveCapacity(count)
-        for slot in 0..<count {
-            let base = layout.segments + slot * blkifSegmentSize
-            segments.append(BlkifSegment(gref: load(base, as: UInt32.self), firstSect: bytes[base + 4],
-                                         lastSect: bytes[base + 5]))
-        }
+        guard let (segments, count) = gathered else { return nil }
         self.init(id: id, operation: operation, sector: sector, segments: segments,
                   nrSegments: Int(nr) == count ? nil : nr, nrSectors: nil, handle: handle, vbd: vbd, hold: hold)
     }

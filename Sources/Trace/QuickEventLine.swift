@@ -23,21 +23,29 @@ struct QuickEventLine {
     /// column of its keyword; nil when the precise parser must decide.
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
                       latestDomid: UInt16?) -> (kind: TraceEventKind, column: Int)? {
+        var column = 0
+        guard let kind = kind(bytes, range, latestDomid: latestDomid, column: &column) else { return nil }
+        return (kind, column)
+    }
+
+    /// The event of `bytes[range]` alone, its keyword's column in `column`.
+    /// Callers that need no column take this: taking the event back out of
+    /// an optional (event, column) pair copies it and then destroys the pair
+    /// through the runtime, a few hundred instructions per line.
+    static func kind(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
+                     latestDomid: UInt16?, column: inout Int) -> TraceEventKind? {
         var line = QuickEventLine(bytes: bytes, cursor: range.lowerBound, end: range.upperBound)
         guard let keyword = line.nextToken() else { return nil }
         // Only spaces, tabs and carriage returns (one byte, one scalar each)
         // can stand before the keyword, so its column is its byte offset.
-        let column = keyword.lowerBound - range.lowerBound + 1
-        let kind: TraceEventKind?
+        column = keyword.lowerBound - range.lowerBound + 1
         switch keyword.count {
-        case 7 where line.matches(keyword, "request"): kind = line.request()
-        case 8 where line.matches(keyword, "complete"): kind = line.complete()
-        case 6 where line.matches(keyword, "expect"): kind = line.expectResponse()
-        case 5 where line.matches(keyword, "grant"): kind = line.grant(latestDomid: latestDomid)
-        default: kind = nil
+        case 7 where line.matches(keyword, "request"): return line.request()
+        case 8 where line.matches(keyword, "complete"): return line.complete()
+        case 6 where line.matches(keyword, "expect"): return line.expectResponse()
+        case 5 where line.matches(keyword, "grant"): return line.grant(latestDomid: latestDomid)
+        default: return nil
         }
-        guard let kind else { return nil }
-        return (kind, column)
     }
 
     // MARK: Tokens

@@ -31,6 +31,9 @@ public struct TextEventLineParser: Sendable {
     /// `parse(_:line:after:)`", which reads the line or says what is wrong.
     /// The bytes must not contain a line break.
     public func parseQuickly(_ bytes: UnsafeBufferPointer<UInt8>, after state: TraceState) -> TraceEventKind? {
-        QuickEventLine.parse(bytes, 0..<bytes.count, latestDomid: state.latestDomid)?.kind
+        // The event alone: `parse(…)?.kind` copied it out of an optional
+        // (event, column) pair and destroyed the pair through the runtime.
+        var column = 0
+        return QuickEventLine.kind(bytes, 0..<bytes.count, latestDomid: state.latestDomid, column: &column)
     }
 }

@@ -28,12 +28,13 @@ public struct TraceState: Sendable {
         public var hasFreeSlot: Bool { held.count < ringProtocol.ringSize }
     }
 
-    public private(set) var connected: [UInt16: ConnectedVbd] = [:]
+    /// Connected vbds by number (looked up on every request and complete).
+    public private(set) var connected = VbdTable<ConnectedVbd>()
     /// The domain of the latest connect: the default `domid=` of grant and revoke.
     public private(set) var latestDomid: UInt16?
     /// The protocol of the latest connect of each vbd, kept after its
     /// disconnect: recorded ring bytes on that vbd are read in its layout.
-    private var latestProtocols: [UInt16: BlkifProtocol] = [:]
+    private var latestProtocols = VbdTable<BlkifProtocol>()
 
     public init() {}
 
@@ -46,10 +47,10 @@ public struct TraceState: Sendable {
     public func ringProtocol(ofVbd vbd: UInt16) -> BlkifProtocol? { latestProtocols[vbd] }
 
     /// Connected vbds in ascending order.
-    public var connectedVbds: [UInt16] { connected.keys.sorted() }
+    public var connectedVbds: [UInt16] { connected.vbds }
 
     /// Connected vbds with at least one held request, in ascending order.
-    public var holdingVbds: [UInt16] { connected.filter { !$0.value.held.isEmpty }.keys.sorted() }
+    public var holdingVbds: [UInt16] { connected.vbds.filter { !connected[$0]!.held.isEmpty } }
 
     /// Whether a request on `vbd` can be put on its ring now.
     public func canSubmit(vbd: UInt16) -> Bool { connected[vbd]?.hasFreeSlot ?? false }
@@ -99,24 +100,28 @@ public struct TraceState: Sendable {
             latestProtocols[connect.vbd] = connect.protocolName
             latestDomid = connect.domid
         case .request(let request):
-            // Through `values[index]` the held list is changed in place; the
-            // optional-chained `connected[vbd]?` moves the value out and back.
-            if request.hold, let index = connected.index(forKey: request.vbd) {
-                connected.values[index].held.append(request.id)
-            }
+            applyRequest(id: request.id, vbd: request.vbd, hold: request.hold)
         case .raw(let raw):
             // Only a request whose bytes decode has an id to hold.
             if raw.hold, let ringProtocol = connected[raw.vbd]?.ringProtocol,
                let request = try? ringProtocol.decodeRequest(raw.bytes) {
-                connected[raw.vbd]!.held.append(request.id)
+                connected.update(raw.vbd) { $0.held.append(request.id) }
             }
         case let .complete(id, vbd):
-            if let index = connected.index(forKey: vbd) { connected.values[index].release(id) }
+            connected.update(vbd) { $0.release(id) }
         case .disconnect(let vbd):
             connected[vbd] = nil
         case .frontendKey, .grant, .revoke, .fail, .expect:
             break
         }
+    }
+
+    /// What `apply(.request(request))` does, from the request's fields: a
+    /// reader that has them at hand need not switch over the whole event
+    /// (and copy its payload out) to take it into account.
+    public mutating func applyRequest(id: UInt64, vbd: UInt16, hold: Bool) {
+        // `update` changes the held list in place (no copy of it).
+        if hold { connected.update(vbd) { $0.held.append(id) } }
     }
 
     private static func notConnected(_ vbd: UInt16) -> String { "vbd \(vbd) is not connected" }

@@ -1,6 +1,11 @@
 import Blkif
 import CPcap
 import Trace
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Reads a trace in the pcap encoding — a pcap or a pcapng file, both through
 /// libpcap — one packet per `next()`, so a trace of any length is read in
@@ -15,24 +20,26 @@ import Trace
 public final class PcapTraceReader {
     public let file: String
     private let pcap: OpaquePointer
-    /// Everything that changes per packet, in one struct: a class's stored
-    /// properties are checked for exclusive access at run time on every
-    /// touch, a struct's fields inside its own mutating methods are not, so
-    /// reading a packet costs one such check instead of one per field.
-    private var packets: PacketStream
+    /// Everything that changes per packet, in one struct the reader owns
+    /// through a pointer. A class's `var` is checked for exclusive access at
+    /// run time on every touch (swift_beginAccess and its access set, some 80
+    /// instructions per `next()`); a `let` pointer's pointee is not. That is
+    /// safe here: only the reader's own methods reach the stream, and none of
+    /// them calls back into the reader while it is changing it.
+    private let packets: UnsafeMutablePointer<PacketStream>
 
     /// The number of the packet last read.
-    public var packetNumber: Int { packets.packetNumber }
+    public var packetNumber: Int { packets.pointee.packetNumber }
     /// What the events read so far set up: the protocol of the latest connect
     /// of each vbd sizes and decodes ring bytes; the latest domain is the
     /// default `domid=` of control text.
-    public var state: TraceState { packets.state }
+    public var state: TraceState { packets.pointee.state }
 
     /// Opens a pcap or pcapng file; checks the link type.
     public init(path: String) throws(TraceError) {
         file = path
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
-        guard let handle = pcap_open_offline(path, &errorBuffer) else {
+        guard let handle = Self.openBuffered(path) ?? pcap_open_offline(path, &errorBuffer) else {
             let reason = String(decoding: errorBuffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw TraceError(file: path, position: .packet(0),
                              message: "cannot read the pcap: \(PacketStream.oneLine(reason)); expected a readable pcap or pcapng file")
@@ -45,16 +52,42 @@ public final class PcapTraceReader {
                              message: "link type \(linkType)\(name); expected LINKTYPE_USER0 (147), the link type of xenblk traces")
         }
         pcap = handle
-        packets = PacketStream(file: path, pcap: handle)
+        packets = .allocate(capacity: 1)
+        packets.initialize(to: PacketStream(file: path, pcap: handle))
     }
 
     deinit {
+        packets.deinitialize(count: 1)
+        packets.deallocate()
         pcap_close(pcap)
     }
 
+    /// libpcap reads a packet as two `fread`s (its record header, then its
+    /// bytes) from a stdio stream with the default buffer of a page or so,
+    /// which costs a `read` system call every few dozen packets. The file is
+    /// opened here with a larger buffer and handed to libpcap, which reads it
+    /// as before. Any failure returns nil and `pcap_open_offline` opens the
+    /// path as it always did, so its error messages stay exactly its own.
+    private static func openBuffered(_ path: String) -> OpaquePointer? {
+        guard path != "-", let file = fopen(path, "rb") else { return nil }
+        guard setvbuf(file, nil, _IOFBF, readBufferSize) == 0 else {
+            fclose(file)
+            return nil
+        }
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+        guard let handle = pcap_fopen_offline(file, &errorBuffer) else {
+            fclose(file)   // libpcap leaves a stream it could not read to its opener
+            return nil
+        }
+        return handle      // pcap_close closes the stream
+    }
+
+    /// 256 KiB: a few thousand packets of a trace per system call.
+    private static let readBufferSize = 256 * 1024
+
     /// The next event, or nil at the end of the trace.
     public func next() throws(TraceError) -> TraceEvent? {
-        try packets.next()
+        try packets.pointee.next()
     }
 
     /// Every event of a file, for callers that want them all at once.
@@ -151,11 +184,15 @@ private struct PacketStream {
         }
         let eventKind: TraceEventKind
         switch kind {
-        case .control: eventKind = try control(body, vbd: vbd, number)
-        case .request: eventKind = try request(body, vbd: vbd, number)
-        case .response: eventKind = try response(body, vbd: vbd, number)
+        case .control:
+            eventKind = try control(body, vbd: vbd, number)
+            state.apply(eventKind)
+        case .request:
+            eventKind = try request(body, vbd: vbd, number)   // takes itself into account
+        case .response:
+            // `apply` changes nothing for an expectation: no state to update.
+            eventKind = try response(body, vbd: vbd, number)
         }
-        state.apply(eventKind)
         return TraceEvent(kind: eventKind, position: .packet(number))
     }
 
@@ -184,8 +221,17 @@ private struct PacketStream {
         // place. Plain ASCII without line breaks or '#' passes every check
         // below, so only what the quick reader accepts skips them.
         if Self.isPlainLine(body), let kind = parser.parseQuickly(body, after: state) {
-            return try checkControl(kind, vbd: vbd, number)
+            try checkControl(kind, vbd: vbd, number)
+            return kind
         }
+        return try controlThroughText(body, vbd: vbd, number)
+    }
+
+    /// The control packets the quick reader does not take, through the
+    /// precise text parser. Kept out of `control` so the common path does not
+    /// set up (and destroy through the runtime) this path's optional event.
+    @inline(never)
+    private func controlThroughText(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
         guard let text = Self.utf8(body) else {
             throw error(number, "control text that is not UTF-8; expected an event's canonical text line")
         }
@@ -203,7 +249,8 @@ private struct PacketStream {
         guard let kind = parsed?.kind else {
             throw error(number, "empty control packet; expected an event's canonical text line")
         }
-        return try checkControl(kind, vbd: vbd, number)
+        try checkControl(kind, vbd: vbd, number)
+        return kind
     }
 
     /// Printable ASCII and tabs: valid UTF-8 with no line break and no '#'.
@@ -215,7 +262,9 @@ private struct PacketStream {
     }
 
     /// What a control packet may not carry, and the vbd it must agree on.
-    private func checkControl(_ kind: TraceEventKind, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+    /// (It only checks: handing the event back copied it, and the caller's
+    /// own copy was then destroyed through the runtime.)
+    private func checkControl(_ kind: TraceEventKind, vbd: UInt16, _ number: Int) throws(TraceError) {
         switch kind {
         case .request, .raw:
             throw error(number, "a ring request written as control text; expected it as a kind-2 packet of ring bytes")
@@ -228,10 +277,10 @@ private struct PacketStream {
         guard textVbd == vbd else {
             throw error(number, "the packet header names vbd \(vbd) but its text vbd \(textVbd); expected the same vbd")
         }
-        return kind
     }
 
-    private func request(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
+    /// The event of a ring-request packet, already applied to `state`.
+    private mutating func request(_ body: UnsafeBufferPointer<UInt8>, vbd: UInt16, _ number: Int) throws(TraceError) -> TraceEventKind {
         guard let flags = body.first else {
             throw error(number, "short packet: a ring-request packet without its flags byte; expected flags and the request's ring bytes")
         }
@@ -248,9 +297,12 @@ private struct PacketStream {
         }
         let hold = flags & PcapTraceFormat.holdFlag != 0
         if let request = RequestEvent(canonicalRingBytes: bytes, protocol: ringProtocol, vbd: vbd, hold: hold) {
+            state.applyRequest(id: request.id, vbd: vbd, hold: hold)
             return .request(request)
         }
-        return .raw(RawRequestEvent(bytes: Array(bytes), vbd: vbd, hold: hold))
+        let raw = TraceEventKind.raw(RawRequestEvent(bytes: Array(bytes), vbd: vbd, hold: hold))
+        state.apply(raw)
+        return raw
     }
 
     /// Padding and the operation byte are not judged: a ring slot's padding
