@@ -20,4 +20,12 @@ extension Ramdisk {
         }
         return tokens
     }
+
+    /// The tokens of sectors `first ..< first + tokens.count`, as `token(at:)`
+    /// reads each, into `tokens`: one call for a whole run. (The block
+    /// lookup behind `token(at:)` remembers the last block, so a run stays
+    /// within one or two lookups.)
+    public func read(into tokens: UnsafeMutableBufferPointer<UInt64>, from first: UInt64) {
+        for offset in tokens.indices { tokens[offset] = token(at: first &+ UInt64(offset)) }
+    }
 }

@@ -32,22 +32,13 @@ struct HarnessWorld: ObservedWorld {
     func liveAllocationCount(of owner: AllocationOwner) -> Int { xen.kernel.liveAllocationCount(of: owner) }
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { xen.grants.guestPage(domid: domid, gref: gref) }
     func guestTokens(_ page: GuestPage) -> SIMD8<UInt64> { xen.memory.pageTokens(page) }
-    func readDisk(vbd: UInt16, from first: UInt64, count: Int, _ body: (_ offset: Int, _ tokens: SIMD8<UInt64>) -> Void) {
-        let disk = xen.device(vbd: vbd)?.disk
-        var offset = 0
-        while offset < count {
-            let sector = first &+ UInt64(offset)
-            let lanes = min(8, count - offset)
-            if let disk {
-                body(offset, disk.tokens(from: sector, count: lanes))
-            } else {
-                // No disk attached: every sector reads as new.
-                var tokens = SIMD8<UInt64>()
-                for lane in 0..<lanes { tokens[lane] = Ramdisk.initialToken(sector: sector &+ UInt64(lane)) }
-                body(offset, tokens)
-            }
-            offset += 8
+    func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>) {
+        guard let disk = xen.device(vbd: vbd)?.disk else {
+            // No disk attached: every sector reads as new.
+            for offset in tokens.indices { tokens[offset] = Ramdisk.initialToken(sector: first &+ UInt64(offset)) }
+            return
         }
+        disk.read(into: tokens, from: first)
     }
 }
 

@@ -81,9 +81,8 @@ public protocol ObservedWorld {
     /// The eight sector tokens of a guest page: I/O moves whole segments, so
     /// the oracle reads a page at once rather than sector by sector.
     func guestTokens(_ page: GuestPage) -> SIMD8<UInt64>
-    /// The tokens of disk sectors `first ..< first + count` of `vbd`, handed to
-    /// `body` eight at a time: `body(offset, tokens)` gets sectors
-    /// `first + offset ...` in lanes `0 ..< min(8, count - offset)`. One lookup
-    /// of the disk per run of sectors, not one per sector.
-    func readDisk(vbd: UInt16, from first: UInt64, count: Int, _ body: (_ offset: Int, _ tokens: SIMD8<UInt64>) -> Void)
+    /// The tokens of disk sectors `first ..< first + tokens.count` of `vbd`,
+    /// read into `tokens` at once: one call and one look for the disk per
+    /// run of sectors, not one per sector or per page.
+    func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>)
 }

@@ -23,6 +23,8 @@ public final class ConformanceOracle {
     let reference = ReferenceModel()
     var treeMemo = TreeCheckMemo()
     var leakMemo = LeakCheckMemo()
+    /// The last event's prediction, kept for its lists' capacity (see `ReferenceModel.predict`).
+    private var spentPrediction = Prediction()
 
     public var statistics: OracleStatistics { reference.statistics }
 
@@ -45,7 +47,11 @@ public final class ConformanceOracle {
             return Self.violations(findings, at: position)
         }
 
-        let prediction = reference.predict(event, environment: record, world: world)
+        // Swapped out and back, so that it is held once and clearing it keeps its capacity.
+        var prediction = Prediction()
+        swap(&prediction, &spentPrediction)
+        defer { swap(&prediction, &spentPrediction) }
+        reference.predict(event, environment: record, world: world, into: &prediction)
         reference.settle(prediction.alerts, seen: record.alerts)
         if let vbd = prediction.negotiation?.vbd ?? prediction.teardown?.vbd { treeMemo.forget(vbd: vbd) }
         let observed = EventObservation(environment: record, publications: publications, world: world,

@@ -33,6 +33,27 @@ struct Prediction {
     /// What must be mapped once the event is over.
     var mappedAfter = ExpectedMappings(connections: [:])
 
+    /// Back to a fresh prediction's state, keeping the lists' capacity.
+    mutating func clear() {
+        // Each list only if it holds something: most events fill few of them.
+        mapOps = .noneOutsideRequest
+        if !unmaps.isEmpty { unmaps.removeAll(keepingCapacity: unmaps.capacity <= Self.keptSetCapacity) }
+        if !unmapBitmaps.isEmpty { unmapBitmaps.removeAll(keepingCapacity: true) }
+        if !responses.isEmpty { responses.removeAll(keepingCapacity: true) }
+        if !diskWrites.isEmpty { diskWrites.removeAll() }
+        if !guestWrites.isEmpty { guestWrites.removeAll() }
+        alerts = .none
+        negotiation = nil
+        teardown = nil
+        tree = nil
+        completesHeldIO = false
+        mappedAfter = ExpectedMappings(connections: [:])
+    }
+
+    /// A set of unmaps larger than a request's (a teardown's) is not kept:
+    /// clearing a set costs its capacity, on every event after.
+    private static let keptSetCapacity = 64
+
     /// The vbd whose connection the checks look at: the one connected to or
     /// requested on, or the one torn down.
     var connectionVbd: UInt16? { tree?.vbd ?? teardown?.vbd }

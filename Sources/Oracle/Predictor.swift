@@ -3,16 +3,21 @@ import FakeXen
 import Trace
 
 /// Works out one event's prediction, updating the reference as it goes.
-struct Predictor<World: ObservedWorld> {
+///
+/// Not generic over the world: the few steps that read it take it as an
+/// argument. A predictor that stored a generic world was destroyed through
+/// its type's metadata on every event.
+struct Predictor {
     let reference: ReferenceModel
     let environment: EnvironmentRecord
-    let world: World
-    var prediction = Prediction()
+    /// Handed in cleared, with the capacity of earlier events' lists.
+    var prediction: Prediction
     /// Guest pages the event changes (the guest stamped a write, a read
     /// filled a page): held writes from them take their tokens afresh. A
     /// list (repeats allowed): it is short, and only searched when a held
-    /// write may take tokens from it.
-    var changedPages: [GuestPage] = []
+    /// write may take tokens from it. Handed in empty, with the capacity
+    /// of earlier events' lists.
+    var changedPages: [GuestPage]
     /// The connection whose tree the event may change.
     var treeVbd: UInt16?
     /// A request the event holds in flight. It joins its connection's held
@@ -20,21 +25,23 @@ struct Predictor<World: ObservedWorld> {
     /// pages as the event left them, so there is nothing to refresh in it.
     var heldNow: (model: ConnectionModel, request: PendingRequest)?
 
-    init(reference: ReferenceModel, environment: EnvironmentRecord, world: World) {
+    init(reference: ReferenceModel, environment: EnvironmentRecord, reusing prediction: Prediction,
+         changedPages: [GuestPage]) {
         self.reference = reference
         self.environment = environment
-        self.world = world
+        self.prediction = prediction
+        self.changedPages = changedPages
     }
 
-    /// Consumes the predictor, so that its prediction is handed over, not copied.
-    consuming func predict(_ event: TraceEventKind) -> Prediction {
+    /// Works out the event's prediction into `prediction`.
+    mutating func predict(_ event: TraceEventKind, world: some ObservedWorld) {
         switch event {
         case .frontendKey(let name, let value):
             reference.frontendKeys[name] = value
         case .connect(let connect):
             self.connect(connect)
         case .request(let request):
-            self.request(request.blkifRequest, vbd: request.vbd, hold: request.hold)
+            self.request(request.blkifRequest, vbd: request.vbd, hold: request.hold, world: world)
         case .raw(let raw):
             guard let model = reference.connections[raw.vbd],
                   let request = try? model.ringProtocol.decodeRequest(raw.bytes)
@@ -42,7 +49,7 @@ struct Predictor<World: ObservedWorld> {
                 prediction.mapOps = .unjudged
                 break
             }
-            self.request(request, vbd: raw.vbd, hold: raw.hold)
+            self.request(request, vbd: raw.vbd, hold: raw.hold, world: world)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
             if let request = reference.connections[vbd]?.release(id: id) { complete(request) }
@@ -52,14 +59,13 @@ struct Predictor<World: ObservedWorld> {
         case .grant, .revoke, .fail, .expect:
             break
         }
-        refreshHeldWrites()
+        refreshHeldWrites(world: world)
         if let heldNow { heldNow.model.hold(heldNow.request) }
         if let vbd = treeVbd, let model = reference.connections[vbd] {
             prediction.tree = TreeExpectation(vbd: vbd, connection: model)
         }
         prediction.mappedAfter = ExpectedMappings(connections: reference.connections,
                                                   version: reference.mappedHandlesVersion)
-        return prediction
     }
 
     // MARK: connect and disconnect
@@ -93,8 +99,18 @@ struct Predictor<World: ObservedWorld> {
     /// The I/O of a request finishes: data moves, one-offs are unmapped, it is answered.
     mutating func complete(_ request: PendingRequest) {
         guard let model = reference.connections[request.vbd] else { return }
+        // One access to the connection's disk for the whole request, not one per segment.
+        Self.moveData(of: request, disk: &model.disk, prediction: &prediction, changedPages: &changedPages)
+        prediction.unmaps.formUnion(request.oneOffHandles)
+        prediction.unmapBitmaps.append(ExpectedBitmap(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
+        prediction.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id, status: .okay))
+    }
+
+    /// The request's data moves between the disk and the guest pages, a
+    /// segment at a time: its sectors are lanes `firstSect...lastSect` of one page.
+    private static func moveData(of request: PendingRequest, disk: inout DiskModel, prediction: inout Prediction,
+                                 changedPages: inout [GuestPage]) {
         var sector = request.sector
-        // A segment at a time: its sectors are lanes `firstSect...lastSect` of one page.
         for (index, segment) in request.segments.enumerated() {
             let lanes = Int(segment.firstSect)...Int(segment.lastSect)
             let page = request.guestPages[index]
@@ -104,27 +120,24 @@ struct Predictor<World: ObservedWorld> {
                     // The page as it stands now: a read completing earlier in this
                     // event may have filled it since the tokens were last taken.
                     let tokens = prediction.guestWrites.overlaid(on: request.writeTokens[index], in: page)
-                    model.disk.write(tokens, lanes: lanes, at: sector)
+                    disk.write(tokens, lanes: lanes, at: sector)
                     prediction.diskWrites.write(tokens, lanes: lanes, at: sector, in: request.vbd)
                 }
             } else if let page {
                 changedPages.append(page)
                 var tokens = SIMD8<UInt64>()
-                model.disk.read(into: &tokens, lanes: lanes, from: sector)
+                disk.read(into: &tokens, lanes: lanes, from: sector)
                 prediction.guestWrites.write(tokens, lanes: lanes, in: page)
             }
             sector += UInt64(lanes.count)
         }
-        prediction.unmaps.formUnion(request.oneOffHandles)
-        prediction.unmapBitmaps.append(ExpectedBitmap(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
-        prediction.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id, status: .okay))
     }
 
     /// Data moves when the I/O completes, from the guest page as it is then:
     /// after an event that changed guest pages, held writes from those pages
     /// take their tokens afresh. (The world is read after the harness applied
     /// the event, so the pages already hold what the event put there.)
-    private func refreshHeldWrites() {
+    private func refreshHeldWrites(world: some ObservedWorld) {
         guard !changedPages.isEmpty else { return }
         for model in reference.connections.values where model.holdsWrites(from: changedPages) {
             model.refreshHeldWrites(from: changedPages) { world.guestTokens($0) }

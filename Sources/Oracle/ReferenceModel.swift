@@ -19,8 +19,28 @@ final class ReferenceModel {
     /// it reads only the map results and allocation failures; from the world
     /// only the guest's grants and pages.
     func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) -> Prediction {
-        Predictor(reference: self, environment: environment, world: world).predict(event)
+        var prediction = Prediction()
+        predict(event, environment: environment, world: world, into: &prediction)
+        return prediction
     }
+
+    /// `predict`, into a prediction from an earlier event: it is cleared,
+    /// and its lists keep their capacity, so that an event allocates none of
+    /// them afresh. Everything is moved (swapped), never copied.
+    func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld,
+                 into prediction: inout Prediction) {
+        var predictor = Predictor(reference: self, environment: environment, reusing: Prediction(), changedPages: [])
+        swap(&predictor.prediction, &prediction)
+        swap(&predictor.changedPages, &changedPagesBuffer)
+        predictor.prediction.clear()
+        predictor.changedPages.removeAll(keepingCapacity: true)
+        predictor.predict(event, world: world)
+        swap(&predictor.prediction, &prediction)
+        swap(&predictor.changedPages, &changedPagesBuffer)
+    }
+
+    /// The list of changed pages, kept between events for its capacity.
+    private var changedPagesBuffer: [GuestPage] = []
 
     /// Moves whenever what must be mapped (`ExpectedMappings`) may have
     /// changed: a connection came or went, or one's tree or held one-offs
@@ -143,56 +163,81 @@ final class ConnectionModel {
 }
 
 /// The reference's disk: sector → token, every sector reading as its
-/// initial token until written. Stored in chunks of consecutive sectors
-/// created on first write, so that I/O, which runs over consecutive sectors,
-/// stays within one chunk instead of hashing every sector into a table as
-/// large as the disk.
+/// initial token until written. Stored in blocks of consecutive sectors,
+/// made on first write, all in one list; a block is found by its number
+/// through an array (numbers below `denseBlockLimit`: a disk of up to
+/// 256 GiB) or else a dictionary. I/O runs over consecutive sectors, so a
+/// segment touches one block, or two, and never hashes.
 struct DiskModel {
-    private static let sectorsPerChunk: UInt64 = 512
-    /// Chunk number (sector / sectorsPerChunk) → its place in `chunks`.
-    private var chunkIndex: [UInt64: Int] = [:]
-    private var chunks: [[UInt64]] = []
-    /// The chunk last used, to skip the lookup while I/O stays in it.
-    private var lastChunk: (number: UInt64, index: Int)?
+    private static let sectorsPerBlock = 512
+    private static let denseBlockLimit: UInt64 = 1 << 20
+    /// Block number → 1 + its place among the blocks; 0 for a block never written.
+    /// Grows only as far as the largest block number written.
+    private var denseIndex: [Int32] = []
+    /// Block number → its place among the blocks, for numbers too large for `denseIndex`.
+    private var sparseIndex: [UInt64: Int] = [:]
+    /// The blocks' sectors, block after block: the block in place p holds
+    /// its sectors at `p * sectorsPerBlock ..< (p + 1) * sectorsPerBlock`.
+    private var storage: [UInt64] = []
 
-    /// The sector's token. Mutating only to remember the chunk for the next sector.
-    mutating func token(_ sector: UInt64) -> UInt64 {
-        let number = sector / Self.sectorsPerChunk
-        guard let index = place(ofChunk: number) else { return Ramdisk.initialToken(sector: sector) }
-        lastChunk = (number, index)
-        return chunks[index][Int(sector % Self.sectorsPerChunk)]
+    /// Where in `storage` the block starts; nil when it was never written.
+    private func start(ofBlock number: UInt64) -> Int? {
+        if number < Self.denseBlockLimit {
+            let index = Int(number)
+            guard index < denseIndex.count, denseIndex[index] != 0 else { return nil }
+            return Int(denseIndex[index] - 1) * Self.sectorsPerBlock
+        }
+        return sparseIndex[number].map { $0 * Self.sectorsPerBlock }
+    }
+
+    /// Where in `storage` the block starts, made (reading as the initial tokens) if new.
+    private mutating func startCreating(block number: UInt64) -> Int {
+        if let start = start(ofBlock: number) { return start }
+        let place = storage.count / Self.sectorsPerBlock
+        let first = number &* UInt64(Self.sectorsPerBlock)
+        storage.append(contentsOf: (0..<UInt64(Self.sectorsPerBlock)).lazy.map { Ramdisk.initialToken(sector: first &+ $0) })
+        if number < Self.denseBlockLimit {
+            let index = Int(number)
+            if index >= denseIndex.count {
+                let size = max(index + 1, denseIndex.count * 2, 64)
+                denseIndex.append(contentsOf: repeatElement(0, count: size - denseIndex.count))
+            }
+            denseIndex[index] = Int32(place + 1)
+        } else {
+            sparseIndex[number] = place
+        }
+        return place * Self.sectorsPerBlock
+    }
+
+    /// The sector's token.
+    func token(_ sector: UInt64) -> UInt64 {
+        let number = sector / UInt64(Self.sectorsPerBlock)
+        guard let start = start(ofBlock: number) else { return Ramdisk.initialToken(sector: sector) }
+        return storage[start + Int(sector % UInt64(Self.sectorsPerBlock))]
     }
 
     mutating func write(_ token: UInt64, at sector: UInt64) {
-        let number = sector / Self.sectorsPerChunk
-        let index: Int
-        if let existing = place(ofChunk: number) {
-            index = existing
-        } else {
-            // A fresh chunk reads as the initial tokens, as the sectors did before.
-            let first = number * Self.sectorsPerChunk
-            chunks.append((0..<Self.sectorsPerChunk).map { Ramdisk.initialToken(sector: first &+ $0) })
-            index = chunks.count - 1
-            chunkIndex[number] = index
-        }
-        lastChunk = (number, index)
-        chunks[index][Int(sector % Self.sectorsPerChunk)] = token
+        let start = startCreating(block: sector / UInt64(Self.sectorsPerBlock))
+        storage[start + Int(sector % UInt64(Self.sectorsPerBlock))] = token
     }
 
-    /// Sectors `sector ...` read into `lanes` of a page: one chunk lookup
-    /// per chunk the run touches, not one per sector.
-    mutating func read(into page: inout SIMD8<UInt64>, lanes: ClosedRange<Int>, from sector: UInt64) {
+    /// Sectors `sector ...` read into `lanes` of a page: one block lookup
+    /// per block the run touches, not one per sector.
+    func read(into page: inout SIMD8<UInt64>, lanes: ClosedRange<Int>, from sector: UInt64) {
         var sector = sector
         var lane = lanes.lowerBound
         while lane <= lanes.upperBound {
-            let number = sector / Self.sectorsPerChunk
-            let offset = Int(sector % Self.sectorsPerChunk)
-            let count = min(lanes.upperBound - lane + 1, Int(Self.sectorsPerChunk) - offset)
-            if let index = place(ofChunk: number) {
-                lastChunk = (number, index)
+            let offset = Int(sector % UInt64(Self.sectorsPerBlock))
+            let count = min(lanes.upperBound - lane + 1, Self.sectorsPerBlock - offset)
+            if let start = start(ofBlock: sector / UInt64(Self.sectorsPerBlock)) {
                 let first = lane
-                chunks[index].withUnsafeBufferPointer { chunk in
-                    for step in 0..<count { page[first + step] = chunk[offset + step] }
+                // One copy of memory for the run, not a lane at a time.
+                storage.withUnsafeBufferPointer { blocks in
+                    withUnsafeMutableBytes(of: &page) { lanesOfPage in
+                        (lanesOfPage.baseAddress! + first * MemoryLayout<UInt64>.stride)
+                            .copyMemory(from: blocks.baseAddress! + start + offset,
+                                        byteCount: count * MemoryLayout<UInt64>.stride)
+                    }
                 }
             } else {
                 for step in 0..<count { page[lane + step] = Ramdisk.initialToken(sector: sector &+ UInt64(step)) }
@@ -207,14 +252,17 @@ struct DiskModel {
         var sector = sector
         var lane = lanes.lowerBound
         while lane <= lanes.upperBound {
-            let number = sector / Self.sectorsPerChunk
-            let offset = Int(sector % Self.sectorsPerChunk)
-            let count = min(lanes.upperBound - lane + 1, Int(Self.sectorsPerChunk) - offset)
-            // Writing the first sector makes the chunk (if new) and remembers it.
-            write(page[lane], at: sector)
-            let index = lastChunk!.index
-            chunks[index].withUnsafeMutableBufferPointer { chunk in
-                for step in 1..<count { chunk[offset + step] = page[lane + step] }
+            let offset = Int(sector % UInt64(Self.sectorsPerBlock))
+            let count = min(lanes.upperBound - lane + 1, Self.sectorsPerBlock - offset)
+            let start = startCreating(block: sector / UInt64(Self.sectorsPerBlock))
+            let first = lane
+            // One copy of memory for the run, not a lane at a time.
+            storage.withUnsafeMutableBufferPointer { blocks in
+                withUnsafeBytes(of: page) { lanesOfPage in
+                    UnsafeMutableRawPointer(blocks.baseAddress! + start + offset)
+                        .copyMemory(from: lanesOfPage.baseAddress! + first * MemoryLayout<UInt64>.stride,
+                                    byteCount: count * MemoryLayout<UInt64>.stride)
+                }
             }
             lane += count
             sector &+= UInt64(count)
@@ -223,13 +271,8 @@ struct DiskModel {
 
     /// A discard: the sector reads as new again.
     mutating func erase(_ sector: UInt64) {
-        guard place(ofChunk: sector / Self.sectorsPerChunk) != nil else { return }
+        guard start(ofBlock: sector / UInt64(Self.sectorsPerBlock)) != nil else { return }
         write(Ramdisk.initialToken(sector: sector), at: sector)
-    }
-
-    private func place(ofChunk number: UInt64) -> Int? {
-        if let lastChunk, lastChunk.number == number { return lastChunk.index }
-        return chunkIndex[number]
     }
 }
 

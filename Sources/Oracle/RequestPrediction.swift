@@ -4,7 +4,7 @@ import FakeXen
 extension Predictor {
     /// One ring request: validation, segment decisions, the map batch, the
     /// tree afterwards, the bitmap, the unmaps, the response.
-    mutating func request(_ request: BlkifRequest, vbd: UInt16, hold: Bool) {
+    mutating func request(_ request: BlkifRequest, vbd: UInt16, hold: Bool, world: some ObservedWorld) {
         prediction.mapOps = .unjudged
         guard let model = reference.connections[vbd] else { return }
         treeVbd = vbd

@@ -11,13 +11,15 @@ struct WrittenTokens<Area: Equatable> {
     private struct Run {
         let area: Area
         let first: UInt64
-        var tokens: [UInt64]
+        /// Where the run's tokens start in `tokens`.
+        let start: Int
+        var count: Int
 
-        func covers(_ sector: UInt64) -> Bool { sector >= first && sector - first < UInt64(tokens.count) }
+        func covers(_ sector: UInt64) -> Bool { sector >= first && sector - first < UInt64(count) }
 
         /// Whether `sector` comes right after the run (not past the last sector there is).
         func continues(to sector: UInt64) -> Bool {
-            let (end, overflow) = first.addingReportingOverflow(UInt64(tokens.count))
+            let (end, overflow) = first.addingReportingOverflow(UInt64(count))
             return !overflow && end == sector
         }
 
@@ -27,21 +29,38 @@ struct WrittenTokens<Area: Equatable> {
     }
 
     private var runs: [Run] = []
+    /// Every run's tokens, run after run. Only the last run grows, so each
+    /// run's tokens stay together; one list for all the runs keeps its
+    /// capacity from event to event (`removeAll`), where a list per run was
+    /// allocated and grown afresh for every write.
+    private var tokens: [UInt64] = []
 
     var isEmpty: Bool { runs.isEmpty }
 
-    mutating func write(_ token: UInt64, at sector: UInt64, in area: Area) {
+    /// Nothing written, keeping the lists' capacity for the next event.
+    mutating func removeAll() {
+        runs.removeAll(keepingCapacity: true)
+        tokens.removeAll(keepingCapacity: true)
+    }
+
+    /// Makes room for `count` tokens at `sector` of `area`: the last run grows, or a new one starts.
+    private mutating func extend(by count: Int, at sector: UInt64, in area: Area) {
         if let last = runs.indices.last, runs[last].area == area, runs[last].continues(to: sector) {
-            runs[last].tokens.append(token)
+            runs[last].count += count
         } else {
-            runs.append(Run(area: area, first: sector, tokens: [token]))
+            runs.append(Run(area: area, first: sector, start: tokens.count, count: count))
         }
+    }
+
+    mutating func write(_ token: UInt64, at sector: UInt64, in area: Area) {
+        extend(by: 1, at: sector, in: area)
+        tokens.append(token)
     }
 
     /// The token last written at `sector` of `area`; nil where the event wrote none.
     func token(at sector: UInt64, in area: Area) -> UInt64? {
         guard let run = runs.last(where: { $0.area == area && $0.covers(sector) }) else { return nil }
-        return run.tokens[Int(sector - run.first)]
+        return tokens[run.start + Int(sector - run.first)]
     }
 
     /// Every sector written, once, with the token written there last.
@@ -50,10 +69,10 @@ struct WrittenTokens<Area: Equatable> {
             let later = runs[(index + 1)...]
             // Usually no later run touches this one; only if one does is each sector asked about.
             let overwritten = later.contains { $0.overlaps(run) }
-            for (offset, token) in run.tokens.enumerated() {
+            for offset in 0..<run.count {
                 let sector = run.first + UInt64(offset)
                 if overwritten && later.contains(where: { $0.area == run.area && $0.covers(sector) }) { continue }
-                body(run.area, sector, token)
+                body(run.area, sector, tokens[run.start + offset])
             }
         }
     }
@@ -69,29 +88,27 @@ struct WrittenTokens<Area: Equatable> {
 extension WrittenTokens {
     /// The `lanes` of a page's worth of tokens, written to consecutive sectors
     /// from `sector` on: as writing each in turn, with one look at the last run.
-    mutating func write(_ tokens: SIMD8<UInt64>, lanes: ClosedRange<Int>, at sector: UInt64, in area: Area) {
+    mutating func write(_ page: SIMD8<UInt64>, lanes: ClosedRange<Int>, at sector: UInt64, in area: Area) {
+        extend(by: lanes.count, at: sector, in: area)
         // The lanes as one slice of the page, appended at once rather than a lane at a time.
-        withUnsafeBytes(of: tokens) { bytes in
-            let lanesOfPage = UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt64.self)[lanes])
-            if let last = runs.indices.last, runs[last].area == area, runs[last].continues(to: sector) {
-                runs[last].tokens.append(contentsOf: lanesOfPage)
-            } else {
-                runs.append(Run(area: area, first: sector, tokens: Array(lanesOfPage)))
-            }
+        withUnsafeBytes(of: page) { bytes in
+            tokens.append(contentsOf: UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt64.self)[lanes]))
         }
     }
 
     /// Each run in the order written, with a test of whether a later run
     /// writes a sector of it again (then the later token is the one that
     /// must be seen). Lets a reader fetch a whole run at once; the test is
-    /// for the rare sector that disagrees.
-    func forEachRun(_ body: (_ area: Area, _ first: UInt64, _ tokens: [UInt64],
+    /// for the rare sector that disagrees. The tokens are valid only during `body`.
+    func forEachRun(_ body: (_ area: Area, _ first: UInt64, _ tokens: UnsafeBufferPointer<UInt64>,
                              _ isOverwritten: (UInt64) -> Bool) -> Void) {
-        for (index, run) in runs.enumerated() {
-            let later = runs[(index + 1)...]
-            let overwritten = later.contains { $0.overlaps(run) }
-            body(run.area, run.first, run.tokens) { sector in
-                overwritten && later.contains { $0.area == run.area && $0.covers(sector) }
+        tokens.withUnsafeBufferPointer { all in
+            for (index, run) in runs.enumerated() {
+                let later = runs[(index + 1)...]
+                let overwritten = later.contains { $0.overlaps(run) }
+                body(run.area, run.first, UnsafeBufferPointer(rebasing: all[run.start ..< run.start + run.count])) { sector in
+                    overwritten && later.contains { $0.area == run.area && $0.covers(sector) }
+                }
             }
         }
     }
@@ -115,7 +132,12 @@ struct GuestPageWrites {
 
     var isEmpty: Bool { pages.isEmpty }
 
+    /// Nothing written, keeping the list's capacity for the next event.
+    mutating func removeAll() { pages.removeAll(keepingCapacity: true) }
+
     mutating func write(_ tokens: SIMD8<UInt64>, lanes: ClosedRange<Int>, in page: GuestPage) {
+        let bits = UInt8(truncatingIfNeeded: ((1 << lanes.count) - 1) << lanes.lowerBound)
+        // The lanes go in at once, blended under a mask, not one lane at a time.
         let index: Int
         if let existing = pages.lastIndex(where: { $0.page == page }) {
             index = existing
@@ -123,9 +145,19 @@ struct GuestPageWrites {
             pages.append(PageWrite(page: page))
             index = pages.count - 1
         }
-        for lane in lanes {
-            pages[index].tokens[lane] = tokens[lane]
-            pages[index].written |= 1 << lane
+        Self.copy(lanes, of: tokens, into: &pages[index].tokens)
+        pages[index].written |= bits
+    }
+
+    /// Lanes `lanes` of `source` into the same lanes of `page`, as one copy
+    /// of memory (lane-wise SIMD masks cost more than the copy they save).
+    static func copy(_ lanes: ClosedRange<Int>, of source: SIMD8<UInt64>, into page: inout SIMD8<UInt64>) {
+        withUnsafeBytes(of: source) { from in
+            withUnsafeMutableBytes(of: &page) { to in
+                let offset = lanes.lowerBound * MemoryLayout<UInt64>.stride
+                (to.baseAddress! + offset).copyMemory(from: from.baseAddress! + offset,
+                                                      byteCount: lanes.count * MemoryLayout<UInt64>.stride)
+            }
         }
     }
 
@@ -140,7 +172,12 @@ struct GuestPageWrites {
     func overlaid(on tokens: SIMD8<UInt64>, in page: GuestPage) -> SIMD8<UInt64> {
         guard let write = pages.last(where: { $0.page == page }) else { return tokens }
         var result = tokens
-        for lane in 0..<8 where write.written & (1 << lane) != 0 { result[lane] = write.tokens[lane] }
+        var bits = write.written
+        while bits != 0 {
+            let lane = bits.trailingZeroBitCount
+            result[lane] = write.tokens[lane]
+            bits &= bits - 1
+        }
         return result
     }
 

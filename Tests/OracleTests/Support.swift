@@ -27,14 +27,10 @@ struct StubWorld: ObservedWorld {
         for sector in 0..<8 { tokens[sector] = guestTokens[page]?[sector] ?? 0 }
         return tokens
     }
-    func readDisk(vbd: UInt16, from first: UInt64, count: Int, _ body: (_ offset: Int, _ tokens: SIMD8<UInt64>) -> Void) {
-        for offset in stride(from: 0, to: count, by: 8) {
-            var tokens = SIMD8<UInt64>()
-            for lane in 0..<min(8, count - offset) {
-                let sector = first &+ UInt64(offset + lane)
-                tokens[lane] = diskTokens[vbd]?[sector] ?? Ramdisk.initialToken(sector: sector)
-            }
-            body(offset, tokens)
+    func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>) {
+        for offset in tokens.indices {
+            let sector = first &+ UInt64(offset)
+            tokens[offset] = diskTokens[vbd]?[sector] ?? Ramdisk.initialToken(sector: sector)
         }
     }
 

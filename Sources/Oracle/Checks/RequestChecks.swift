@@ -45,16 +45,26 @@ extension Checks {
         // A run at a time and a page at a time; the order found does not
         // matter, the list is sorted.
         prediction.diskWrites.forEachRun { vbd, first, tokens, isOverwritten in
-            world.readDisk(vbd: vbd, from: first, count: tokens.count) { offset, seen in
-                for lane in 0..<min(8, tokens.count - offset) where seen[lane] != tokens[offset + lane] {
-                    let sector = first &+ UInt64(offset + lane)
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: tokens.count) { seen in
+                world.readDisk(vbd: vbd, from: first, into: seen)
+                for offset in 0..<tokens.count where seen[offset] != tokens[offset] {
+                    let sector = first &+ UInt64(offset)
                     if isOverwritten(sector) { continue }
-                    wrong.append("disk sector \(sector): expected \(Wording.hex(tokens[offset + lane])), seen \(Wording.hex(seen[lane]))")
+                    wrong.append("disk sector \(sector): expected \(Wording.hex(tokens[offset])), seen \(Wording.hex(seen[offset]))")
                 }
             }
         }
         for write in prediction.guestWrites.pages {
             let seen = world.guestTokens(write.page)
+            // The written lanes compared first; they are named only for a page that differs.
+            var bits = write.written
+            var differs = false
+            while bits != 0 && !differs {
+                let lane = bits.trailingZeroBitCount
+                differs = seen[lane] != write.tokens[lane]
+                bits &= bits - 1
+            }
+            guard differs else { continue }
             for lane in 0..<8 where write.written & (1 << lane) != 0 && seen[lane] != write.tokens[lane] {
                 wrong.append("\(write.page) sector \(lane): expected \(Wording.hex(write.tokens[lane])), seen \(Wording.hex(seen[lane]))")
             }
