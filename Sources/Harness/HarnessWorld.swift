@@ -11,7 +11,7 @@ struct HarnessWorld: ObservedWorld {
     let backend: Blkback
 
     func connection(vbd: UInt16) -> ObservedConnection? {
-        backend.snapshot(vbd: vbd).map {
+        backend.connectionSummary(vbd: vbd).map {
             ObservedConnection(persistentMode: $0.persistentMode, persistentCount: $0.persistentCount,
                                treeVersion: $0.treeVersion)
         }
