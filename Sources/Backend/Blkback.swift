@@ -19,7 +19,7 @@ public final class Blkback {
     let xen: FakeXen
     let heap: KernelHeap<PersistentGrant>
     var connections = ConnectionTable()
-    private var reservedPages: [UInt16: [PageFrame]] = [:]
+    private var reservedPages: [UInt16: ReservedPages] = [:]
     private var publications: [BackendPublication] = []
     /// What the previous drain handed out. Once its caller has let go of it,
     /// the next drain reuses it (and its capacity) for new publications.
@@ -68,8 +68,8 @@ public final class Blkback {
             let persistent = parameters.offersPersistent && frontendWants
             let device = xen.attachDisk(vbd: vbd, sectors: parameters.sectors)
             let ringPages = parameters.ringProtocol.ringSize * Blkif.maxSegmentsPerRequest
-            if reservedPages[vbd, default: []].count < ringPages {
-                reservedPages[vbd] = xen.kernel.pages.reserve(count: ringPages)
+            if (reservedPages[vbd]?.count ?? 0) < ringPages {
+                reservedPages[vbd] = xen.kernel.pages.reserveRun(count: ringPages)
             }
             connections.add(Connection(parameters: parameters, persistentMode: persistent, device: device,
                                        reservedPages: reservedPages[vbd]!, heap: heap))
