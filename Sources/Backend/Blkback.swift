@@ -12,6 +12,23 @@ public enum BackendPublication: Hashable, Sendable {
     case response(vbd: UInt16, BlkifResponse)
 }
 
+/// What the backend published since the last drain.
+struct PublicationQueue {
+    private var pending: [BackendPublication] = []
+    /// What the previous drain handed out. Once its caller has let go of it,
+    /// the next drain reuses it (and its capacity) for new publications.
+    private var drained: [BackendPublication] = []
+
+    mutating func append(_ publication: BackendPublication) { pending.append(publication) }
+
+    mutating func drain() -> [BackendPublication] {
+        guard !pending.isEmpty else { return [] }
+        swap(&pending, &drained)
+        pending.removeAll(keepingCapacity: true)
+        return drained
+    }
+}
+
 /// blkback with persistent grants, as the 2012 change wrote it, minus the
 /// quirks that are switched off. It acts on the world only through `FakeXen`.
 public final class Blkback {
@@ -19,11 +36,12 @@ public final class Blkback {
     let xen: FakeXen
     let heap: KernelHeap<PersistentGrant>
     var connections = ConnectionTable()
-    private var reservedPages: [UInt16: [PageFrame]] = [:]
-    private var publications: [BackendPublication] = []
-    /// What the previous drain handed out. Once its caller has let go of it,
-    /// the next drain reuses it (and its capacity) for new publications.
-    private var drainedPublications: [BackendPublication] = []
+    private var reservedPages: [UInt16: ReservedPages] = [:]
+    /// Publications not yet drained, in one value so that a drain or a
+    /// publish is one access to this object, not one per array touched.
+    private var publications = PublicationQueue()
+    /// The stack `publishedTree` walks with, kept so that its storage is reused.
+    var publishingSpine: [PublishingSpineEntry] = []
     /// Set once `BUG()` fired: a crashed host does nothing more.
     public private(set) var panic: KernelPanic?
 
@@ -33,12 +51,7 @@ public final class Blkback {
         self.heap = xen.kernel.makeHeap(of: PersistentGrant.self, name: "persistent_gnt")
     }
 
-    public func drainPublications() -> [BackendPublication] {
-        guard !publications.isEmpty else { return [] }
-        swap(&publications, &drainedPublications)
-        publications.removeAll(keepingCapacity: true)
-        return drainedPublications
-    }
+    public func drainPublications() -> [BackendPublication] { publications.drain() }
 
     func publish(_ publication: BackendPublication) { publications.append(publication) }
 
@@ -68,8 +81,8 @@ public final class Blkback {
             let persistent = parameters.offersPersistent && frontendWants
             let device = xen.attachDisk(vbd: vbd, sectors: parameters.sectors)
             let ringPages = parameters.ringProtocol.ringSize * Blkif.maxSegmentsPerRequest
-            if reservedPages[vbd, default: []].count < ringPages {
-                reservedPages[vbd] = xen.kernel.pages.reserve(count: ringPages)
+            if (reservedPages[vbd]?.count ?? 0) < ringPages {
+                reservedPages[vbd] = xen.kernel.pages.reserveRun(count: ringPages)
             }
             connections.add(Connection(parameters: parameters, persistentMode: persistent, device: device,
                                        reservedPages: reservedPages[vbd]!, heap: heap))

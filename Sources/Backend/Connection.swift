@@ -33,11 +33,14 @@ public struct ConnectParameters: Hashable, Sendable {
 struct PendingRequest {
     let slot: Int
     /// `blkbk->pending_page(req, i)`: pages set aside for non-persistent maps.
-    let reservedPages: [PageFrame]
+    let reservedPages: ReservedPages
     var id: UInt64 = 0
     var operation: UInt8 = 0
     var nrPages: Int = 0
-    var handles = [GrantHandle](repeating: invalidHandle, count: Blkif.maxSegmentsPerRequest)
+    /// One handle per segment (11 fit in 16 lanes): a vector, not an array,
+    /// so that a connect's 32 slots allocate nothing and a write to a handle
+    /// takes no uniqueness check.
+    var handles = SIMD16<GrantHandle>(repeating: invalidHandle)
     var unmapBitmap: UInt16 = 0
     var bio: BioID?
 }
@@ -61,7 +64,7 @@ final class Connection {
     /// arrays are allocated once (one request maps at a time per connection).
     var mappingScratch = SegmentMapper.Scratch.placeholder
 
-    init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: [PageFrame],
+    init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: ReservedPages,
          heap: KernelHeap<PersistentGrant>) {
         self.parameters = parameters
         self.owner = AllocationOwner(domid: parameters.domid, vbd: parameters.vbd)
@@ -72,7 +75,7 @@ final class Connection {
         let ring = parameters.ringProtocol.ringSize
         let perSlot = Blkif.maxSegmentsPerRequest
         slots = (0..<ring).map { slot in
-            PendingRequest(slot: slot, reservedPages: Array(reservedPages[(slot * perSlot)..<((slot + 1) * perSlot)]))
+            PendingRequest(slot: slot, reservedPages: reservedPages[run: (slot * perSlot)..<((slot + 1) * perSlot)])
         }
         freeSlots = Array((0..<ring).reversed())
     }

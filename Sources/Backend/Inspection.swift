@@ -9,8 +9,8 @@ public struct PublishedNode: Hashable, Sendable {
     public let handle: GrantHandle
     public let page: PageFrame?
     /// Indices into `PublishedTree.nodes` (which is in tree order).
-    public let left: Int?
-    public let right: Int?
+    public internal(set) var left: Int?
+    public internal(set) var right: Int?
 }
 
 /// The tree's shape as it stands in memory, read without touching it the
@@ -72,6 +72,75 @@ extension Blkback {
     /// The tree of a connected vbd as it stands in the heap.
     public func publishedTree(vbd: UInt16) -> PublishedTree? {
         guard let connection = connections[vbd] else { return nil }
+        if let sound = publishedSoundTree(connection) { return sound }
+        return publishedTreeAsFound(connection)
+    }
+
+    /// The tree published by one in-order walk, or nil as soon as it is not a
+    /// sound search tree: a link to freed memory, more nodes than the heap
+    /// holds live records (a cycle), or grefs not strictly rising in walk order
+    /// (which is also how a record reached twice shows: its gref comes again).
+    /// For a sound tree, the careful walk would publish exactly this; for any
+    /// other, the caller runs it. Each node's indices come from the walk itself
+    /// (a child is emitted before or after its parent), so nothing maps
+    /// addresses to positions; the spine stack is kept between calls.
+    private func publishedSoundTree(_ connection: Connection) -> PublishedTree? {
+        guard let rootAddress = connection.persistentGrants.root else {
+            return PublishedTree(nodes: [], root: nil, brokenLinks: [])
+        }
+        var spine = publishingSpine
+        publishingSpine = []
+        defer {
+            spine.removeAll(keepingCapacity: true)
+            publishingSpine = spine
+        }
+        // Distinct live records reachable are at most the heap's live count.
+        var budget = heap.liveCount
+        var nodes: [PublishedNode] = []
+        nodes.reserveCapacity(max(connection.persistentGrants.count, 0))
+        var root: Int?
+        var lastGref: GrantRef?
+
+        /// Stacks `address` and its chain of left children, each hung where the one before says.
+        func pushLeftSpine(from address: KernelAddress, hungAt place: PublishingSpineEntry.Place) -> Bool {
+            var next: KernelAddress? = address
+            var place = place
+            while let current = next {
+                guard budget > 0, let record = heap.peek(current) else { return false }
+                budget -= 1
+                spine.append(PublishingSpineEntry(record: record, place: place, leftIndex: nil))
+                place = .leftOf(spinePosition: spine.count - 1)
+                next = record.links.left
+            }
+            return true
+        }
+
+        guard pushLeftSpine(from: rootAddress, hungAt: .root) else { return nil }
+        while let entry = spine.popLast() {
+            let record = entry.record
+            if let lastGref, record.gref <= lastGref { return nil }
+            lastGref = record.gref
+            let index = nodes.count
+            nodes.append(PublishedNode(gref: record.gref, color: record.links.color, handle: record.handle,
+                                       page: record.page, left: entry.leftIndex, right: nil))
+            switch entry.place {
+            case .root: root = index
+            // The parent is still stacked: it is emitted after its whole left subtree.
+            case .leftOf(let position): spine[position].leftIndex = index
+            // The parent was emitted just before this right subtree began.
+            case .rightOf(let parent): nodes[parent].right = index
+            }
+            if let right = record.links.right {
+                guard pushLeftSpine(from: right, hungAt: .rightOf(nodeIndex: index)) else { return nil }
+            }
+        }
+        return PublishedTree(nodes: nodes, root: root, brokenLinks: [])
+    }
+
+    /// The tree as found, whatever state it is in: broken links and records
+    /// reached twice are named, and links are turned into indices through a
+    /// map of every record reached.
+    private func publishedTreeAsFound(_ connection: Connection) -> PublishedTree? {
         var broken: [String] = []
         // Depth-first, in order, with an explicit stack so a corrupted tree can't overflow ours.
         // A frame carries the record it read, so each record is peeked once.
@@ -113,4 +182,20 @@ extension Blkback {
         return PublishedTree(nodes: nodes, root: connection.persistentGrants.root.flatMap { position[$0] },
                              brokenLinks: broken)
     }
+}
+
+/// A record on the sound-tree walk's stack, waiting for its left subtree to be emitted.
+struct PublishingSpineEntry {
+    enum Place {
+        case root
+        /// The left child of the entry at this position of the stack.
+        case leftOf(spinePosition: Int)
+        /// The right child of the node already published at this index.
+        case rightOf(nodeIndex: Int)
+    }
+
+    let record: PersistentGrant
+    let place: Place
+    /// Where its left child was published, once it has been.
+    var leftIndex: Int?
 }

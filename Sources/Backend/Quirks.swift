@@ -48,11 +48,19 @@ public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
     /// `quirks` as bits: `has` runs per segment, and hashing a quirk means
     /// hashing its string raw value.
     private let mask: UInt16
+    /// The canonical name, built once: every run and every `expect violation
+    /// … backend=NAME` line asks for it, and building it sorts and joins strings.
+    public let name: String
 
     public init(quirks: Set<Quirk>) {
         self.quirks = quirks
         mask = quirks.reduce(0) { $0 | $1.bit }
+        name = Self.canonicalName(of: quirks)
     }
+
+    // The name follows from the quirks, so equality and hashing look at the quirks alone.
+    public static func == (a: BackendVariant, b: BackendVariant) -> Bool { a.mask == b.mask }
+    public func hash(into hasher: inout Hasher) { hasher.combine(mask) }
 
     public static let seed = BackendVariant(quirks: Set(Quirk.allCases))
     public static let fixed = BackendVariant(quirks: [])
@@ -83,7 +91,7 @@ public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The canonical name: `seed` when every quirk is on, else `fixed` plus quirks in a fixed order.
-    public var name: String {
+    private static func canonicalName(of quirks: Set<Quirk>) -> String {
         if quirks.count == Quirk.allCases.count { return "seed" }
         return (["fixed"] + quirks.sorted().map(\.rawValue)).joined(separator: "+")
     }

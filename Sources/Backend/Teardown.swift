@@ -5,12 +5,25 @@ extension Blkback {
     /// The teardown at the end of `xen_blkif_schedule`: unmap every persistent
     /// grant in batches of up to 11, erase and free its record and page.
     func freePersistentGrants(_ connection: Connection) throws(KernelPanic) {
+        // One in-place access to the tree for the whole teardown (not one per
+        // record); nothing below reaches `connection.persistentGrants` another way.
+        try connection.withPersistentGrants { (tree: inout PersistentGrantTree) throws(KernelPanic) in
+            try freePersistentGrants(of: connection, in: &tree)
+        }
+    }
+
+    private func freePersistentGrants(of connection: Connection, in tree: inout PersistentGrantTree)
+        throws(KernelPanic) {
         var batch: [UnmapOp] = []
         var batchPages: [PageFrame] = []
-        var node = connection.persistentGrants.first()
+        batch.reserveCapacity(Blkif.maxSegmentsPerRequest)
+        batchPages.reserveCapacity(Blkif.maxSegmentsPerRequest)
+        let stepsFromFreed = variant.has(.teardownNextAfterFree)
+        let keepsPages = variant.has(.teardownKeepsPages)
+        var node = tree.first()
         // A corrupted tree must not hang the model: a walk visits each record
         // still allocated at most a few times (the limit itself may be huge).
-        var budget = (heap.liveCount + max(connection.persistentGrants.count, 0)) * 4 + 64
+        var budget = (heap.liveCount + max(tree.count, 0)) * 4 + 64
         while let current = node, budget > 0 {
             budget -= 1
             let record = heap.read(current)
@@ -19,19 +32,19 @@ extension Blkback {
             batch.append(UnmapOp(hostPage: page, handle: record.handle))
             batchPages.append(page)
             let following: KernelAddress?
-            if variant.has(.teardownNextAfterFree) {
-                connection.persistentGrants.erase(current)
+            if stepsFromFreed {
+                tree.erase(current)
                 heap.free(current)
                 // The seed's loop steps from the node it has just freed.
-                following = connection.persistentGrants.next(after: current)
+                following = tree.next(after: current)
             } else {
-                following = connection.persistentGrants.next(after: current)
-                connection.persistentGrants.erase(current)
+                following = tree.next(after: current)
+                tree.erase(current)
                 heap.free(current)
             }
             if batch.count == Blkif.maxSegmentsPerRequest || following == nil {
                 xen.grants.unmap(batch)
-                if !variant.has(.teardownKeepsPages) {
+                if !keepsPages {
                     for page in batchPages { xen.kernel.pages.free(page) }
                 }
                 batch.removeAll(keepingCapacity: true)
@@ -39,8 +52,7 @@ extension Blkback {
             }
             node = following
         }
-        try xen.kernel.bugOn(connection.persistentGrants.count != 0,
-                             "persistent_gnt_c is \(connection.persistentGrants.count) after teardown")
-        try xen.kernel.bugOn(!connection.persistentGrants.isEmpty, "the persistent grant tree is not empty after teardown")
+        try xen.kernel.bugOn(tree.count != 0, "persistent_gnt_c is \(tree.count) after teardown")
+        try xen.kernel.bugOn(!tree.isEmpty, "the persistent grant tree is not empty after teardown")
     }
 }

@@ -254,20 +254,20 @@ public final class KernelHeap<Object: Poisonable>: HeapInventory {
 /// Frames are numbered up from 0x100000 and never reused, so a frame's number
 /// indexes its state directly.
 public final class PageAllocator {
-    private enum FrameState {
-        case allocated(AllocationOwner)
-        /// Set aside at module load: never freed, never charged to a device.
-        case reserved
-    }
 
     private let log: ObservationLog
     private let faults: FaultInjector
     private let tally: AllocationTally
-    /// Frame number to state; a freed (or never handed out) frame is absent.
+    /// Frame number to the owner of an allocated frame; a freed (or never
+    /// handed out, or reserved) frame is absent.
     // Unchecked exclusivity: every access is one call into the table whose
     // closures never reach back into this object, so accesses cannot overlap;
     // the runtime check cost more than the lookup on this per-segment path.
-    @exclusivity(unchecked) private var frames = NumberedTable<FrameState>()
+    @exclusivity(unchecked) private var frames = NumberedTable<AllocationOwner>()
+    /// Reserved frames, as the runs `reserveRun` handed out (one per vbd's
+    /// ring, a handful in all): a connect sets aside hundreds of frames, and
+    /// entering each in `frames` cost more than the rest of the connect.
+    private var reservedRuns: [ReservedPages] = []
     private(set) public var liveCount = 0
     private var nextFrame: UInt64 = 0x10_0000
 
@@ -284,7 +284,7 @@ public final class PageAllocator {
             return nil
         }
         let frame = takeFrame()
-        frames[frame.number] = .allocated(owner)
+        frames[frame.number] = owner
         liveCount += 1
         tally.allocated(by: owner)
         return frame
@@ -292,23 +292,25 @@ public final class PageAllocator {
 
     /// Pages set aside when the module loads (blkback's pending pages): never
     /// freed, never failing, not charged to a device.
-    public func reserve(count: Int) -> [PageFrame] {
-        (0..<count).map { _ in
-            let frame = takeFrame()
-            frames[frame.number] = .reserved
-            return frame
-        }
+    public func reserve(count: Int) -> [PageFrame] { Array(reserveRun(count: count)) }
+
+    /// The same as `reserve(count:)`, as one run of consecutive frames: the
+    /// frames are numbered in a row, so the run is two numbers, not an array.
+    public func reserveRun(count: Int) -> ReservedPages {
+        let run = ReservedPages(firstFrame: nextFrame, count: count)
+        nextFrame += UInt64(count)
+        if count > 0 { reservedRuns.append(run) }
+        return run
     }
 
     public func free(_ frame: PageFrame) {
-        switch frames[frame.number] {
-        case .allocated(let owner):
+        if let owner = frames[frame.number] {
             frames[frame.number] = nil
             liveCount -= 1
             tally.freed(by: owner)
-        case .reserved:
+        } else if isReserved(frame) {
             log.record(.useAfterFree(address: frame.description, access: .free, what: "a reserved page"))
-        case nil:
+        } else {
             if frame.number < nextFrame {
                 log.record(.doubleFree(address: frame.description, what: "page"))
             } else {
@@ -317,12 +319,17 @@ public final class PageAllocator {
         }
     }
 
-    public func isLive(_ frame: PageFrame) -> Bool { frames.contains(frame.number) }
+    public func isLive(_ frame: PageFrame) -> Bool { frames.contains(frame.number) || isReserved(frame) }
+
+    private func isReserved(_ frame: PageFrame) -> Bool {
+        for run in reservedRuns where run.includes(frame) { return true }
+        return false
+    }
 
     func liveDescriptions(of owner: AllocationOwner) -> [String] {
         var descriptions: [String] = []
-        frames.forEachInOrder { number, state in
-            if case .allocated(owner) = state { descriptions.append("page \(PageFrame(number))") }
+        frames.forEachInOrder { number, frameOwner in
+            if frameOwner == owner { descriptions.append("page \(PageFrame(number))") }
         }
         return descriptions
     }
@@ -331,4 +338,32 @@ public final class PageAllocator {
         defer { nextFrame += 1 }
         return PageFrame(nextFrame)
     }
+}
+
+/// Consecutive frames set aside by `PageAllocator.reserveRun`: never freed,
+/// never charged to a device.
+public struct ReservedPages: RandomAccessCollection, Hashable, Sendable {
+    public let firstFrame: UInt64
+    public let count: Int
+
+    public init(firstFrame: UInt64, count: Int) {
+        self.firstFrame = firstFrame
+        self.count = count
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    public subscript(index: Int) -> PageFrame {
+        precondition(index >= 0 && index < count, "reserved page index out of range")
+        return PageFrame(firstFrame + UInt64(index))
+    }
+
+    /// The frames from `range.lowerBound` on, as a run of their own.
+    public subscript(run range: Range<Int>) -> ReservedPages {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "reserved run out of range")
+        return ReservedPages(firstFrame: firstFrame + UInt64(range.lowerBound), count: range.count)
+    }
+
+    public func includes(_ frame: PageFrame) -> Bool { frame.number &- firstFrame < UInt64(count) }
 }

@@ -100,10 +100,19 @@ public struct UnmapResult: Hashable, Sendable {
 
 /// Collects observations in order; drained by whoever runs the environment.
 public final class ObservationLog {
-    public private(set) var entries: [Observation] = []
+    /// The entries in a value whose methods do the whole drain, so that a
+    /// drain (after every event) is one access to this object, not three.
+    private var buffer = ObservationBuffer()
     public init() {}
-    public func record(_ observation: Observation) { entries.append(observation) }
-    public func drain() -> [Observation] {
+    public var entries: [Observation] { buffer.entries }
+    public func record(_ observation: Observation) { buffer.entries.append(observation) }
+    public func drain() -> [Observation] { buffer.drain() }
+}
+
+struct ObservationBuffer {
+    var entries: [Observation] = []
+
+    mutating func drain() -> [Observation] {
         // Most events observe nothing; handing back the shared empty array
         // spares the fresh buffer removeAll(keepingCapacity:) would make
         // (the drained array still holds the old one).
