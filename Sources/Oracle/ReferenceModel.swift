@@ -15,32 +15,12 @@ final class ReferenceModel {
     var frontendKeys: [String: String] = [:]
     var statistics = OracleStatistics()
 
-    /// Takes in one event and returns what it must do. From the environment
-    /// it reads only the map results and allocation failures; from the world
-    /// only the guest's grants and pages.
+    /// Takes in one event and returns what it must do (see `Predictor.predict`).
     func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) -> Prediction {
-        var prediction = Prediction()
-        predict(event, environment: environment, world: world, into: &prediction)
-        return prediction
+        var predictor = Predictor(reference: self)
+        predictor.predict(event, environment: environment, world: world)
+        return predictor.prediction
     }
-
-    /// `predict`, into a prediction from an earlier event: it is cleared,
-    /// and its lists keep their capacity, so that an event allocates none of
-    /// them afresh. Everything is moved (swapped), never copied.
-    func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld,
-                 into prediction: inout Prediction) {
-        var predictor = Predictor(reference: self, environment: environment, reusing: Prediction(), changedPages: [])
-        swap(&predictor.prediction, &prediction)
-        swap(&predictor.changedPages, &changedPagesBuffer)
-        predictor.prediction.clear()
-        predictor.changedPages.removeAll(keepingCapacity: true)
-        predictor.predict(event, world: world)
-        swap(&predictor.prediction, &prediction)
-        swap(&predictor.changedPages, &changedPagesBuffer)
-    }
-
-    /// The list of changed pages, kept between events for its capacity.
-    private var changedPagesBuffer: [GuestPage] = []
 
     /// Moves whenever what must be mapped (`ExpectedMappings`) may have
     /// changed: a connection came or went, or one's tree or held one-offs

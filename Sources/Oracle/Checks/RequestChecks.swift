@@ -6,7 +6,7 @@ extension Checks {
     /// exactly once, with the status the reference predicts (invalid:
     /// error or eopnotsupp; a failed map or allocation: error; otherwise
     /// okay), and nothing else is answered.
-    static func response(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+    static func response(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
         var expected = prediction.responses
         var findings: [Finding] = []
         for publication in observed.publications {
@@ -33,13 +33,6 @@ extension Checks {
     /// `data`: every token lands where the I/O puts it: a write's tokens on
     /// the disk sectors it covers (a discard's sectors read as new again), a
     /// read's on the guest page sectors it fills.
-    static func data(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
-        data(prediction, in: observed.world)
-    }
-
-    /// `data`, given the world alone: the oracle calls it so, because code the
-    /// compiler leaves generic would otherwise look up the metadata of
-    /// `EventObservation<World>` on every event.
     static func data(_ prediction: Prediction, in world: some ObservedWorld) -> [Finding] {
         var wrong: [String] = []
         // A run at a time and a page at a time; the order found does not
@@ -77,7 +70,7 @@ extension Checks {
 
     /// `overflow-alert`: a connection prints one alert, the first time a
     /// request finds its persistent limit reached, and no other.
-    static func overflowAlert(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+    static func overflowAlert(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
         let seen = observed.environment.alerts
         let wrong = switch prediction.alerts {
         case .none: seen != 0
