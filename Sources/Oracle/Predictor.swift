@@ -119,15 +119,17 @@ struct Predictor {
     private static func moveData(of request: PendingRequest, disk: inout DiskModel, prediction: inout Prediction,
                                  changedPages: inout [GuestPage]) {
         var sector = request.sector
+        // Read once: each read of a class's variable is an exclusivity check.
+        let writeTokens = request.writeTokens
         for (index, segment) in request.segments.enumerated() {
             let lanes = Int(segment.firstSect)...Int(segment.lastSect)
             let page = request.guestPages[index]
             if request.isWrite {
                 // A segment with no page has no tokens and writes nothing.
-                if index < request.writeTokens.count, let page {
+                if index < writeTokens.count, let page {
                     // The page as it stands now: a read completing earlier in this
                     // event may have filled it since the tokens were last taken.
-                    let tokens = prediction.guestWrites.overlaid(on: request.writeTokens[index], in: page)
+                    let tokens = prediction.guestWrites.overlaid(on: writeTokens[index], in: page)
                     disk.write(tokens, lanes: lanes, at: sector)
                     prediction.diskWrites.write(tokens, lanes: lanes, at: sector, in: request.vbd)
                 }

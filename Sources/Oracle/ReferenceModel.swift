@@ -128,10 +128,10 @@ final class ConnectionModel {
     /// The guest changed `pages`: held writes from them take their tokens
     /// afresh from `tokens(page)`.
     func refreshHeldWrites(from pages: [GuestPage], tokens: (GuestPage) -> SIMD8<UInt64>) {
-        for (position, request) in inFlight.enumerated() where request.isWrite {
+        for request in inFlight where request.isWrite {
             for (index, page) in request.guestPages.enumerated() {
                 guard let page, pages.contains(page), index < request.writeTokens.count else { continue }
-                inFlight[position].writeTokens[index] = tokens(page)
+                request.writeTokens[index] = tokens(page)
             }
         }
     }
@@ -258,7 +258,12 @@ struct DiskModel {
 
 /// A request whose segments are mapped and whose I/O the reference expects
 /// to run: held in flight until its `complete`, or finishing at once.
-struct PendingRequest {
+///
+/// A class: it is handed from the request to its connection's in-flight list
+/// and back out at completion, often as an optional, and a struct this large
+/// was copied and destroyed (an optional one through type metadata) at each
+/// step. Only `writeTokens` changes, and only in the in-flight list.
+final class PendingRequest {
     let vbd: UInt16
     let id: UInt64
     let isWrite: Bool
@@ -273,6 +278,19 @@ struct PendingRequest {
     var writeTokens: [SIMD8<UInt64>]
     /// The unmap bitmap the backend must hold for it: one-offs and demoted segments.
     let bitmap: UInt16
+
+    init(vbd: UInt16, id: UInt64, isWrite: Bool, sector: UInt64, segments: [BlkifSegment], guestPages: [GuestPage?],
+         oneOffHandles: [GrantHandle], writeTokens: [SIMD8<UInt64>], bitmap: UInt16) {
+        self.vbd = vbd
+        self.id = id
+        self.isWrite = isWrite
+        self.sector = sector
+        self.segments = segments
+        self.guestPages = guestPages
+        self.oneOffHandles = oneOffHandles
+        self.writeTokens = writeTokens
+        self.bitmap = bitmap
+    }
 
     /// The guest pages a write takes its tokens from, one per segment that has tokens.
     func forEachWritePage(_ body: (GuestPage) -> Void) {
