@@ -49,13 +49,21 @@ extension Checks {
         }
         for write in prediction.guestWrites.pages {
             let seen = world.guestTokens(write.page)
-            // The written lanes compared first; they are named only for a page that differs.
-            var bits = write.written
-            var differs = false
-            while bits != 0 && !differs {
-                let lane = bits.trailingZeroBitCount
-                differs = seen[lane] != write.tokens[lane]
-                bits &= bits - 1
+            // The written lanes compared first, through pointers to the lanes
+            // (a SIMD vector indexed by a variable lane goes through memory
+            // with a bounds check each time); they are named only for a page that differs.
+            let differs = withUnsafeBytes(of: seen) { seenLanes in
+                withUnsafeBytes(of: write.tokens) { wantedLanes in
+                    let seenLanes = seenLanes.assumingMemoryBound(to: UInt64.self)
+                    let wantedLanes = wantedLanes.assumingMemoryBound(to: UInt64.self)
+                    var bits = write.written
+                    while bits != 0 {
+                        let lane = bits.trailingZeroBitCount
+                        if seenLanes[lane] != wantedLanes[lane] { return true }
+                        bits &= bits - 1
+                    }
+                    return false
+                }
             }
             guard differs else { continue }
             for lane in 0..<8 where write.written & (1 << lane) != 0 && seen[lane] != write.tokens[lane] {
