@@ -66,11 +66,13 @@ struct Predictor {
         }
         refreshHeldWrites(world: world)
         if let heldNow { heldNow.model.hold(heldNow.request) }
-        if let vbd = treeVbd, let model = reference.connections[vbd] {
+        // The connections read once: each read of the reference's is an exclusivity check.
+        let connections = reference.connections
+        if let vbd = treeVbd, let model = connections[vbd] {
             prediction.tree = TreeExpectation(vbd: vbd, connection: model)
         }
-        prediction.mappedAfter = ExpectedMappings(connections: reference.connections,
-                                                  version: reference.mappedHandlesVersion)
+        prediction.mappedAfter = ExpectedMappings(connections: connections,
+                                                  version: reference.mappedHandlesVersion(of: connections))
     }
 
     /// A request to hold in flight, and the connection that holds it.

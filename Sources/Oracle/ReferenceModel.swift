@@ -25,8 +25,9 @@ final class ReferenceModel {
     /// Moves whenever what must be mapped (`ExpectedMappings`) may have
     /// changed: a connection came or went, or one's tree or held one-offs
     /// changed. Each connection's `mappedVersion` only grows while it
-    /// exists, so their sum grows with any of them.
-    var mappedHandlesVersion: MappedHandlesVersion {
+    /// exists, so their sum grows with any of them. `connections` is the
+    /// reference's own, read once by the caller.
+    func mappedHandlesVersion(of connections: [UInt16: ConnectionModel]) -> MappedHandlesVersion {
         MappedHandlesVersion(connections: connectionsVersion,
                              mappings: connections.values.reduce(0) { $0 &+ $1.mappedVersion })
     }
@@ -175,7 +176,15 @@ struct DiskModel {
         if let start = start(ofBlock: number) { return start }
         let place = storage.count / Self.sectorsPerBlock
         let first = number &* UInt64(Self.sectorsPerBlock)
-        storage.append(contentsOf: (0..<UInt64(Self.sectorsPerBlock)).lazy.map { Ramdisk.initialToken(sector: first &+ $0) })
+        // Made zeroed, then filled through a pointer: appending a lazily
+        // mapped range went through the generic sequence path a sector at a time.
+        storage.append(contentsOf: repeatElement(0, count: Self.sectorsPerBlock))
+        storage.withUnsafeMutableBufferPointer { blocks in
+            let block = blocks.baseAddress! + place * Self.sectorsPerBlock
+            for offset in 0..<Self.sectorsPerBlock {
+                block[offset] = Ramdisk.initialToken(sector: first &+ UInt64(offset))
+            }
+        }
         if number < Self.denseBlockLimit {
             let index = Int(number)
             if index >= denseIndex.count {
