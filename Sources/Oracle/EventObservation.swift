@@ -40,24 +40,29 @@ struct EnvironmentRecord {
     }
 }
 
-/// Everything a check may look at after one event: what the environment
-/// recorded, what the backend published, and the world's state (never the
+/// What a check may look at after one event besides the world itself: what
+/// the environment recorded and what the backend published (never the
 /// backend's internals). Two things are read in the light of the prediction:
 /// which connection to look at, and which unmaps were expected.
-struct EventObservation<World: ObservedWorld> {
+///
+/// The world is not stored here: the few checks that read it take it as an
+/// argument. A stored generic world made this value be destroyed through
+/// its type's metadata on every event.
+struct EventObservation {
     let environment: EnvironmentRecord
     let publications: [Publication]
-    let world: World
     /// What the backend publishes about the connection the event acted on
     /// (`Prediction.connectionVbd`); nil when it holds no such connection.
     let connection: ObservedConnection?
     /// The event's unmap ops held against the handles expected to be unmapped.
     let unmaps: UnmapLedger
 
-    init(environment: EnvironmentRecord, publications: [Publication], world: World, reading prediction: Prediction) {
+    /// (The prediction is borrowed: an initializer's arguments are otherwise
+    /// its own, and the caller copied the whole prediction for it.)
+    init(environment: EnvironmentRecord, publications: [Publication], world: some ObservedWorld,
+         reading prediction: borrowing Prediction) {
         self.environment = environment
         self.publications = publications
-        self.world = world
         connection = prediction.connectionVbd.flatMap { world.connection(vbd: $0) }
         unmaps = UnmapLedger(expected: prediction.unmaps, batches: environment.unmapBatches)
     }
@@ -79,8 +84,8 @@ struct UnmapLedger {
     /// Expected handles that no op unmapped.
     private(set) var missing: Set<GrantHandle>
 
-    init(expected: Set<GrantHandle>, batches: [UnmapBatch]) {
-        missing = expected
+    init(expected: borrowing Set<GrantHandle>, batches: [UnmapBatch]) {
+        missing = copy expected
         for (index, batch) in batches.enumerated() {
             for (op, result) in zip(batch.ops, batch.results) {
                 guard result.status == .okay, let mapping = result.unmapped else {

@@ -20,19 +20,36 @@ public struct OracleStatistics: Hashable, Sendable {
 /// event must do (`Prediction`), then each check holds one part of that
 /// against what was observed (`Checks`).
 public final class ConformanceOracle {
-    let reference = ReferenceModel()
-    var treeMemo = TreeCheckMemo()
-    var leakMemo = LeakCheckMemo()
-    /// The last event's prediction, kept for its lists' capacity (see `ReferenceModel.predict`).
-    private var spentPrediction = Prediction()
+    private var judge: EventJudge
 
-    public var statistics: OracleStatistics { reference.statistics }
+    public var statistics: OracleStatistics { judge.predictor.reference.statistics }
 
-    public init() {}
+    public init() {
+        judge = EventJudge(reference: ReferenceModel())
+    }
 
     /// Judges one event after the harness has applied it.
     public func check(_ event: TraceEventKind, at position: TracePosition, environment: [Observation],
                       publications: [Publication], world: some ObservedWorld) -> [Violation] {
+        judge.check(event, at: position, environment: environment, publications: publications, world: world)
+    }
+}
+
+/// The oracle's state across events and its judgement of one: the
+/// predictor (the reference with its reusable prediction) and the memos.
+/// A value the oracle accesses once per event, so the prediction is read
+/// in place by every check, never copied or moved out and back.
+struct EventJudge {
+    var predictor: Predictor
+    var treeMemo = TreeCheckMemo()
+    var leakMemo = LeakCheckMemo()
+
+    init(reference: ReferenceModel) {
+        predictor = Predictor(reference: reference)
+    }
+
+    mutating func check(_ event: TraceEventKind, at position: TracePosition, environment: [Observation],
+                        publications: [Publication], world: some ObservedWorld) -> [Violation] {
         let record = EnvironmentRecord(environment)
         var findings = Checks.useAfterFree(record)
         findings.add(Checks.doubleFree(record))
@@ -47,15 +64,21 @@ public final class ConformanceOracle {
             return Self.violations(findings, at: position)
         }
 
-        // Swapped out and back, so that it is held once and clearing it keeps its capacity.
-        var prediction = Prediction()
-        swap(&prediction, &spentPrediction)
-        defer { swap(&prediction, &spentPrediction) }
-        reference.predict(event, environment: record, world: world, into: &prediction)
-        reference.settle(prediction.alerts, seen: record.alerts)
+        predictor.predict(event, environment: record, world: world)
+        Self.judge(predictor.prediction, reference: predictor.reference,
+                   observed: EventObservation(environment: consume record, publications: publications, world: world,
+                                              reading: predictor.prediction),
+                   in: world, treeMemo: &treeMemo, leakMemo: &leakMemo, findings: &findings)
+        return Self.violations(findings, at: position)
+    }
+
+    /// Holds the event's prediction against what was observed. One call with
+    /// the prediction, rather than one per check, so it is handed over once.
+    private static func judge(_ prediction: Prediction, reference: ReferenceModel, observed: EventObservation,
+                              in world: some ObservedWorld, treeMemo: inout TreeCheckMemo,
+                              leakMemo: inout LeakCheckMemo, findings: inout [Finding]) {
+        reference.settle(prediction.alerts, seen: observed.environment.alerts)
         if let vbd = prediction.negotiation?.vbd ?? prediction.teardown?.vbd { treeMemo.forget(vbd: vbd) }
-        let observed = EventObservation(environment: record, publications: publications, world: world,
-                                        reading: prediction)
         // Each finding carries its place in the report (`ReportSection`); the
         // order of these calls matters only within one section.
         findings.add(Checks.negotiation(prediction, observed))
@@ -64,24 +87,26 @@ public final class ConformanceOracle {
         findings.add(Checks.response(prediction, observed))
         findings.add(Checks.unmapBitmap(prediction, observed))
         findings.add(Checks.unmapOps(prediction, observed))
-        findings.add(Checks.teardown(prediction, observed))
+        findings.add(Checks.teardown(prediction, observed, in: world))
         findings.add(Checks.data(prediction, in: world))
-        findings.add(Checks.requestLeak(prediction, record, in: world, memo: &leakMemo))
-        findings.add(treeFindings(prediction, observed))
-        return Self.violations(findings, at: position)
+        findings.add(Checks.requestLeak(prediction, observed.environment, in: world, memo: &leakMemo))
+        findings.add(treeFindings(prediction, observed, in: world, memo: &treeMemo))
     }
 
     /// The tree checks, for the tree a connect or request may have changed.
-    private func treeFindings(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+    /// (Static, with its memo passed in: a mutating method handed a prediction
+    /// held in `self` made the caller copy the prediction.)
+    private static func treeFindings(_ prediction: Prediction, _ observed: EventObservation,
+                                     in world: some ObservedWorld, memo treeMemo: inout TreeCheckMemo) -> [Finding] {
         guard let expected = prediction.tree, let connection = observed.connection,
               // A mode other than the negotiated one is reported at connect.
               connection.persistentMode == expected.persistentMode,
               treeMemo.needsCheck(vbd: expected.vbd, referenceVersion: expected.version,
                                   observedVersion: connection.treeVersion,
                                   afterUnexpectedUnmaps: observed.unmaps.hasSurprises),
-              let tree = observed.world.tree(vbd: expected.vbd)
+              let tree = world.tree(vbd: expected.vbd)
         else { return [] }
-        let seen = TreeObservation(connection: connection, tree: tree, world: observed.world)
+        let seen = TreeObservation(connection: connection, tree: tree, world: world)
         var findings = Checks.treeCount(expected, seen)
         findings.add(Checks.grantLimit(expected, seen))
         findings.add(Checks.treeOrder(expected, seen))
@@ -92,7 +117,9 @@ public final class ConformanceOracle {
     }
 
     private static func violations(_ findings: [Finding], at position: TracePosition) -> [Violation] {
-        ReportSection.reportOrder(findings).map {
+        // The usual event finds nothing: no sorting or mapping to do.
+        guard !findings.isEmpty else { return [] }
+        return ReportSection.reportOrder(findings).map {
             Violation(check: $0.check, position: position, expected: $0.expected, seen: $0.seen)
         }
     }

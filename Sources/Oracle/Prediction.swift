@@ -176,7 +176,7 @@ struct ExpectedMappings {
     }
 }
 
-/// See `ReferenceModel.mappedHandlesVersion`.
+/// See `ReferenceModel.mappedHandlesVersion(of:)`.
 struct MappedHandlesVersion: Equatable {
     let connections: UInt64
     let mappings: UInt64

@@ -2,46 +2,51 @@ import Blkif
 import FakeXen
 import Trace
 
-/// Works out one event's prediction, updating the reference as it goes.
+/// Works out each event's prediction, updating the reference as it goes.
 ///
-/// Not generic over the world: the few steps that read it take it as an
-/// argument. A predictor that stored a generic world was destroyed through
-/// its type's metadata on every event.
+/// Lives as long as the oracle and is reused from event to event: its
+/// prediction and its list of changed pages are cleared, not made afresh,
+/// so their lists keep their capacity and nothing is moved in and out.
+/// Not generic over the world, and holding no per-event record: the few
+/// steps that read the world or the environment take them as arguments (a
+/// value stored per event was copied in and destroyed on every event).
 struct Predictor {
     let reference: ReferenceModel
-    let environment: EnvironmentRecord
-    /// Handed in cleared, with the capacity of earlier events' lists.
-    var prediction: Prediction
+    /// The latest event's prediction; valid until the next `predict`.
+    var prediction = Prediction()
     /// Guest pages the event changes (the guest stamped a write, a read
     /// filled a page): held writes from them take their tokens afresh. A
     /// list (repeats allowed): it is short, and only searched when a held
-    /// write may take tokens from it. Handed in empty, with the capacity
-    /// of earlier events' lists.
-    var changedPages: [GuestPage]
+    /// write may take tokens from it.
+    var changedPages: [GuestPage] = []
     /// The connection whose tree the event may change.
     var treeVbd: UInt16?
-    /// A request the event holds in flight. It joins its connection's held
-    /// requests only after `refreshHeldWrites`: it took its tokens from the
-    /// pages as the event left them, so there is nothing to refresh in it.
-    var heldNow: (model: ConnectionModel, request: PendingRequest)?
 
-    init(reference: ReferenceModel, environment: EnvironmentRecord, reusing prediction: Prediction,
-         changedPages: [GuestPage]) {
+    init(reference: ReferenceModel) {
         self.reference = reference
-        self.environment = environment
-        self.prediction = prediction
-        self.changedPages = changedPages
     }
 
-    /// Works out the event's prediction into `prediction`.
-    mutating func predict(_ event: TraceEventKind, world: some ObservedWorld) {
+    /// Works out the event's prediction into `prediction`. From the
+    /// environment it reads only the map results and allocation failures;
+    /// from the world only the guest's grants and pages.
+    mutating func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) {
+        prediction.clear()
+        if !changedPages.isEmpty { changedPages.removeAll(keepingCapacity: true) }
+        treeVbd = nil
+        // A request the event holds in flight. It joins its connection's held
+        // requests only after `refreshHeldWrites`: it took its tokens from the
+        // pages as the event left them, so there is nothing to refresh in it.
+        // A local, not a stored optional: destroying a stored one went through
+        // type metadata on every event.
+        var heldNow: HeldRequest?
         switch event {
         case .frontendKey(let name, let value):
             reference.frontendKeys[name] = value
         case .connect(let connect):
             self.connect(connect)
         case .request(let request):
-            self.request(request.blkifRequest, vbd: request.vbd, hold: request.hold, world: world)
+            heldNow = self.request(request.blkifRequest, vbd: request.vbd, hold: request.hold,
+                                   environment: environment, world: world)
         case .raw(let raw):
             guard let model = reference.connections[raw.vbd],
                   let request = try? model.ringProtocol.decodeRequest(raw.bytes)
@@ -49,7 +54,7 @@ struct Predictor {
                 prediction.mapOps = .unjudged
                 break
             }
-            self.request(request, vbd: raw.vbd, hold: raw.hold, world: world)
+            heldNow = self.request(request, vbd: raw.vbd, hold: raw.hold, environment: environment, world: world)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
             if let request = reference.connections[vbd]?.release(id: id) { complete(request) }
@@ -61,12 +66,17 @@ struct Predictor {
         }
         refreshHeldWrites(world: world)
         if let heldNow { heldNow.model.hold(heldNow.request) }
-        if let vbd = treeVbd, let model = reference.connections[vbd] {
+        // The connections read once: each read of the reference's is an exclusivity check.
+        let connections = reference.connections
+        if let vbd = treeVbd, let model = connections[vbd] {
             prediction.tree = TreeExpectation(vbd: vbd, connection: model)
         }
-        prediction.mappedAfter = ExpectedMappings(connections: reference.connections,
-                                                  version: reference.mappedHandlesVersion)
+        prediction.mappedAfter = ExpectedMappings(connections: connections,
+                                                  version: reference.mappedHandlesVersion(of: connections))
     }
+
+    /// A request to hold in flight, and the connection that holds it.
+    typealias HeldRequest = (model: ConnectionModel, request: PendingRequest)
 
     // MARK: connect and disconnect
 
@@ -111,15 +121,17 @@ struct Predictor {
     private static func moveData(of request: PendingRequest, disk: inout DiskModel, prediction: inout Prediction,
                                  changedPages: inout [GuestPage]) {
         var sector = request.sector
+        // Read once: each read of a class's variable is an exclusivity check.
+        let writeTokens = request.writeTokens
         for (index, segment) in request.segments.enumerated() {
             let lanes = Int(segment.firstSect)...Int(segment.lastSect)
             let page = request.guestPages[index]
             if request.isWrite {
                 // A segment with no page has no tokens and writes nothing.
-                if index < request.writeTokens.count, let page {
+                if index < writeTokens.count, let page {
                     // The page as it stands now: a read completing earlier in this
                     // event may have filled it since the tokens were last taken.
-                    let tokens = prediction.guestWrites.overlaid(on: request.writeTokens[index], in: page)
+                    let tokens = prediction.guestWrites.overlaid(on: writeTokens[index], in: page)
                     disk.write(tokens, lanes: lanes, at: sector)
                     prediction.diskWrites.write(tokens, lanes: lanes, at: sector, in: request.vbd)
                 }

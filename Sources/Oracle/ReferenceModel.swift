@@ -15,38 +15,19 @@ final class ReferenceModel {
     var frontendKeys: [String: String] = [:]
     var statistics = OracleStatistics()
 
-    /// Takes in one event and returns what it must do. From the environment
-    /// it reads only the map results and allocation failures; from the world
-    /// only the guest's grants and pages.
+    /// Takes in one event and returns what it must do (see `Predictor.predict`).
     func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) -> Prediction {
-        var prediction = Prediction()
-        predict(event, environment: environment, world: world, into: &prediction)
-        return prediction
+        var predictor = Predictor(reference: self)
+        predictor.predict(event, environment: environment, world: world)
+        return predictor.prediction
     }
-
-    /// `predict`, into a prediction from an earlier event: it is cleared,
-    /// and its lists keep their capacity, so that an event allocates none of
-    /// them afresh. Everything is moved (swapped), never copied.
-    func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld,
-                 into prediction: inout Prediction) {
-        var predictor = Predictor(reference: self, environment: environment, reusing: Prediction(), changedPages: [])
-        swap(&predictor.prediction, &prediction)
-        swap(&predictor.changedPages, &changedPagesBuffer)
-        predictor.prediction.clear()
-        predictor.changedPages.removeAll(keepingCapacity: true)
-        predictor.predict(event, world: world)
-        swap(&predictor.prediction, &prediction)
-        swap(&predictor.changedPages, &changedPagesBuffer)
-    }
-
-    /// The list of changed pages, kept between events for its capacity.
-    private var changedPagesBuffer: [GuestPage] = []
 
     /// Moves whenever what must be mapped (`ExpectedMappings`) may have
     /// changed: a connection came or went, or one's tree or held one-offs
     /// changed. Each connection's `mappedVersion` only grows while it
-    /// exists, so their sum grows with any of them.
-    var mappedHandlesVersion: MappedHandlesVersion {
+    /// exists, so their sum grows with any of them. `connections` is the
+    /// reference's own, read once by the caller.
+    func mappedHandlesVersion(of connections: [UInt16: ConnectionModel]) -> MappedHandlesVersion {
         MappedHandlesVersion(connections: connectionsVersion,
                              mappings: connections.values.reduce(0) { $0 &+ $1.mappedVersion })
     }
@@ -148,10 +129,10 @@ final class ConnectionModel {
     /// The guest changed `pages`: held writes from them take their tokens
     /// afresh from `tokens(page)`.
     func refreshHeldWrites(from pages: [GuestPage], tokens: (GuestPage) -> SIMD8<UInt64>) {
-        for (position, request) in inFlight.enumerated() where request.isWrite {
+        for request in inFlight where request.isWrite {
             for (index, page) in request.guestPages.enumerated() {
                 guard let page, pages.contains(page), index < request.writeTokens.count else { continue }
-                inFlight[position].writeTokens[index] = tokens(page)
+                request.writeTokens[index] = tokens(page)
             }
         }
     }
@@ -195,7 +176,15 @@ struct DiskModel {
         if let start = start(ofBlock: number) { return start }
         let place = storage.count / Self.sectorsPerBlock
         let first = number &* UInt64(Self.sectorsPerBlock)
-        storage.append(contentsOf: (0..<UInt64(Self.sectorsPerBlock)).lazy.map { Ramdisk.initialToken(sector: first &+ $0) })
+        // Made zeroed, then filled through a pointer: appending a lazily
+        // mapped range went through the generic sequence path a sector at a time.
+        storage.append(contentsOf: repeatElement(0, count: Self.sectorsPerBlock))
+        storage.withUnsafeMutableBufferPointer { blocks in
+            let block = blocks.baseAddress! + place * Self.sectorsPerBlock
+            for offset in 0..<Self.sectorsPerBlock {
+                block[offset] = Ramdisk.initialToken(sector: first &+ UInt64(offset))
+            }
+        }
         if number < Self.denseBlockLimit {
             let index = Int(number)
             if index >= denseIndex.count {
@@ -278,7 +267,12 @@ struct DiskModel {
 
 /// A request whose segments are mapped and whose I/O the reference expects
 /// to run: held in flight until its `complete`, or finishing at once.
-struct PendingRequest {
+///
+/// A class: it is handed from the request to its connection's in-flight list
+/// and back out at completion, often as an optional, and a struct this large
+/// was copied and destroyed (an optional one through type metadata) at each
+/// step. Only `writeTokens` changes, and only in the in-flight list.
+final class PendingRequest {
     let vbd: UInt16
     let id: UInt64
     let isWrite: Bool
@@ -293,6 +287,19 @@ struct PendingRequest {
     var writeTokens: [SIMD8<UInt64>]
     /// The unmap bitmap the backend must hold for it: one-offs and demoted segments.
     let bitmap: UInt16
+
+    init(vbd: UInt16, id: UInt64, isWrite: Bool, sector: UInt64, segments: [BlkifSegment], guestPages: [GuestPage?],
+         oneOffHandles: [GrantHandle], writeTokens: [SIMD8<UInt64>], bitmap: UInt16) {
+        self.vbd = vbd
+        self.id = id
+        self.isWrite = isWrite
+        self.sector = sector
+        self.segments = segments
+        self.guestPages = guestPages
+        self.oneOffHandles = oneOffHandles
+        self.writeTokens = writeTokens
+        self.bitmap = bitmap
+    }
 
     /// The guest pages a write takes its tokens from, one per segment that has tokens.
     func forEachWritePage(_ body: (GuestPage) -> Void) {

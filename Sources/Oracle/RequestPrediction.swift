@@ -3,10 +3,13 @@ import FakeXen
 
 extension Predictor {
     /// One ring request: validation, segment decisions, the map batch, the
-    /// tree afterwards, the bitmap, the unmaps, the response.
-    mutating func request(_ request: BlkifRequest, vbd: UInt16, hold: Bool, world: some ObservedWorld) {
+    /// tree afterwards, the bitmap, the unmaps, the response. Returns the
+    /// request if the event holds it in flight (the caller holds it once the
+    /// event's pages are refreshed), nil if it finished or never ran.
+    mutating func request(_ request: BlkifRequest, vbd: UInt16, hold: Bool, environment: EnvironmentRecord,
+                          world: some ObservedWorld) -> HeldRequest? {
         prediction.mapOps = .unjudged
-        guard let model = reference.connections[vbd] else { return }
+        guard let model = reference.connections[vbd] else { return nil }
         treeVbd = vbd
         let segments = request.effectiveSegments
         // The guest page behind each segment, as the grants stand during the event.
@@ -20,7 +23,7 @@ extension Predictor {
         if let status = RequestValidation.status(of: request, in: model) {
             prediction.mapOps = .noBatch(because: "the request is invalid (answer \(status))")
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: status))
-            return
+            return nil
         }
         if request.isDiscard {
             prediction.mapOps = .noBatch(because: "a discard maps nothing")
@@ -29,7 +32,7 @@ extension Predictor {
                 prediction.diskWrites.write(Ramdisk.initialToken(sector: sector), at: sector, in: vbd)
             }
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .okay))
-            return
+            return nil
         }
 
         let isRead = request.operation == BlkifOperation.read.rawValue
@@ -59,7 +62,7 @@ extension Predictor {
             prediction.mapOps = .noBatch(because: "an allocation failed before the batch")
             prediction.unmapBitmaps.append(ExpectedBitmap(vbd: vbd, id: request.id, bitmap: 0))
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .error))
-            return
+            return nil
         }
         prediction.mapOps = ops.isEmpty ? .noBatch(because: "every segment is a persistent hit")
                                         : .oneBatch(domid: model.domid, ops: ops)
@@ -101,7 +104,7 @@ extension Predictor {
             prediction.unmaps.formUnion(oneOffHandles)
             prediction.unmapBitmaps.append(ExpectedBitmap(vbd: vbd, id: request.id, bitmap: bitmap))
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .error))
-            return
+            return nil
         }
         let isWrite = !isRead
         // A whole page per segment: the segment's sectors are lanes of it.
@@ -109,10 +112,8 @@ extension Predictor {
         let pending = PendingRequest(vbd: vbd, id: request.id, isWrite: isWrite, sector: request.sectorNumber,
                                      segments: segments, guestPages: pages, oneOffHandles: oneOffHandles,
                                      writeTokens: tokens, bitmap: bitmap)
-        if hold {
-            heldNow = (model, pending)
-        } else {
-            complete(pending)
-        }
+        if hold { return (model, pending) }
+        complete(pending)
+        return nil
     }
 }

@@ -37,7 +37,7 @@ import Trace
     let prediction = Prediction(teardown: ExpectedTeardown(vbd: 0, domid: 3))
 
     @Test func nothingLeftPasses() {
-        #expect(Checks.teardown(prediction, observe(for: prediction)) == [])
+        #expect(Checks.teardown(prediction, observe(for: prediction), in: StubWorld()) == [])
     }
 
     @Test func whatADisconnectLeavesBehind() {
@@ -45,7 +45,7 @@ import Trace
         world.connections[0] = ObservedConnection(persistentMode: true, persistentCount: 1, treeVersion: 3)
         world.mappings = [mapping(handle: 10, gref: 1)]
         world.allocations[AllocationOwner(domid: 3, vbd: 0)] = ["ring"]
-        let findings = Checks.teardown(prediction, observe(world: world, for: prediction))
+        let findings = Checks.teardown(prediction, observe(world: world, for: prediction), in: world)
         #expect(findings.map(\.seen) == [
             "the backend still holds it", "still mapped: gref 1 (handle 10)", "still allocated: ring",
         ])
@@ -58,7 +58,7 @@ import Trace
                                     mappedAfter: ExpectedMappings(connections: [1: other]))
         var world = StubWorld()
         world.mappings = [mapping(handle: 10, gref: 1)]
-        #expect(Checks.teardown(prediction, observe(world: world, for: prediction)) == [])
+        #expect(Checks.teardown(prediction, observe(world: world, for: prediction), in: world) == [])
     }
 }
 

@@ -110,7 +110,7 @@ import Trace
         let prediction = Prediction(unmaps: [20], teardown: ExpectedTeardown(vbd: 0, domid: 3))
         let observed = observe(for: prediction)
         #expect(Checks.unmapOps(prediction, observed) == [])
-        let teardown = Checks.teardown(prediction, observed)
+        let teardown = Checks.teardown(prediction, observed, in: StubWorld())
         #expect(teardown.map(\.check) == [.teardown])
         #expect(teardown.map(\.section) == [.unmapOps])
         #expect(teardown.first?.expected == "unmap of handle(s) 20")
@@ -154,12 +154,12 @@ import Trace
         var world = StubWorld()
         world.mappings = [mapping(handle: 10, gref: 1), mapping(handle: 11, gref: 2, readOnly: true)]
         let batch = mapBatch([(2, true)], handles: [11])
-        let findings = Checks.requestLeak(prediction, observe([batch], world: world, for: prediction), memo: &memo)
+        let findings = Checks.requestLeak(prediction, observe([batch], world: world, for: prediction).environment, in: world, memo: &memo)
         #expect(findings.map(\.check) == [.requestLeak])
         #expect(findings.first?.seen == "also mapped: gref 2 (handle 11)")
 
         world.mappings.removeLast()
-        #expect(Checks.requestLeak(prediction, observe([batch], world: world, for: prediction), memo: &memo) == [])
+        #expect(Checks.requestLeak(prediction, observe([batch], world: world, for: prediction).environment, in: world, memo: &memo) == [])
     }
 
     @Test func withoutBatchesOrCompletionsMappingsAreNotReRead() {
@@ -167,10 +167,10 @@ import Trace
         let prediction = Prediction(mappedAfter: ExpectedMappings(connections: [0: connectionModel()]))
         var world = StubWorld()
         world.mappings = [mapping(handle: 11, gref: 2)]
-        #expect(Checks.requestLeak(prediction, observe(world: world, for: prediction), memo: &memo) == [])
+        #expect(Checks.requestLeak(prediction, observe(world: world, for: prediction).environment, in: world, memo: &memo) == [])
         var completing = prediction
         completing.completesHeldIO = true
-        #expect(Checks.requestLeak(completing, observe(world: world, for: completing), memo: &memo)
+        #expect(Checks.requestLeak(completing, observe(world: world, for: completing).environment, in: world, memo: &memo)
             .map(\.check) == [.requestLeak])
     }
 }
@@ -192,7 +192,8 @@ import Trace
         let model = model ?? self.model
         prediction.mappedAfter = ExpectedMappings(connections: [0: model],
                                                   version: MappedHandlesVersion(connections: 0, mappings: model.mappedVersion))
-        return Checks.requestLeak(prediction, observe(environment, world: world, for: prediction), memo: &memo)
+        return Checks.requestLeak(prediction, observe(environment, world: world, for: prediction).environment, in: world,
+                                   memo: &memo)
     }
 
     @Test func aCompletionThatChangedNothingIsNotReRead() {

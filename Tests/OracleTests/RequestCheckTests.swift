@@ -33,10 +33,10 @@ import Trace
         var world = StubWorld()
         world.diskTokens[0] = [9: 0xAB]
         world.guestTokens[page] = [2: 0xCD]
-        #expect(Checks.data(prediction, observe(world: world, for: prediction)) == [])
+        #expect(Checks.data(prediction, in: world) == [])
 
         world.diskTokens[0] = [9: 0xEE]
-        let findings = Checks.data(prediction, observe(world: world, for: prediction))
+        let findings = Checks.data(prediction, in: world)
         #expect(findings == [Finding(.data, in: .data, expected: "every token where the I/O puts it",
                                      seen: "disk sector 9: expected 0xab, seen 0xee")])
     }

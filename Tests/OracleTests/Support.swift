@@ -61,7 +61,7 @@ func unmapBatch(_ ops: [(handle: GrantHandle, unmapped: GrantMapping?)]) -> Obse
 }
 
 func observe(_ environment: [Observation] = [], publications: [Publication] = [], world: StubWorld = StubWorld(),
-             for prediction: Prediction) -> EventObservation<StubWorld> {
+             for prediction: Prediction) -> EventObservation {
     EventObservation(environment: EnvironmentRecord(environment), publications: publications, world: world,
                      reading: prediction)
 }

@@ -6,7 +6,7 @@ extension Checks {
     /// is persistent grants on exactly when the backend offers them and the
     /// frontend's `feature-persistent` reads as 1. After a connect or a
     /// request, the backend holds that vbd's connection.
-    static func negotiation(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+    static func negotiation(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
         var findings: [Finding] = []
         if let expected = prediction.negotiation {
             let seen = observed.publications.compactMap { publication -> Bool? in
@@ -33,14 +33,13 @@ extension Checks {
     /// torn-down tree and of the held requests' one-offs was unmapped.
     /// (Lists of mappings and allocations are built only when the world
     /// counts some: with none, nothing is left.)
-    static func teardown(_ prediction: Prediction, _ observed: EventObservation<some ObservedWorld>) -> [Finding] {
+    static func teardown(_ prediction: Prediction, _ observed: EventObservation, in world: some ObservedWorld) -> [Finding] {
         guard let teardown = prediction.teardown else { return [] }
         var findings: [Finding] = []
         if observed.connection != nil {
             findings.append(Finding(.teardown, in: .connection, expected: "vbd \(teardown.vbd) gone after disconnect",
                                     seen: "the backend still holds it"))
         }
-        let world = observed.world
         if world.liveMappingCount(of: teardown.domid) > 0 {
             let stillExpected = prediction.mappedAfter.handles(of: teardown.domid)
             let left = world.liveMappings(of: teardown.domid).filter { !stillExpected.contains($0.handle) }
