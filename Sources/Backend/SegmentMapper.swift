@@ -72,23 +72,29 @@ struct SegmentMapper {
         if !self.scratch.inserted.isEmpty { self.scratch.inserted.removeAll(keepingCapacity: true) }
     }
 
-    mutating func map() throws(KernelPanic) -> Outcome {
-        try kernel.bugOn(connection.persistentGrants.count > connection.maxPersistent,
-                         "persistent_gnt_c \(connection.persistentGrants.count) > max \(connection.maxPersistent)")
-        guard try decideSegments() else { return try outOfMemory() }
+    /// `state` is the connection's, reached in place for the whole mapping.
+    mutating func map(_ state: inout ConnectionState) throws(KernelPanic) -> Outcome {
+        let count = state.persistentGrants.count
+        try kernel.bugOn(count > connection.maxPersistent,
+                         "persistent_gnt_c \(count) > max \(connection.maxPersistent)")
+        guard try decideSegments(&state) else { return try outOfMemory(&state) }
         let results = try issueBatch()
-        return try matchResults(results)
+        return try matchResults(results, &state.slots[slot], &state.persistentGrants)
     }
 
     // MARK: first pass
 
     /// Returns false when an allocation failed.
-    private mutating func decideSegments() throws(KernelPanic) -> Bool {
-        let persistent = connection.persistentMode
-        let reserved = connection.slots[slot].reservedPages
-        // One in-place access to the tree for the whole loop (not one per segment);
-        // nothing below reaches `connection.persistentGrants` another way.
-        return try connection.withPersistentGrants { (tree: inout PersistentGrantTree) throws(KernelPanic) -> Bool in
+    private mutating func decideSegments(_ state: inout ConnectionState) throws(KernelPanic) -> Bool {
+        let persistent = state.persistentMode
+        let reserved = state.slots[slot].reservedPages
+        return try decideSegments(persistent: persistent, reserved: reserved, tree: &state.persistentGrants,
+                                  overflowAlerted: &state.overflowAlerted)
+    }
+
+    private mutating func decideSegments(persistent: Bool, reserved: ReservedPages, tree: inout PersistentGrantTree,
+                                         overflowAlerted: inout Bool) throws(KernelPanic) -> Bool {
+        do {
             for (index, segment) in segments.enumerated() {
                 var record: KernelAddress? = nil
                 if persistent { record = tree.search(segment.gref) }
@@ -112,8 +118,8 @@ struct SegmentMapper {
                     hostPage = page
                     newMap = true
                 } else {
-                    if persistent && !connection.overflowAlerted {
-                        connection.overflowAlerted = true
+                    if persistent && !overflowAlerted {
+                        overflowAlerted = true
                         kernel.alert("domain \(connection.parameters.domid), device \(connection.parameters.vbd) is using maximum number of persistent grants")
                     }
                     hostPage = reserved[index]
@@ -136,18 +142,18 @@ struct SegmentMapper {
     }
 
     /// ENOMEM in the middle of the first pass.
-    private mutating func outOfMemory() throws(KernelPanic) -> Outcome {
+    private mutating func outOfMemory(_ state: inout ConnectionState) throws(KernelPanic) -> Outcome {
         if variant.has(.enomemNoRollback) {
             // The seed returns at once: records stay in the tree unmapped, and
             // the bitmap is whatever the slot's previous request left.
             return .failed
         }
         for record in scratch.inserted.reversed() {
-            connection.persistentGrants.erase(record)
+            state.persistentGrants.erase(record)
             if let page = heap.read(record).page { kernel.pages.free(page) }
             heap.free(record)
         }
-        connection.slots[slot].unmapBitmap = 0
+        state.slots[slot].unmapBitmap = 0
         return .failed
     }
 
@@ -165,10 +171,10 @@ struct SegmentMapper {
 
     // MARK: second pass
 
-    private mutating func matchResults(_ results: [MapResult]) throws(KernelPanic) -> Outcome {
+    private mutating func matchResults(_ results: [MapResult], _ pending: inout PendingRequest,
+                                       _ tree: inout PersistentGrantTree) throws(KernelPanic) -> Outcome {
         for index in segments.indices { scratch.orphaned[index] = false }
-        // One in-place access to the slot for the whole loop; nothing below touches `connection.slots`.
-        return try connection.withSlot(slot) { (pending: inout PendingRequest) throws(KernelPanic) -> Outcome in
+        do {
             pending.unmapBitmap = 0
             var failed = false
             var next = 0
@@ -191,7 +197,7 @@ struct SegmentMapper {
                     if results[next].status != .okay {
                         failed = true
                         if let record = scratch.records[index] {
-                            connection.persistentGrants.erase(record)
+                            tree.erase(record)
                             if !variant.has(.failedMapKeepsPage), let page = heap.read(record).page {
                                 kernel.pages.free(page)
                             }
@@ -208,7 +214,7 @@ struct SegmentMapper {
                 }
                 if let record = scratch.records[index] {
                     if isNew {
-                        connection.persistentGrants.setHandle(results[next].handle, of: record)
+                        tree.setHandle(results[next].handle, of: record)
                         next += 1
                     }
                     pending.handles[index] = heap.read(record).handle
