@@ -35,15 +35,23 @@ public final class Blkback {
     public let variant: BackendVariant
     let xen: FakeXen
     let heap: KernelHeap<PersistentGrant>
-    var connections = ConnectionTable()
+    // Unchecked exclusivity: read (a scan for a vbd) or changed (a connect
+    // or disconnect) in one statement that calls nothing outside the table,
+    // so no two accesses can overlap; it is read on every ring event, where
+    // the runtime check cost more than the scan.
+    @exclusivity(unchecked) var connections = ConnectionTable()
     private var reservedPages: [UInt16: ReservedPages] = [:]
     /// Publications not yet drained, in one value so that a drain or a
     /// publish is one access to this object, not one per array touched.
-    private var publications = PublicationQueue()
+    // Unchecked exclusivity: each publish is one append and each drain one
+    // call into the queue, neither of which calls out, so no two accesses
+    // can overlap; there are two publishes per request.
+    @exclusivity(unchecked) private var publications = PublicationQueue()
     /// The stack `publishedTree` walks with, kept so that its storage is reused.
     var publishingSpine: [PublishingSpineEntry] = []
     /// Set once `BUG()` fired: a crashed host does nothing more.
-    public private(set) var panic: KernelPanic?
+    // Unchecked exclusivity: read or set in one statement, never passed inout.
+    @exclusivity(unchecked) public private(set) var panic: KernelPanic?
 
     public init(variant: BackendVariant, xen: FakeXen) {
         self.variant = variant

@@ -29,19 +29,23 @@ struct SegmentMapper {
         var pages: [PageFrame]
         /// Per segment: it shared a new record whose map failed (fixed logic only).
         var orphaned: [Bool]
+        /// Per segment: the handle of a persistent hit's record, seen live
+        /// by the first pass, with the heap's generation then.
+        var known: [KnownHandle?]
         /// Records this request put in the tree, for rolling back on ENOMEM.
         var inserted: [KernelAddress]
 
         /// Holds nothing and allocates nothing: what the connection keeps while
         /// a mapper works with the real one.
-        static var placeholder: Scratch { Scratch(records: [], opIndex: [], pages: [], orphaned: [], inserted: []) }
+        static var placeholder: Scratch { Scratch(records: [], opIndex: [], pages: [], orphaned: [], known: [], inserted: []) }
 
         /// Room for the largest request.
         static func sized() -> Scratch {
             let room = Blkif.maxSegmentsPerRequest
             return Scratch(records: Array(repeating: nil, count: room), opIndex: Array(repeating: nil, count: room),
                            pages: Array(repeating: PageFrame(0), count: room),
-                           orphaned: Array(repeating: false, count: room), inserted: [])
+                           orphaned: Array(repeating: false, count: room),
+                           known: Array(repeating: nil, count: room), inserted: [])
         }
     }
 
@@ -97,12 +101,22 @@ struct SegmentMapper {
         do {
             for (index, segment) in segments.enumerated() {
                 var record: KernelAddress? = nil
-                if persistent { record = tree.search(segment.gref) }
+                var live: LiveGrantFields? = nil
+                if persistent { (record, live) = tree.searchRecord(segment.gref) }
                 var hostPage: PageFrame
                 var newMap: Bool
+                scratch.known[index] = nil
                 if let hit = record {
                     newMap = false
-                    hostPage = heap.read(hit).page ?? reserved[index]
+                    // A live record's read observes nothing, so a peek stands for it;
+                    // a freed one is read, and the read reports it.
+                    if live == nil { live = heap.peek(hit).map { LiveGrantFields(page: $0.page, handle: $0.handle) } }
+                    if let live {
+                        hostPage = live.page ?? reserved[index]
+                        scratch.known[index] = KnownHandle(heapGeneration: heap.generation, handle: live.handle)
+                    } else {
+                        hostPage = heap.read(hit).page ?? reserved[index]
+                    }
                 } else if persistent && tree.count < connection.maxPersistent {
                     guard let fresh = heap.allocate(.fresh(gref: segment.gref), owner: connection.owner) else { return false }
                     guard let page = kernel.pages.allocate(owner: connection.owner) else {
@@ -171,6 +185,15 @@ struct SegmentMapper {
 
     // MARK: second pass
 
+    /// The handle of the record segment `index` uses, as a heap read gives
+    /// it: when the first pass found that record live and the heap has not
+    /// changed since, the read would observe nothing and give what was seen
+    /// then, so that is taken; otherwise the heap is read (and reports).
+    private func handle(of record: KernelAddress, segment index: Int) -> GrantHandle {
+        if let known = scratch.known[index], known.heapGeneration == heap.generation { return known.handle }
+        return heap.read(record).handle
+    }
+
     private mutating func matchResults(_ results: [MapResult], _ pending: inout PendingRequest,
                                        _ tree: inout PersistentGrantTree) throws(KernelPanic) -> Outcome {
         for index in segments.indices { scratch.orphaned[index] = false }
@@ -188,7 +211,7 @@ struct SegmentMapper {
                 }
                 let isNew: Bool
                 if variant.has(.handleZeroUnmapped) {
-                    isNew = scratch.records[index].map { heap.read($0).handle == 0 } ?? true
+                    isNew = scratch.records[index].map { handle(of: $0, segment: index) == 0 } ?? true
                 } else {
                     isNew = scratch.opIndex[index] != nil
                 }
@@ -217,7 +240,7 @@ struct SegmentMapper {
                         tree.setHandle(results[next].handle, of: record)
                         next += 1
                     }
-                    pending.handles[index] = heap.read(record).handle
+                    pending.handles[index] = handle(of: record, segment: index)
                 } else {
                     pending.handles[index] = next < results.count ? results[next].handle : invalidHandle
                     pending.unmapBitmap |= 1 << index
@@ -227,4 +250,11 @@ struct SegmentMapper {
             return failed ? .failed : .mapped
         }
     }
+}
+
+/// A record's handle as a live read gave it, and the heap generation then:
+/// while the generation is the same, a read would give the same and observe nothing.
+struct KnownHandle {
+    var heapGeneration: UInt64
+    var handle: GrantHandle
 }
