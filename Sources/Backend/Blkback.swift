@@ -35,15 +35,23 @@ public final class Blkback {
     public let variant: BackendVariant
     let xen: FakeXen
     let heap: KernelHeap<PersistentGrant>
-    var connections = ConnectionTable()
+    // Unchecked exclusivity: read (a scan for a vbd) or changed (a connect
+    // or disconnect) in one statement that calls nothing outside the table,
+    // so no two accesses can overlap; it is read on every ring event, where
+    // the runtime check cost more than the scan.
+    @exclusivity(unchecked) var connections = ConnectionTable()
     private var reservedPages: [UInt16: ReservedPages] = [:]
     /// Publications not yet drained, in one value so that a drain or a
     /// publish is one access to this object, not one per array touched.
-    private var publications = PublicationQueue()
+    // Unchecked exclusivity: each publish is one append and each drain one
+    // call into the queue, neither of which calls out, so no two accesses
+    // can overlap; there are two publishes per request.
+    @exclusivity(unchecked) private var publications = PublicationQueue()
     /// The stack `publishedTree` walks with, kept so that its storage is reused.
     var publishingSpine: [PublishingSpineEntry] = []
     /// Set once `BUG()` fired: a crashed host does nothing more.
-    public private(set) var panic: KernelPanic?
+    // Unchecked exclusivity: read or set in one statement, never passed inout.
+    @exclusivity(unchecked) public private(set) var panic: KernelPanic?
 
     public init(variant: BackendVariant, xen: FakeXen) {
         self.variant = variant
@@ -95,21 +103,24 @@ public final class Blkback {
     public func disconnect(vbd: UInt16) {
         guarded { () throws(KernelPanic) in
             guard let connection = connections[vbd] else { return }
-            if variant.has(.freeBeforeDrain) {
-                try freePersistentGrants(connection)
-                try drainInFlight(connection)
-            } else {
-                try drainInFlight(connection)
-                try freePersistentGrants(connection)
+            // One access to the connection's state for the whole teardown.
+            try connection.withState { (state: inout ConnectionState) throws(KernelPanic) in
+                if variant.has(.freeBeforeDrain) {
+                    try freePersistentGrants(in: &state.persistentGrants)
+                    try drainInFlight(connection, &state)
+                } else {
+                    try drainInFlight(connection, &state)
+                    try freePersistentGrants(in: &state.persistentGrants)
+                }
             }
             xen.xenstore.removeDirectory(Xenstore.backendDirectory(domid: connection.parameters.domid, vbd: vbd))
             connections.remove(vbd: vbd)
         }
     }
 
-    private func drainInFlight(_ connection: Connection) throws(KernelPanic) {
-        while let slot = connection.inFlight.first {
-            try finishIO(connection, slot: slot)
+    private func drainInFlight(_ connection: Connection, _ state: inout ConnectionState) throws(KernelPanic) {
+        while let slot = state.inFlight.first {
+            try finishIO(connection, &state, slot: slot)
         }
     }
 
@@ -137,8 +148,11 @@ public final class Blkback {
     /// The device finishes the I/O of the oldest in-flight request with this id.
     public func complete(vbd: UInt16, id: UInt64) {
         guarded { () throws(KernelPanic) in
-            guard let connection = connections[vbd], let slot = connection.oldestInFlight(id: id) else { return }
-            try finishIO(connection, slot: slot)
+            guard let connection = connections[vbd] else { return }
+            try connection.withState { (state: inout ConnectionState) throws(KernelPanic) in
+                guard let slot = state.oldestInFlight(id: id) else { return }
+                try finishIO(connection, &state, slot: slot)
+            }
         }
     }
 
@@ -193,42 +207,45 @@ public final class Blkback {
         // Like vbd_translate: a request that moves no sectors has no range to check.
         guard total == 0 || (!overflow && end <= connection.parameters.sectors) else { return fail(.error) }
         if operation.isFlushLike && !connection.parameters.flush { return fail(.eopnotsupp) }
-        guard let slot = connection.takeSlot() else { return fail(.error) }
-
-        connection.withSlot(slot) { pending in
-            pending.id = request.id
-            pending.operation = request.operation
-            pending.nrPages = nseg
+        // One access to the connection's state for the rest of the request.
+        try connection.withState { (state: inout ConnectionState) throws(KernelPanic) in
+            guard let slot = state.takeSlot() else { return fail(.error) }
+            try mapAndSubmit(connection, &state, request, slot: slot, isRead: operation == .read, segments: segments,
+                             hold: hold)
         }
+    }
+
+    /// The rest of `dispatch_rw_block_io` once a slot is taken: map, then submit or fail.
+    private func mapAndSubmit(_ connection: Connection, _ state: inout ConnectionState, _ request: BlkifRequest,
+                              slot: Int, isRead: Bool, segments: [BlkifSegment], hold: Bool) throws(KernelPanic) {
+        state.slots[slot].begin(id: request.id, operation: request.operation, nrPages: Int(request.nrSegments))
         var mapper = SegmentMapper(backend: self, connection: connection, slot: slot, segments: segments,
-                                   isRead: operation == .read, scratch: connection.takeMappingScratch())
-        let outcome = try mapper.map()
+                                   isRead: isRead, scratch: state.takeMappingScratch())
+        let outcome = try mapper.map(&state)
         guard outcome == .mapped else {
-            connection.mappingScratch = mapper.scratch
+            state.mappingScratch = mapper.scratch
             // fail_flush: unmap what the bitmap names, answer error.
-            try unmapRequest(connection, slot: slot)
-            connection.releaseSlot(slot)
-            return fail(.error)
+            try unmapRequest(connection, &state, slot: slot)
+            state.releaseSlot(slot)
+            return respond(connection, id: request.id, operation: request.operation, status: .error)
         }
         // Segment i does its I/O through scratch page i.
-        let bio = connection.device.submit(operation == .read ? .read : .write, sector: request.sectorNumber,
+        let bio = connection.device.submit(isRead ? .read : .write, sector: request.sectorNumber,
                                            pages: mapper.scratch.pages, segments: segments)
-        connection.mappingScratch = mapper.scratch
-        connection.slots[slot].bio = bio
-        connection.inFlight.append(slot)
-        if !hold { try finishIO(connection, slot: slot) }
+        state.mappingScratch = mapper.scratch
+        state.slots[slot].bio = bio
+        state.inFlight.append(slot)
+        if !hold { try finishIO(connection, &state, slot: slot) }
     }
 
     /// The bio's end-io: data moves, non-persistent grants are unmapped, the request is answered.
-    private func finishIO(_ connection: Connection, slot: Int) throws(KernelPanic) {
-        connection.inFlight.removeAll { $0 == slot }
-        let bio = connection.withSlot(slot) { pending -> BioID? in
-            defer { pending.bio = nil }
-            return pending.bio
-        }
+    private func finishIO(_ connection: Connection, _ state: inout ConnectionState, slot: Int) throws(KernelPanic) {
+        state.inFlight.removeAll { $0 == slot }
+        let bio = state.slots[slot].bio
+        state.slots[slot].bio = nil
         if let bio { connection.device.complete(bio) }
-        let (id, operation) = try unmapRequest(connection, slot: slot)
-        connection.releaseSlot(slot)
+        let (id, operation) = try unmapRequest(connection, &state, slot: slot)
+        state.releaseSlot(slot)
         respond(connection, id: id, operation: operation, status: .okay)
     }
 
@@ -236,25 +253,12 @@ public final class Blkback {
     /// Returns the request's id and operation, read in the same access to
     /// the slot.
     @discardableResult
-    private func unmapRequest(_ connection: Connection, slot: Int) throws(KernelPanic)
+    private func unmapRequest(_ connection: Connection, _ state: inout ConnectionState, slot: Int) throws(KernelPanic)
         -> (id: UInt64, operation: UInt8) {
         let vbd = connection.parameters.vbd
         var ops: [UnmapOp] = []
-        let (unmapping, id, operation) = connection.withSlot(slot) { pending in
-            let unmapping = BackendPublication.unmapping(vbd: vbd, id: pending.id, slot: slot,
-                                                         nrSegments: pending.nrPages, bitmap: pending.unmapBitmap)
-            for index in 0..<min(pending.nrPages, Blkif.maxSegmentsPerRequest) {
-                guard pending.unmapBitmap & (1 << index) != 0 else { continue }
-                let handle = pending.handles[index]
-                guard handle != invalidHandle else { continue }
-                ops.append(UnmapOp(hostPage: pending.reservedPages[index], handle: handle))
-                // Forget the handle so that nothing unmaps it twice.
-                pending.handles[index] = invalidHandle
-            }
-            return (unmapping, pending.id, pending.operation)
-        }
-        // Published before the unmap, as the bitmap stood (the slot is not
-        // held meanwhile: publishing does not reach into it).
+        let (unmapping, id, operation) = state.slots[slot].takeUnmapOps(into: &ops, vbd: vbd)
+        // Published before the unmap, as the bitmap stood.
         publish(unmapping)
         if !ops.isEmpty { xen.grants.unmap(ops) }
         return (id, operation)

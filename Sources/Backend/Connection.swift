@@ -43,15 +43,40 @@ struct PendingRequest {
     var handles = SIMD16<GrantHandle>(repeating: invalidHandle)
     var unmapBitmap: UInt16 = 0
     var bio: BioID?
+
+    /// A new request takes the slot (what is left of the previous one stays,
+    /// the bitmap among it).
+    mutating func begin(id: UInt64, operation: UInt8, nrPages: Int) {
+        self.id = id
+        self.operation = operation
+        self.nrPages = nrPages
+    }
+
+    /// `xen_blkbk_unmap`'s walk of the bitmap: queues an unmap for each set
+    /// bit with a handle and forgets that handle so nothing unmaps it twice.
+    /// Returns the publication of the bitmap as it stood, and the request's
+    /// id and operation.
+    mutating func takeUnmapOps(into ops: inout [UnmapOp], vbd: UInt16)
+        -> (unmapping: BackendPublication, id: UInt64, operation: UInt8) {
+        let unmapping = BackendPublication.unmapping(vbd: vbd, id: id, slot: slot, nrSegments: nrPages,
+                                                     bitmap: unmapBitmap)
+        for index in 0..<min(nrPages, Blkif.maxSegmentsPerRequest) {
+            guard unmapBitmap & (1 << index) != 0 else { continue }
+            let handle = handles[index]
+            guard handle != invalidHandle else { continue }
+            ops.append(UnmapOp(hostPage: reservedPages[index], handle: handle))
+            handles[index] = invalidHandle
+        }
+        return (unmapping, id, operation)
+    }
 }
 
-/// `struct xen_blkif` for one vbd: the negotiated mode, the tree of
-/// persistent grants, and the ring's pending requests.
-final class Connection {
-    let parameters: ConnectParameters
-    let owner: AllocationOwner
-    let device: BlockDevice
-    let maxPersistent: Int
+/// What a connection changes as it works: the negotiated mode, the tree of
+/// persistent grants and the ring's pending requests. One value, so that a
+/// request, a completion or a teardown is one access to the connection (the
+/// runtime exclusivity check of a class property cost more per field than
+/// the field's own work), and the fields within it are reached statically.
+struct ConnectionState {
     var persistentMode: Bool
     var overflowAlerted = false
     var persistentGrants: PersistentGrantTree
@@ -64,53 +89,59 @@ final class Connection {
     /// arrays are allocated once (one request maps at a time per connection).
     var mappingScratch = SegmentMapper.Scratch.placeholder
 
+    mutating func takeSlot() -> Int? { freeSlots.popLast() }
+    mutating func releaseSlot(_ slot: Int) { freeSlots.append(slot) }
+
+    /// The oldest in-flight slot whose request has this id.
+    func oldestInFlight(id: UInt64) -> Int? {
+        inFlight.first { slots[$0].id == id }
+    }
+
+    /// Moves the mapper's scratch out (leaving the placeholder, which allocates
+    /// nothing) so that its arrays stay uniquely referenced while it works.
+    mutating func takeMappingScratch() -> SegmentMapper.Scratch {
+        defer { mappingScratch = .placeholder }
+        return mappingScratch
+    }
+}
+
+/// `struct xen_blkif` for one vbd: what was negotiated at connect, and the
+/// state that requests change.
+final class Connection {
+    let parameters: ConnectParameters
+    let owner: AllocationOwner
+    let device: BlockDevice
+    let maxPersistent: Int
+    /// Reached through `withState` on the request path: one access per request.
+    var state: ConnectionState
+
     init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: ReservedPages,
          heap: KernelHeap<PersistentGrant>) {
         self.parameters = parameters
         self.owner = AllocationOwner(domid: parameters.domid, vbd: parameters.vbd)
         self.device = device
-        self.persistentMode = persistentMode
-        self.persistentGrants = PersistentGrantTree(heap: heap)
         self.maxPersistent = parameters.maxPersistent ?? parameters.ringProtocol.maxPersistentGrants
         let ring = parameters.ringProtocol.ringSize
         let perSlot = Blkif.maxSegmentsPerRequest
-        slots = (0..<ring).map { slot in
+        let slots = (0..<ring).map { slot in
             PendingRequest(slot: slot, reservedPages: reservedPages[run: (slot * perSlot)..<((slot + 1) * perSlot)])
         }
-        freeSlots = Array((0..<ring).reversed())
+        state = ConnectionState(persistentMode: persistentMode, persistentGrants: PersistentGrantTree(heap: heap),
+                                slots: slots, freeSlots: Array((0..<ring).reversed()))
     }
 
-    func takeSlot() -> Int? { freeSlots.popLast() }
-    func releaseSlot(_ slot: Int) { freeSlots.append(slot) }
-
-    /// Runs `body` on one slot in place: one access to `slots` for a whole
-    /// loop over segments instead of one per field written. `body` must not
-    /// touch `slots` itself (the exclusivity check would stop it).
-    func withSlot<Result, Failure: Error>(_ slot: Int, _ body: (inout PendingRequest) throws(Failure) -> Result)
+    /// Runs `body` on the connection's state in place: one access for a whole
+    /// request, completion or teardown. `body` must not reach `state` another
+    /// way (the exclusivity check would stop it).
+    func withState<Result, Failure: Error>(_ body: (inout ConnectionState) throws(Failure) -> Result)
         throws(Failure) -> Result {
-        try body(&slots[slot])
+        try body(&state)
     }
 
-    /// Runs `body` on the persistent grant tree in place: one access for a
-    /// whole loop over segments. `body` must not reach `persistentGrants` itself.
-    func withPersistentGrants<Result, Failure: Error>(_ body: (inout PersistentGrantTree) throws(Failure) -> Result)
-        throws(Failure) -> Result {
-        try body(&persistentGrants)
-    }
-
-    /// The oldest in-flight slot whose request has this id.
-    func oldestInFlight(id: UInt64) -> Int? {
-        // One read of `slots` for the whole scan, not one per in-flight slot.
-        let slots = self.slots
-        return inFlight.first { slots[$0].id == id }
-    }
-
-    /// Moves the mapper's scratch out (leaving the placeholder, which allocates
-    /// nothing) so that its arrays stay uniquely referenced while it works.
-    func takeMappingScratch() -> SegmentMapper.Scratch {
-        defer { mappingScratch = .placeholder }
-        return mappingScratch
-    }
+    var persistentMode: Bool { state.persistentMode }
+    var persistentCount: Int { state.persistentGrants.count }
+    var treeVersion: UInt64 { state.persistentGrants.version }
+    var treeRoot: KernelAddress? { state.persistentGrants.root }
 }
 
 /// The live connections by vbd. A host serves a handful of vbds, so a scan of

@@ -53,18 +53,19 @@ extension Blkback {
     public func connectionSummary(vbd: UInt16) -> ConnectionSummary? {
         guard let connection = connections[vbd] else { return nil }
         return ConnectionSummary(persistentMode: connection.persistentMode,
-                                 persistentCount: connection.persistentGrants.count,
-                                 treeVersion: connection.persistentGrants.version)
+                                 persistentCount: connection.persistentCount,
+                                 treeVersion: connection.treeVersion)
     }
 
     public func snapshot(vbd: UInt16) -> BackendSnapshot? {
         guard let connection = connections[vbd] else { return nil }
         // The oracle asks after every event: one read of `slots`, not one per in-flight request.
-        let slots = connection.slots
+        let state = connection.state
+        let slots = state.slots
         return BackendSnapshot(
-            vbd: vbd, persistentMode: connection.persistentMode, persistentCount: connection.persistentGrants.count,
-            maxPersistent: connection.maxPersistent, treeVersion: connection.persistentGrants.version,
-            inFlight: connection.inFlight.map { slot in
+            vbd: vbd, persistentMode: connection.persistentMode, persistentCount: connection.persistentCount,
+            maxPersistent: connection.maxPersistent, treeVersion: connection.treeVersion,
+            inFlight: state.inFlight.map { slot in
                 InFlightRequest(id: slots[slot].id, slot: slot, bitmap: slots[slot].unmapBitmap)
             })
     }
@@ -85,7 +86,7 @@ extension Blkback {
     /// (a child is emitted before or after its parent), so nothing maps
     /// addresses to positions; the spine stack is kept between calls.
     private func publishedSoundTree(_ connection: Connection) -> PublishedTree? {
-        guard let rootAddress = connection.persistentGrants.root else {
+        guard let rootAddress = connection.treeRoot else {
             return PublishedTree(nodes: [], root: nil, brokenLinks: [])
         }
         var spine = publishingSpine
@@ -97,7 +98,7 @@ extension Blkback {
         // Distinct live records reachable are at most the heap's live count.
         var budget = heap.liveCount
         var nodes: [PublishedNode] = []
-        nodes.reserveCapacity(max(connection.persistentGrants.count, 0))
+        nodes.reserveCapacity(max(connection.persistentCount, 0))
         var root: Int?
         var lastGref: GrantRef?
 
@@ -149,11 +150,11 @@ extension Blkback {
         // Every record reached, with its place in `order` once it has one (-1 until then): it
         // tells a second arrival (a cycle or a shared subtree) and turns links into indices.
         var position: [KernelAddress: Int] = [:]
-        let expected = max(connection.persistentGrants.count, 0)
+        let expected = max(connection.persistentCount, 0)
         position.reserveCapacity(expected)
         order.reserveCapacity(expected)
         var stack: [Frame] = []
-        if let root = connection.persistentGrants.root { stack.append(Frame(address: root, record: nil, expanded: false)) }
+        if let root = connection.treeRoot { stack.append(Frame(address: root, record: nil, expanded: false)) }
         while var frame = stack.popLast() {
             if frame.expanded, let record = frame.record {
                 position[frame.address] = order.count
@@ -179,7 +180,7 @@ extension Blkback {
                           left: record.links.left.flatMap { position[$0] },
                           right: record.links.right.flatMap { position[$0] })
         }
-        return PublishedTree(nodes: nodes, root: connection.persistentGrants.root.flatMap { position[$0] },
+        return PublishedTree(nodes: nodes, root: connection.treeRoot.flatMap { position[$0] },
                              brokenLinks: broken)
     }
 }

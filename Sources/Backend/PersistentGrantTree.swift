@@ -35,14 +35,25 @@ struct PersistentGrantTree {
     /// node it visited was live), walking again would give the same result and
     /// observe nothing again: the remembered result is that walk's, not a
     /// shortcut past a check. Any observed read keeps the search unremembered.
-    mutating func search(_ gref: GrantRef) -> KernelAddress? {
+    mutating func search(_ gref: GrantRef) -> KernelAddress? { searchRecord(gref).address }
+
+    /// The record for `gref`, as `search` finds it, and with it the record's
+    /// page and handle when reading them would observe nothing (the record is
+    /// live, as the walk found it, and the heap has not changed since): then
+    /// the caller need not read them again. `live` is nil when the walk
+    /// observed something; the caller's own read then observes it too.
+    mutating func searchRecord(_ gref: GrantRef) -> (address: KernelAddress?, live: LiveGrantFields?) {
         let state = SearchMemo.State(heapGeneration: store.heap.generation, treeVersion: version)
         if let remembered = searches.result(for: gref, in: state) { return remembered }
         var walker = store
         walker.tookObservedRead = false
         let found = tree.search(gref, in: &walker)
-        if !walker.tookObservedRead { searches.remember(found, for: gref, in: state) }
-        return found
+        guard !walker.tookObservedRead else { return (found, nil) }
+        // The walk read only live records, the found one among them: a peek
+        // now (nothing changed since) reads what it did and observes nothing.
+        let live = found.flatMap { store.heap.peek($0) }.map { LiveGrantFields(page: $0.page, handle: $0.handle) }
+        searches.remember(found, live, for: gref, in: state)
+        return (found, live)
     }
 
     /// Links a fresh record (`add_persistent_gnt`); a duplicate gref is not linked or counted.
@@ -94,6 +105,8 @@ struct SearchMemo {
     private struct Entry {
         var state: State
         var result: KernelAddress?
+        /// The found record's fields as they were (and, the heap unchanged, are).
+        var live: LiveGrantFields?
     }
 
     /// Caps the array at 16384 entries (384 KiB) however large the grefs.
@@ -101,16 +114,22 @@ struct SearchMemo {
 
     private var entries: [Entry?] = []
 
-    func result(for gref: GrantRef, in state: State) -> KernelAddress?? {
+    func result(for gref: GrantRef, in state: State) -> (address: KernelAddress?, live: LiveGrantFields?)? {
         guard Int(gref) < entries.count, let entry = entries[Int(gref)], entry.state == state else { return nil }
-        return .some(entry.result)
+        return (entry.result, entry.live)
     }
 
-    mutating func remember(_ result: KernelAddress?, for gref: GrantRef, in state: State) {
+    mutating func remember(_ result: KernelAddress?, _ live: LiveGrantFields?, for gref: GrantRef, in state: State) {
         guard gref < Self.grefLimit else { return }
         if Int(gref) >= entries.count {
             entries.append(contentsOf: repeatElement(nil, count: Int(gref) - entries.count + 1))
         }
-        entries[Int(gref)] = Entry(state: state, result: result)
+        entries[Int(gref)] = Entry(state: state, result: result, live: live)
     }
+}
+
+/// A live persistent grant record's page and handle, read without observing anything.
+struct LiveGrantFields {
+    var page: PageFrame?
+    var handle: GrantHandle
 }

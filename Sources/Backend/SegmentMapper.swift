@@ -29,19 +29,23 @@ struct SegmentMapper {
         var pages: [PageFrame]
         /// Per segment: it shared a new record whose map failed (fixed logic only).
         var orphaned: [Bool]
+        /// Per segment: the handle of a persistent hit's record, seen live
+        /// by the first pass, with the heap's generation then.
+        var known: [KnownHandle?]
         /// Records this request put in the tree, for rolling back on ENOMEM.
         var inserted: [KernelAddress]
 
         /// Holds nothing and allocates nothing: what the connection keeps while
         /// a mapper works with the real one.
-        static var placeholder: Scratch { Scratch(records: [], opIndex: [], pages: [], orphaned: [], inserted: []) }
+        static var placeholder: Scratch { Scratch(records: [], opIndex: [], pages: [], orphaned: [], known: [], inserted: []) }
 
         /// Room for the largest request.
         static func sized() -> Scratch {
             let room = Blkif.maxSegmentsPerRequest
             return Scratch(records: Array(repeating: nil, count: room), opIndex: Array(repeating: nil, count: room),
                            pages: Array(repeating: PageFrame(0), count: room),
-                           orphaned: Array(repeating: false, count: room), inserted: [])
+                           orphaned: Array(repeating: false, count: room),
+                           known: Array(repeating: nil, count: room), inserted: [])
         }
     }
 
@@ -72,31 +76,47 @@ struct SegmentMapper {
         if !self.scratch.inserted.isEmpty { self.scratch.inserted.removeAll(keepingCapacity: true) }
     }
 
-    mutating func map() throws(KernelPanic) -> Outcome {
-        try kernel.bugOn(connection.persistentGrants.count > connection.maxPersistent,
-                         "persistent_gnt_c \(connection.persistentGrants.count) > max \(connection.maxPersistent)")
-        guard try decideSegments() else { return try outOfMemory() }
+    /// `state` is the connection's, reached in place for the whole mapping.
+    mutating func map(_ state: inout ConnectionState) throws(KernelPanic) -> Outcome {
+        let count = state.persistentGrants.count
+        try kernel.bugOn(count > connection.maxPersistent,
+                         "persistent_gnt_c \(count) > max \(connection.maxPersistent)")
+        guard try decideSegments(&state) else { return try outOfMemory(&state) }
         let results = try issueBatch()
-        return try matchResults(results)
+        return try matchResults(results, &state.slots[slot], &state.persistentGrants)
     }
 
     // MARK: first pass
 
     /// Returns false when an allocation failed.
-    private mutating func decideSegments() throws(KernelPanic) -> Bool {
-        let persistent = connection.persistentMode
-        let reserved = connection.slots[slot].reservedPages
-        // One in-place access to the tree for the whole loop (not one per segment);
-        // nothing below reaches `connection.persistentGrants` another way.
-        return try connection.withPersistentGrants { (tree: inout PersistentGrantTree) throws(KernelPanic) -> Bool in
+    private mutating func decideSegments(_ state: inout ConnectionState) throws(KernelPanic) -> Bool {
+        let persistent = state.persistentMode
+        let reserved = state.slots[slot].reservedPages
+        return try decideSegments(persistent: persistent, reserved: reserved, tree: &state.persistentGrants,
+                                  overflowAlerted: &state.overflowAlerted)
+    }
+
+    private mutating func decideSegments(persistent: Bool, reserved: ReservedPages, tree: inout PersistentGrantTree,
+                                         overflowAlerted: inout Bool) throws(KernelPanic) -> Bool {
+        do {
             for (index, segment) in segments.enumerated() {
                 var record: KernelAddress? = nil
-                if persistent { record = tree.search(segment.gref) }
+                var live: LiveGrantFields? = nil
+                if persistent { (record, live) = tree.searchRecord(segment.gref) }
                 var hostPage: PageFrame
                 var newMap: Bool
+                scratch.known[index] = nil
                 if let hit = record {
                     newMap = false
-                    hostPage = heap.read(hit).page ?? reserved[index]
+                    // A live record's read observes nothing, so a peek stands for it;
+                    // a freed one is read, and the read reports it.
+                    if live == nil { live = heap.peek(hit).map { LiveGrantFields(page: $0.page, handle: $0.handle) } }
+                    if let live {
+                        hostPage = live.page ?? reserved[index]
+                        scratch.known[index] = KnownHandle(heapGeneration: heap.generation, handle: live.handle)
+                    } else {
+                        hostPage = heap.read(hit).page ?? reserved[index]
+                    }
                 } else if persistent && tree.count < connection.maxPersistent {
                     guard let fresh = heap.allocate(.fresh(gref: segment.gref), owner: connection.owner) else { return false }
                     guard let page = kernel.pages.allocate(owner: connection.owner) else {
@@ -112,8 +132,8 @@ struct SegmentMapper {
                     hostPage = page
                     newMap = true
                 } else {
-                    if persistent && !connection.overflowAlerted {
-                        connection.overflowAlerted = true
+                    if persistent && !overflowAlerted {
+                        overflowAlerted = true
                         kernel.alert("domain \(connection.parameters.domid), device \(connection.parameters.vbd) is using maximum number of persistent grants")
                     }
                     hostPage = reserved[index]
@@ -136,18 +156,18 @@ struct SegmentMapper {
     }
 
     /// ENOMEM in the middle of the first pass.
-    private mutating func outOfMemory() throws(KernelPanic) -> Outcome {
+    private mutating func outOfMemory(_ state: inout ConnectionState) throws(KernelPanic) -> Outcome {
         if variant.has(.enomemNoRollback) {
             // The seed returns at once: records stay in the tree unmapped, and
             // the bitmap is whatever the slot's previous request left.
             return .failed
         }
         for record in scratch.inserted.reversed() {
-            connection.persistentGrants.erase(record)
+            state.persistentGrants.erase(record)
             if let page = heap.read(record).page { kernel.pages.free(page) }
             heap.free(record)
         }
-        connection.slots[slot].unmapBitmap = 0
+        state.slots[slot].unmapBitmap = 0
         return .failed
     }
 
@@ -165,10 +185,19 @@ struct SegmentMapper {
 
     // MARK: second pass
 
-    private mutating func matchResults(_ results: [MapResult]) throws(KernelPanic) -> Outcome {
+    /// The handle of the record segment `index` uses, as a heap read gives
+    /// it: when the first pass found that record live and the heap has not
+    /// changed since, the read would observe nothing and give what was seen
+    /// then, so that is taken; otherwise the heap is read (and reports).
+    private func handle(of record: KernelAddress, segment index: Int) -> GrantHandle {
+        if let known = scratch.known[index], known.heapGeneration == heap.generation { return known.handle }
+        return heap.read(record).handle
+    }
+
+    private mutating func matchResults(_ results: [MapResult], _ pending: inout PendingRequest,
+                                       _ tree: inout PersistentGrantTree) throws(KernelPanic) -> Outcome {
         for index in segments.indices { scratch.orphaned[index] = false }
-        // One in-place access to the slot for the whole loop; nothing below touches `connection.slots`.
-        return try connection.withSlot(slot) { (pending: inout PendingRequest) throws(KernelPanic) -> Outcome in
+        do {
             pending.unmapBitmap = 0
             var failed = false
             var next = 0
@@ -182,7 +211,7 @@ struct SegmentMapper {
                 }
                 let isNew: Bool
                 if variant.has(.handleZeroUnmapped) {
-                    isNew = scratch.records[index].map { heap.read($0).handle == 0 } ?? true
+                    isNew = scratch.records[index].map { handle(of: $0, segment: index) == 0 } ?? true
                 } else {
                     isNew = scratch.opIndex[index] != nil
                 }
@@ -191,7 +220,7 @@ struct SegmentMapper {
                     if results[next].status != .okay {
                         failed = true
                         if let record = scratch.records[index] {
-                            connection.persistentGrants.erase(record)
+                            tree.erase(record)
                             if !variant.has(.failedMapKeepsPage), let page = heap.read(record).page {
                                 kernel.pages.free(page)
                             }
@@ -208,10 +237,10 @@ struct SegmentMapper {
                 }
                 if let record = scratch.records[index] {
                     if isNew {
-                        connection.persistentGrants.setHandle(results[next].handle, of: record)
+                        tree.setHandle(results[next].handle, of: record)
                         next += 1
                     }
-                    pending.handles[index] = heap.read(record).handle
+                    pending.handles[index] = handle(of: record, segment: index)
                 } else {
                     pending.handles[index] = next < results.count ? results[next].handle : invalidHandle
                     pending.unmapBitmap |= 1 << index
@@ -221,4 +250,11 @@ struct SegmentMapper {
             return failed ? .failed : .mapped
         }
     }
+}
+
+/// A record's handle as a live read gave it, and the heap generation then:
+/// while the generation is the same, a read would give the same and observe nothing.
+struct KnownHandle {
+    var heapGeneration: UInt64
+    var handle: GrantHandle
 }

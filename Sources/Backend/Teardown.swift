@@ -4,16 +4,10 @@ import FakeXen
 extension Blkback {
     /// The teardown at the end of `xen_blkif_schedule`: unmap every persistent
     /// grant in batches of up to 11, erase and free its record and page.
-    func freePersistentGrants(_ connection: Connection) throws(KernelPanic) {
-        // One in-place access to the tree for the whole teardown (not one per
-        // record); nothing below reaches `connection.persistentGrants` another way.
-        try connection.withPersistentGrants { (tree: inout PersistentGrantTree) throws(KernelPanic) in
-            try freePersistentGrants(of: connection, in: &tree)
-        }
-    }
-
-    private func freePersistentGrants(of connection: Connection, in tree: inout PersistentGrantTree)
-        throws(KernelPanic) {
+    ///
+    /// `tree` is the connection's, reached in place for the whole teardown
+    /// (one access, not one per record).
+    func freePersistentGrants(in tree: inout PersistentGrantTree) throws(KernelPanic) {
         var batch: [UnmapOp] = []
         var batchPages: [PageFrame] = []
         batch.reserveCapacity(Blkif.maxSegmentsPerRequest)

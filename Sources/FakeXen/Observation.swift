@@ -102,7 +102,10 @@ public struct UnmapResult: Hashable, Sendable {
 public final class ObservationLog {
     /// The entries in a value whose methods do the whole drain, so that a
     /// drain (after every event) is one access to this object, not three.
-    private var buffer = ObservationBuffer()
+    // Unchecked exclusivity: every access is one append of a value built
+    // before it, one read, or one drain, none of which calls out of the
+    // buffer, so no two accesses can overlap; drained after every event.
+    @exclusivity(unchecked) private var buffer = ObservationBuffer()
     public init() {}
     public var entries: [Observation] { buffer.entries }
     public func record(_ observation: Observation) { buffer.entries.append(observation) }
