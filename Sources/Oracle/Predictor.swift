@@ -21,6 +21,9 @@ struct Predictor {
     var changedPages: [GuestPage] = []
     /// The connection whose tree the event may change.
     var treeVbd: UInt16?
+    /// The latest request's segment decisions: kept here, with its capacity,
+    /// so deciding a request allocates nothing.
+    var decisions: [SegmentDecision] = []
 
     init(reference: ReferenceModel) {
         self.reference = reference
@@ -122,20 +125,19 @@ struct Predictor {
                                  changedPages: inout [GuestPage]) {
         var sector = request.sector
         // Read once: each read of a class's variable is an exclusivity check.
-        let writeTokens = request.writeTokens
-        for (index, segment) in request.segments.enumerated() {
-            let lanes = Int(segment.firstSect)...Int(segment.lastSect)
-            let page = request.guestPages[index]
+        let segments = request.segments
+        for segment in segments {
+            let lanes = segment.lanes
             if request.isWrite {
                 // A segment with no page has no tokens and writes nothing.
-                if index < writeTokens.count, let page {
+                if let page = segment.page {
                     // The page as it stands now: a read completing earlier in this
                     // event may have filled it since the tokens were last taken.
-                    let tokens = prediction.guestWrites.overlaid(on: writeTokens[index], in: page)
+                    let tokens = prediction.guestWrites.overlaid(on: segment.tokens, in: page)
                     disk.write(tokens, lanes: lanes, at: sector)
                     prediction.diskWrites.write(tokens, lanes: lanes, at: sector, in: request.vbd)
                 }
-            } else if let page {
+            } else if let page = segment.page {
                 changedPages.append(page)
                 var tokens = SIMD8<UInt64>()
                 disk.read(into: &tokens, lanes: lanes, from: sector)

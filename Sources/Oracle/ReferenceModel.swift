@@ -76,6 +76,9 @@ final class ConnectionModel {
     var alerted = false
     /// Requests held in flight, in the order they were held.
     private(set) var inFlight: [PendingRequest] = []
+    /// The id of each held request, in the same places as `inFlight`: a
+    /// completion searches these plain numbers, not the requests behind references.
+    private var inFlightIDs: [UInt64] = []
     /// Guest page → how many segments of held writes take their tokens from it.
     private var heldWritePages = GuestPageCounts()
     /// The disk as the reference expects it.
@@ -107,13 +110,15 @@ final class ConnectionModel {
     /// The request stays in flight until its `complete` (or the disconnect).
     func hold(_ request: PendingRequest) {
         inFlight.append(request)
+        inFlightIDs.append(request.id)
         if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
         request.forEachWritePage { heldWritePages.increment($0) }
     }
 
     /// The held request `id` completes: it is no longer in flight.
     func release(id: UInt64) -> PendingRequest? {
-        guard let index = inFlight.firstIndex(where: { $0.id == id }) else { return nil }
+        guard let index = inFlightIDs.firstIndex(of: id) else { return nil }
+        inFlightIDs.remove(at: index)
         let request = inFlight.remove(at: index)
         if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
         // Every page was counted in when the request was held.
@@ -130,9 +135,9 @@ final class ConnectionModel {
     /// afresh from `tokens(page)`.
     func refreshHeldWrites(from pages: [GuestPage], tokens: (GuestPage) -> SIMD8<UInt64>) {
         for request in inFlight where request.isWrite {
-            for (index, page) in request.guestPages.enumerated() {
-                guard let page, pages.contains(page), index < request.writeTokens.count else { continue }
-                request.writeTokens[index] = tokens(page)
+            for index in request.segments.indices {
+                guard let page = request.segments[index].page, pages.contains(page) else { continue }
+                request.segments[index].tokens = tokens(page)
             }
         }
     }
@@ -265,46 +270,58 @@ struct DiskModel {
     }
 }
 
+/// One segment of a pending request, as its I/O will move it: the lanes of
+/// the page it covers, the guest page it lands in, and (for writes) the
+/// tokens it takes from that page. All of a segment in one record, so a
+/// request keeps one list rather than one per kind of fact.
+struct SegmentIO {
+    let firstSect: UInt8
+    let lastSect: UInt8
+    /// The guest page the segment's I/O lands in (fixed at map time); nil
+    /// when the gref named no page: the segment then moves no data.
+    let page: GuestPage?
+    /// For writes: the page's tokens as the guest had stamped it (zeros where
+    /// there is no page, or for reads, which take nothing from the page).
+    var tokens: SIMD8<UInt64>
+
+    var lanes: ClosedRange<Int> { Int(firstSect)...Int(lastSect) }
+}
+
 /// A request whose segments are mapped and whose I/O the reference expects
 /// to run: held in flight until its `complete`, or finishing at once.
 ///
 /// A class: it is handed from the request to its connection's in-flight list
 /// and back out at completion, often as an optional, and a struct this large
 /// was copied and destroyed (an optional one through type metadata) at each
-/// step. Only `writeTokens` changes, and only in the in-flight list.
+/// step. Only the write tokens change, and only in the in-flight list.
 final class PendingRequest {
     let vbd: UInt16
     let id: UInt64
     let isWrite: Bool
     let sector: UInt64
-    let segments: [BlkifSegment]
-    /// The guest page each segment's I/O lands in (fixed at map time).
-    let guestPages: [GuestPage?]
-    /// Handles of the one-off mappings to unmap when the I/O completes.
+    /// Each segment's lanes, page and (for writes) tokens, in segment order.
+    var segments: [SegmentIO]
+    /// Handles of the one-off mappings to unmap when the I/O completes
+    /// (empty, and then no allocation, for the usual persistent request).
     let oneOffHandles: [GrantHandle]
-    /// For writes: the page each segment takes its tokens from, as the guest
-    /// had stamped it (zeros where the segment has no page, and writes nothing).
-    var writeTokens: [SIMD8<UInt64>]
     /// The unmap bitmap the backend must hold for it: one-offs and demoted segments.
     let bitmap: UInt16
 
-    init(vbd: UInt16, id: UInt64, isWrite: Bool, sector: UInt64, segments: [BlkifSegment], guestPages: [GuestPage?],
-         oneOffHandles: [GrantHandle], writeTokens: [SIMD8<UInt64>], bitmap: UInt16) {
+    init(vbd: UInt16, id: UInt64, isWrite: Bool, sector: UInt64, segments: [SegmentIO],
+         oneOffHandles: [GrantHandle], bitmap: UInt16) {
         self.vbd = vbd
         self.id = id
         self.isWrite = isWrite
         self.sector = sector
         self.segments = segments
-        self.guestPages = guestPages
         self.oneOffHandles = oneOffHandles
-        self.writeTokens = writeTokens
         self.bitmap = bitmap
     }
 
-    /// The guest pages a write takes its tokens from, one per segment that has tokens.
+    /// The guest pages a write takes its tokens from, one per segment with a page.
     func forEachWritePage(_ body: (GuestPage) -> Void) {
         guard isWrite else { return }
-        for case let page? in guestPages.prefix(writeTokens.count) { body(page) }
+        for segment in segments { if let page = segment.page { body(page) } }
     }
 }
 
@@ -321,9 +338,9 @@ enum SegmentDecision: Hashable {
     case oneOff(op: Int, overflow: Bool)
 
     /// docs/design.md §6 segment decisions, in segment order.
-    static func decide(_ segments: [BlkifSegment], in model: ConnectionModel) -> [SegmentDecision] {
-        var decisions: [SegmentDecision] = []
-        decisions.reserveCapacity(segments.count)
+    /// Into `decisions`, emptied first and kept with its capacity.
+    static func decide(_ segments: [BlkifSegment], in model: ConnectionModel, into decisions: inout [SegmentDecision]) {
+        decisions.removeAll(keepingCapacity: true)
         // The grefs this request maps persistently, with the first segment of
         // each: at most one per segment (11), so a list searched in order.
         var newThisRequest: [(gref: GrantRef, segment: Int)] = []
@@ -344,7 +361,6 @@ enum SegmentDecision: Hashable {
                 opCount += 1
             }
         }
-        return decisions
     }
 }
 

@@ -12,12 +12,19 @@ extension Predictor {
         guard let model = reference.connections[vbd] else { return nil }
         treeVbd = vbd
         let segments = request.effectiveSegments
-        // The guest page behind each segment, as the grants stand during the event.
-        let pages = segments.map { world.guestPage(domid: model.domid, gref: $0.gref) }
+        // Each segment with the guest page behind it, as the grants stand
+        // during the event: one list, which the request keeps if it runs.
+        var segmentIO: [SegmentIO] = []
+        segmentIO.reserveCapacity(segments.count)
+        for segment in segments {
+            segmentIO.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect,
+                                       page: world.guestPage(domid: model.domid, gref: segment.gref),
+                                       tokens: SIMD8()))
+        }
         // The guest stamps the pages of every write before it reaches the ring,
         // whatever then becomes of the request.
         if request.knownOperation?.isWrite == true {
-            for case let page? in pages { changedPages.append(page) }
+            for segment in segmentIO { if let page = segment.page { changedPages.append(page) } }
         }
 
         if let status = RequestValidation.status(of: request, in: model) {
@@ -36,16 +43,21 @@ extension Predictor {
         }
 
         let isRead = request.operation == BlkifOperation.read.rawValue
-        let decisions = SegmentDecision.decide(segments, in: model)
-        let ops: [ExpectedMapOp] = zip(segments, decisions).compactMap { segment, decision in
+        // Into the predictor's own list, kept with its capacity from request to request.
+        SegmentDecision.decide(segments, in: model, into: &decisions)
+        // Empty (and never allocated) when every segment is a persistent hit.
+        var ops: [ExpectedMapOp] = []
+        var overflowHere = false
+        for (segment, decision) in zip(segments, decisions) {
             switch decision {
-            case .newPersistent: ExpectedMapOp(gref: segment.gref, readOnly: false)
-            case .oneOff: ExpectedMapOp(gref: segment.gref, readOnly: !isRead)
-            case .hit, .shares: nil
+            case .newPersistent: ops.append(ExpectedMapOp(gref: segment.gref, readOnly: false))
+            case .oneOff(_, let overflow):
+                ops.append(ExpectedMapOp(gref: segment.gref, readOnly: !isRead))
+                if overflow { overflowHere = true }
+            case .hit, .shares: break
             }
         }
         reference.count(decisions)
-        let overflowHere = decisions.contains { if case .oneOff(_, true) = $0 { true } else { false } }
         if overflowHere && !model.alerted {
             if environment.allocationFailed {
                 // The aborted request may or may not have alerted; what it did
@@ -70,20 +82,21 @@ extension Predictor {
         // What the hypervisor answered decides the rest: a refused op leaves
         // no mapping, and the request fails.
         var failed = false
-        var demoted = [Bool](repeating: false, count: segments.count)
+        // Bit i: segment i's persistent map failed (or that of the segment it shares).
+        var demoted: UInt16 = 0
         var oneOffHandles: [GrantHandle] = []
         for (index, decision) in decisions.enumerated() {
             switch decision {
             case .hit:
                 break
             case .shares(let first):
-                if demoted[first] { demoted[index] = true }
+                if demoted & (1 << first) != 0 { demoted |= 1 << index }
             case .newPersistent(let op):
                 if let result = environment.mapResult(op: op), result.status == .okay {
                     model.addPersistentGrant(segments[index].gref, handle: result.handle)
                 } else {
                     failed = true
-                    demoted[index] = true
+                    demoted |= 1 << index
                 }
             case .oneOff(let op, _):
                 if let result = environment.mapResult(op: op), result.status == .okay {
@@ -94,10 +107,9 @@ extension Predictor {
             }
         }
         // A segment whose persistent map failed is demoted to a one-off with no handle.
-        var bitmap: UInt16 = 0
+        var bitmap = demoted
         for (index, decision) in decisions.enumerated() {
             if case .oneOff = decision { bitmap |= 1 << index }
-            if demoted[index] { bitmap |= 1 << index }
         }
 
         if failed {
@@ -108,10 +120,13 @@ extension Predictor {
         }
         let isWrite = !isRead
         // A whole page per segment: the segment's sectors are lanes of it.
-        let tokens: [SIMD8<UInt64>] = isWrite ? pages.map { $0.map(world.guestTokens) ?? SIMD8() } : []
+        if isWrite {
+            for index in segmentIO.indices {
+                if let page = segmentIO[index].page { segmentIO[index].tokens = world.guestTokens(page) }
+            }
+        }
         let pending = PendingRequest(vbd: vbd, id: request.id, isWrite: isWrite, sector: request.sectorNumber,
-                                     segments: segments, guestPages: pages, oneOffHandles: oneOffHandles,
-                                     writeTokens: tokens, bitmap: bitmap)
+                                     segments: segmentIO, oneOffHandles: oneOffHandles, bitmap: bitmap)
         if hold { return (model, pending) }
         complete(pending)
         return nil
