@@ -15,23 +15,25 @@ import DequeModule
 /// A number far outside the window (a wild frame, a gref of 0xffffffff) goes
 /// to a plain dictionary instead of stretching the window. No number is ever
 /// in both: when the window grows over a stored outlier, the outlier moves in.
-struct NumberedTable<Value> {
+///
+/// Each chunk's values live in memory the table allocates and frees itself
+/// (the table cannot be copied, so nothing else ever sees that memory): a
+/// change to a stored value is a write through the chunk's pointer, with no
+/// copy-on-write uniqueness check of a chunk buffer or of the deque, which
+/// is what each in-place change (a page's use count per segment) used to cost.
+struct NumberedTable<Value>: ~Copyable {
     private struct Chunk {
-        var values: ContiguousArray<Value?>
+        /// `chunkSize` values, initialised (nil where nothing is stored); owned by the table.
+        let values: UnsafeMutablePointer<Value?>
         var occupied: Int
-
-        subscript(slot slot: Int) -> Value? {
-            get { values[slot] }
-            _modify { yield &values[slot] }
-        }
     }
 
     /// Numbers per chunk, as a power of two: 64 by default; a table whose
     /// live numbers are scattered (disk chunks under random I/O) takes
     /// smaller chunks so that one live number pins less empty room.
     private let chunkShift: UInt64
-    private var chunkSize: Int { 1 << Int(chunkShift) }
-    private var slotMask: UInt64 { (1 << chunkShift) - 1 }
+    private let chunkSize: Int
+    private let slotMask: UInt64
     /// How far (in chunks) the window stretches to take a new number rather
     /// than filing it as an outlier: at most 8 KiB of nils at a time.
     private static var reach: UInt64 { 1024 }
@@ -43,12 +45,19 @@ struct NumberedTable<Value> {
     /// An emptied chunk's storage (all nil), kept for the next chunk to open:
     /// a counter that keeps emptying its newest chunk (a bio completing before
     /// the next is submitted) would otherwise allocate every time.
-    private var spare: ContiguousArray<Value?>?
+    private var spare: UnsafeMutablePointer<Value?>?
     private(set) var count = 0
 
     init(numbersPerChunkLog2 chunkShift: UInt64 = 6) {
         precondition((1...16).contains(chunkShift))
         self.chunkShift = chunkShift
+        chunkSize = 1 << Int(chunkShift)
+        slotMask = (1 << chunkShift) - 1
+    }
+
+    deinit {
+        for case let chunk? in chunks { Self.release(chunk.values, count: chunkSize) }
+        if let spare { Self.release(spare, count: chunkSize) }
     }
 
     var isEmpty: Bool { count == 0 }
@@ -77,9 +86,10 @@ struct NumberedTable<Value> {
     mutating func modify<Result>(_ number: UInt64, _ body: (inout Value) -> Result) -> Result? {
         let offset = (number >> chunkShift) &- firstChunk
         if offset < UInt64(chunks.count) {
-            let slot = Int(number & slotMask)
-            guard chunks[Int(offset)]?.values[slot] != nil else { return nil }
-            return body(&chunks[Int(offset)]![slot: slot]!)
+            guard let chunk = chunks[Int(offset)] else { return nil }
+            let value = chunk.values + Int(number & slotMask)
+            guard value.pointee != nil else { return nil }
+            return body(&value.pointee!)
         }
         guard !outliers.isEmpty, outliers[number] != nil else { return nil }
         return body(&outliers[number]!)
@@ -106,12 +116,13 @@ struct NumberedTable<Value> {
         }
         let index = Int(offset)
         let slot = Int(number & slotMask)
-        guard let old = chunks[index]?.values[slot] else { return nil }
+        guard let values = chunks[index]?.values, let old = values[slot] else { return nil }
         count -= 1
-        chunks[index]![slot: slot] = nil
+        values[slot] = nil
         chunks[index]!.occupied -= 1
         if chunks[index]!.occupied == 0 {
-            spare = chunks[index]!.values
+            if let spare { Self.release(spare, count: chunkSize) }
+            spare = values
             chunks[index] = nil
             trimEmptyEnds()
         }
@@ -130,8 +141,8 @@ struct NumberedTable<Value> {
         for (index, chunk) in chunks.enumerated() {
             guard let chunk else { continue }
             let chunkStart = (firstChunk + UInt64(index)) << chunkShift
-            for (slot, value) in chunk.values.enumerated() {
-                if let value { body(chunkStart + UInt64(slot), value) }
+            for slot in 0..<chunkSize {
+                if let value = chunk.values[slot] { body(chunkStart + UInt64(slot), value) }
             }
         }
         while outlierIndex < sortedOutliers.count {
@@ -165,11 +176,12 @@ struct NumberedTable<Value> {
         if chunks[index] == nil {
             chunks[index] = Chunk(values: takeEmptyStorage(), occupied: 0)
         }
-        if chunks[index]![slot: slot] == nil {
+        let values = chunks[index]!.values
+        if values[slot] == nil {
             chunks[index]!.occupied += 1
             count += 1
         }
-        chunks[index]![slot: slot] = value
+        values[slot] = value
     }
 
     /// The window index of a chunk, stretching the window to it when it is
@@ -206,7 +218,7 @@ struct NumberedTable<Value> {
             outliers[number] = nil
             let index = Int((number >> chunkShift) - firstChunk)
             if chunks[index] == nil { chunks[index] = Chunk(values: takeEmptyStorage(), occupied: 0) }
-            chunks[index]![slot: Int(number & slotMask)] = value
+            chunks[index]!.values[Int(number & slotMask)] = value
             chunks[index]!.occupied += 1
         }
     }
@@ -219,11 +231,18 @@ struct NumberedTable<Value> {
         while let last = chunks.last, last == nil { chunks.removeLast() }
     }
 
-    private mutating func takeEmptyStorage() -> ContiguousArray<Value?> {
+    private mutating func takeEmptyStorage() -> UnsafeMutablePointer<Value?> {
         if let storage = spare {
             spare = nil
             return storage
         }
-        return ContiguousArray(repeating: nil, count: chunkSize)
+        let storage = UnsafeMutablePointer<Value?>.allocate(capacity: chunkSize)
+        storage.initialize(repeating: nil, count: chunkSize)
+        return storage
+    }
+
+    private static func release(_ values: UnsafeMutablePointer<Value?>, count: Int) {
+        values.deinitialize(count: count)
+        values.deallocate()
     }
 }

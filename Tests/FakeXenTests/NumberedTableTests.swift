@@ -117,7 +117,7 @@ import Testing
         }
     }
 
-    private func expectSameContents(_ table: NumberedTable<Int>, _ model: [UInt64: Int], sourceLocation: SourceLocation = #_sourceLocation) {
+    private func expectSameContents(_ table: borrowing NumberedTable<Int>, _ model: [UInt64: Int], sourceLocation: SourceLocation = #_sourceLocation) {
         var listed: [(UInt64, Int)] = []
         table.forEachInOrder { listed.append(($0, $1)) }
         let expected = model.sorted { $0.key < $1.key }
