@@ -77,6 +77,17 @@ extension Blkback {
         return publishedTreeAsFound(connection)
     }
 
+    /// The one-walk publication alone (nil when the tree is not sound), for
+    /// the test that holds it to the careful walk.
+    @_spi(Testing) public func publishedTreeByOneWalk(vbd: UInt16) -> PublishedTree? {
+        connections[vbd].flatMap { publishedSoundTree($0) }
+    }
+
+    /// The careful walk alone, whatever state the tree is in.
+    @_spi(Testing) public func publishedTreeByCarefulWalk(vbd: UInt16) -> PublishedTree? {
+        connections[vbd].flatMap { publishedTreeAsFound($0) }
+    }
+
     /// The tree published by one in-order walk, or nil as soon as it is not a
     /// sound search tree: a link to freed memory, more nodes than the heap
     /// holds live records (a cycle), or grefs not strictly rising in walk order
