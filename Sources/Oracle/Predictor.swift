@@ -119,31 +119,84 @@ struct Predictor {
         prediction.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id, status: .okay))
     }
 
-    /// The request's data moves between the disk and the guest pages, a
-    /// segment at a time: its sectors are lanes `firstSect...lastSect` of one page.
+    /// The request's data moves between the disk and the guest pages. Its
+    /// segments cover consecutive sectors from `request.sector` on (each is
+    /// lanes `firstSect...lastSect` of one page), so the disk side moves as
+    /// one run (a write: one run per stretch of segments that have a page),
+    /// through a buffer on the stack, rather than a segment at a time.
     private static func moveData(of request: PendingRequest, disk: inout DiskModel, prediction: inout Prediction,
                                  changedPages: inout [GuestPage]) {
-        var sector = request.sector
         // Read once: each read of a class's variable is an exclusivity check.
         let segments = request.segments
+        var sectorCount = 0
+        for segment in segments { sectorCount += segment.lanes.count }
+        guard sectorCount > 0 else { return }
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: sectorCount) { run in
+            if request.isWrite {
+                writeSegments(segments, through: run, of: request, disk: &disk, prediction: &prediction)
+            } else {
+                readSegments(segments, through: run, of: request, disk: disk, prediction: &prediction,
+                             changedPages: &changedPages)
+            }
+        }
+    }
+
+    /// A write: each segment's lanes, from its page as it stands now, laid
+    /// side by side in `run`; each stretch of segments with a page is then
+    /// written at once. A segment with no page writes nothing: its sectors
+    /// end a stretch.
+    private static func writeSegments(_ segments: [SegmentIO], through run: UnsafeMutableBufferPointer<UInt64>,
+                                      of request: PendingRequest, disk: inout DiskModel,
+                                      prediction: inout Prediction) {
+        var stretchStart = 0
+        var offset = 0
+        func writeStretch() {
+            guard offset > stretchStart else { return }
+            let stretch = UnsafeBufferPointer(rebasing: run[stretchStart..<offset])
+            let sector = request.sector + UInt64(stretchStart)
+            disk.write(stretch, at: sector)
+            prediction.diskWrites.write(stretch, at: sector, in: request.vbd)
+        }
         for segment in segments {
             let lanes = segment.lanes
-            if request.isWrite {
-                // A segment with no page has no tokens and writes nothing.
-                if let page = segment.page {
-                    // The page as it stands now: a read completing earlier in this
-                    // event may have filled it since the tokens were last taken.
-                    let tokens = prediction.guestWrites.overlaid(on: segment.tokens, in: page)
-                    disk.write(tokens, lanes: lanes, at: sector)
-                    prediction.diskWrites.write(tokens, lanes: lanes, at: sector, in: request.vbd)
+            if let page = segment.page {
+                // The page as it stands now: a read completing earlier in this
+                // event may have filled it since the tokens were last taken.
+                let tokens = prediction.guestWrites.overlaid(on: segment.tokens, in: page)
+                withUnsafeBytes(of: tokens) { bytes in
+                    let page = bytes.assumingMemoryBound(to: UInt64.self)
+                    (run.baseAddress! + offset).update(from: page.baseAddress! + lanes.lowerBound, count: lanes.count)
                 }
-            } else if let page = segment.page {
+                offset += lanes.count
+            } else {
+                writeStretch()
+                offset += lanes.count
+                stretchStart = offset
+            }
+        }
+        writeStretch()
+    }
+
+    /// A read: the request's sectors read from the disk at once (reading
+    /// has no effect, so sectors of a segment with no page may be read
+    /// too), then each segment's lanes go to its page, in segment order.
+    private static func readSegments(_ segments: [SegmentIO], through run: UnsafeMutableBufferPointer<UInt64>,
+                                     of request: PendingRequest, disk: DiskModel, prediction: inout Prediction,
+                                     changedPages: inout [GuestPage]) {
+        disk.read(into: run, from: request.sector)
+        var offset = 0
+        for segment in segments {
+            let lanes = segment.lanes
+            if let page = segment.page {
                 changedPages.append(page)
                 var tokens = SIMD8<UInt64>()
-                disk.read(into: &tokens, lanes: lanes, from: sector)
+                withUnsafeMutableBytes(of: &tokens) { bytes in
+                    let page = bytes.assumingMemoryBound(to: UInt64.self)
+                    (page.baseAddress! + lanes.lowerBound).update(from: run.baseAddress! + offset, count: lanes.count)
+                }
                 prediction.guestWrites.write(tokens, lanes: lanes, in: page)
             }
-            sector += UInt64(lanes.count)
+            offset += lanes.count
         }
     }
 

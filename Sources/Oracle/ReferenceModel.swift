@@ -215,50 +215,39 @@ struct DiskModel {
         storage[start + Int(sector % UInt64(Self.sectorsPerBlock))] = token
     }
 
-    /// Sectors `sector ...` read into `lanes` of a page: one block lookup
-    /// per block the run touches, not one per sector.
-    func read(into page: inout SIMD8<UInt64>, lanes: ClosedRange<Int>, from sector: UInt64) {
+    /// Consecutive sectors from `sector` on, read into `tokens`: one block
+    /// lookup and one copy per block the run touches, not one per sector.
+    func read(into tokens: UnsafeMutableBufferPointer<UInt64>, from sector: UInt64) {
         var sector = sector
-        var lane = lanes.lowerBound
-        while lane <= lanes.upperBound {
+        var done = 0
+        while done < tokens.count {
             let offset = Int(sector % UInt64(Self.sectorsPerBlock))
-            let count = min(lanes.upperBound - lane + 1, Self.sectorsPerBlock - offset)
+            let count = min(tokens.count - done, Self.sectorsPerBlock - offset)
             if let start = start(ofBlock: sector / UInt64(Self.sectorsPerBlock)) {
-                let first = lane
-                // One copy of memory for the run, not a lane at a time.
                 storage.withUnsafeBufferPointer { blocks in
-                    withUnsafeMutableBytes(of: &page) { lanesOfPage in
-                        (lanesOfPage.baseAddress! + first * MemoryLayout<UInt64>.stride)
-                            .copyMemory(from: blocks.baseAddress! + start + offset,
-                                        byteCount: count * MemoryLayout<UInt64>.stride)
-                    }
+                    (tokens.baseAddress! + done).update(from: blocks.baseAddress! + start + offset, count: count)
                 }
             } else {
-                for step in 0..<count { page[lane + step] = Ramdisk.initialToken(sector: sector &+ UInt64(step)) }
+                for step in 0..<count { tokens[done + step] = Ramdisk.initialToken(sector: sector &+ UInt64(step)) }
             }
-            lane += count
+            done += count
             sector &+= UInt64(count)
         }
     }
 
-    /// The `lanes` of a page written to sectors `sector ...`, as writing each in turn.
-    mutating func write(_ page: SIMD8<UInt64>, lanes: ClosedRange<Int>, at sector: UInt64) {
+    /// `tokens` written to consecutive sectors from `sector` on, as writing
+    /// each in turn: one block lookup and one copy per block the run touches.
+    mutating func write(_ tokens: UnsafeBufferPointer<UInt64>, at sector: UInt64) {
         var sector = sector
-        var lane = lanes.lowerBound
-        while lane <= lanes.upperBound {
+        var done = 0
+        while done < tokens.count {
             let offset = Int(sector % UInt64(Self.sectorsPerBlock))
-            let count = min(lanes.upperBound - lane + 1, Self.sectorsPerBlock - offset)
+            let count = min(tokens.count - done, Self.sectorsPerBlock - offset)
             let start = startCreating(block: sector / UInt64(Self.sectorsPerBlock))
-            let first = lane
-            // One copy of memory for the run, not a lane at a time.
             storage.withUnsafeMutableBufferPointer { blocks in
-                withUnsafeBytes(of: page) { lanesOfPage in
-                    UnsafeMutableRawPointer(blocks.baseAddress! + start + offset)
-                        .copyMemory(from: lanesOfPage.baseAddress! + first * MemoryLayout<UInt64>.stride,
-                                    byteCount: count * MemoryLayout<UInt64>.stride)
-                }
+                (blocks.baseAddress! + start + offset).update(from: tokens.baseAddress! + done, count: count)
             }
-            lane += count
+            done += count
             sector &+= UInt64(count)
         }
     }

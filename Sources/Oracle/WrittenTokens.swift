@@ -86,14 +86,12 @@ struct WrittenTokens<Area: Equatable> {
 }
 
 extension WrittenTokens {
-    /// The `lanes` of a page's worth of tokens, written to consecutive sectors
-    /// from `sector` on: as writing each in turn, with one look at the last run.
-    mutating func write(_ page: SIMD8<UInt64>, lanes: ClosedRange<Int>, at sector: UInt64, in area: Area) {
-        extend(by: lanes.count, at: sector, in: area)
-        // The lanes as one slice of the page, appended at once rather than a lane at a time.
-        withUnsafeBytes(of: page) { bytes in
-            tokens.append(contentsOf: UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt64.self)[lanes]))
-        }
+    /// `run` written to consecutive sectors from `sector` on: as writing each
+    /// in turn, with one look at the last run and one append.
+    mutating func write(_ run: UnsafeBufferPointer<UInt64>, at sector: UInt64, in area: Area) {
+        guard !run.isEmpty else { return }
+        extend(by: run.count, at: sector, in: area)
+        tokens.append(contentsOf: run)
     }
 
     /// Each run in the order written, with a test of whether a later run
