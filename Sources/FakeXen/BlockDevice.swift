@@ -181,10 +181,21 @@ public final class BlockDevice {
         var serial: UInt64
         var direction: BioDirection
         var sector: UInt64
-        /// Kept with its capacity when the bio completes: the next bio in
-        /// this slot fills it again without allocating.
-        var segments: [BioSegment]
+        /// The slot's own room for a request's worth of segments, allocated
+        /// once with the slot and kept for every bio after: filling it is a
+        /// write through a pointer, with none of the uniqueness checks an
+        /// array append makes per segment. Freed with the device.
+        let segments: UnsafeMutablePointer<BioSegment>
+        var segmentCount: Int
+
+        /// The segments of the bio in this slot.
+        var segmentBuffer: UnsafeBufferPointer<BioSegment> {
+            UnsafeBufferPointer(start: segments, count: segmentCount)
+        }
     }
+
+    /// A bio is a request's pages: at most a ring slot's worth of segments.
+    public static var maxSegmentsPerBio: Int { Blkif.maxSegmentsPerRequest }
 
     private static var freeSerial: UInt64 { 0 }
 
@@ -213,11 +224,19 @@ public final class BlockDevice {
         self.log = log
     }
 
+    deinit {
+        for bio in bios { bio.segments.deallocate() }
+    }
+
     /// `submit_bio`: the pages are in use by the device from now on.
     public func submit(_ direction: BioDirection, sector: UInt64, segments: [BioSegment]) -> BioID {
-        let id = open(direction, sector: sector)
-        bios[id.slot].segments = segments
-        for segment in segments { grants.beginIO(on: segment.page) }
+        precondition(segments.count <= Self.maxSegmentsPerBio, "a bio holds at most a request's segments")
+        let id = open(direction, sector: sector, segmentCount: segments.count)
+        let room = bios[id.slot].segments
+        for index in segments.indices {
+            (room + index).initialize(to: segments[index])
+            grants.beginIO(on: segments[index].page)
+        }
         return id
     }
 
@@ -227,19 +246,21 @@ public final class BlockDevice {
     public func submit(_ direction: BioDirection, sector: UInt64, pages: [PageFrame],
                        segments: [BlkifSegment]) -> BioID {
         precondition(pages.count >= segments.count, "a page per segment")
-        let id = open(direction, sector: sector)
-        bios[id.slot].segments.removeAll(keepingCapacity: true)
+        precondition(segments.count <= Self.maxSegmentsPerBio, "a bio holds at most a request's segments")
+        let id = open(direction, sector: sector, segmentCount: segments.count)
+        let room = bios[id.slot].segments
         for index in segments.indices {
             let segment = segments[index]
-            bios[id.slot].segments.append(BioSegment(page: pages[index], firstSect: Int(segment.firstSect),
+            (room + index).initialize(to: BioSegment(page: pages[index], firstSect: Int(segment.firstSect),
                                                      lastSect: Int(segment.lastSect)))
             grants.beginIO(on: pages[index])
         }
         return id
     }
 
-    /// Takes a slot for a new bio and gives it its id.
-    private func open(_ direction: BioDirection, sector: UInt64) -> BioID {
+    /// Takes a slot for a new bio of `segmentCount` segments (the caller
+    /// fills them in) and gives it its id.
+    private func open(_ direction: BioDirection, sector: UInt64, segmentCount: Int) -> BioID {
         let serial = nextSerial
         nextSerial += 1
         inFlightCount += 1
@@ -247,9 +268,12 @@ public final class BlockDevice {
             bios[slot].serial = serial
             bios[slot].direction = direction
             bios[slot].sector = sector
+            bios[slot].segmentCount = segmentCount
             return BioID(slot: slot, serial: serial)
         }
-        bios.append(Bio(serial: serial, direction: direction, sector: sector, segments: []))
+        let segments = UnsafeMutablePointer<BioSegment>.allocate(capacity: Self.maxSegmentsPerBio)
+        bios.append(Bio(serial: serial, direction: direction, sector: sector, segments: segments,
+                        segmentCount: segmentCount))
         return BioID(slot: bios.count - 1, serial: serial)
     }
 
@@ -258,16 +282,18 @@ public final class BlockDevice {
         guard id.slot < bios.count, bios[id.slot].serial == id.serial else { return }
         let bio = bios[id.slot]
         bios[id.slot].serial = Self.freeSerial
-        freeSlots.append(id.slot)
         inFlightCount -= 1
         var sector = bio.sector
-        for segment in bio.segments {
+        // The segments are read in place: the slot goes back for reuse only
+        // after the loop, so no bio can refill them meanwhile.
+        for segment in bio.segmentBuffer {
             // Ending the page's use first finds its mapping in the same
             // lookup; the use count is not what the transfer looks at.
             let mapping = grants.endIO(on: segment.page)
             transfer(bio.direction, segment, through: mapping, diskSector: sector)
             sector += UInt64(segment.lastSect - segment.firstSect + 1)
         }
+        freeSlots.append(id.slot)
     }
 
     public func discard(sector: UInt64, count: UInt64) { disk.discard(from: sector, count: count) }
