@@ -72,6 +72,15 @@ struct QuickEventLine {
         byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
     }
 
+    /// Records a field's value the first time the field appears; false (so the
+    /// line goes to the precise parser, which words the error) when the field
+    /// repeats or its value does not read.
+    private func setOnce<Value>(_ field: inout Value?, _ value: Value?) -> Bool {
+        guard field == nil, let value else { return false }
+        field = value
+        return true
+    }
+
     private func matches(_ range: Range<Int>, _ literal: StaticString) -> Bool {
         guard range.count == literal.utf8CodeUnitCount else { return false }
         let pattern = literal.utf8Start
@@ -198,30 +207,23 @@ struct QuickEventLine {
             }
             switch key.count {
             case 2 where matches(key, "id"):
-                guard id == nil, let number = number(value) else { return nil }
-                id = number
+                guard setOnce(&id, number(value)) else { return nil }
             case 2 where matches(key, "op"):
-                guard operation == nil, let code = self.operation(value) else { return nil }
-                operation = code
+                guard setOnce(&operation, self.operation(value)) else { return nil }
             case 6 where matches(key, "sector"):
-                guard sector == nil, let number = number(value) else { return nil }
-                sector = number
+                guard setOnce(&sector, number(value)) else { return nil }
             case 3 where matches(key, "seg"):
                 guard segments.count < Blkif.maxSegmentsPerRequest, let segment = segment(value) else { return nil }
                 if segments.isEmpty { segments.reserveCapacity(Blkif.maxSegmentsPerRequest) }
                 segments.append(segment)
             case 2 where matches(key, "nr"):
-                guard nrSegments == nil, let number = number(value, as: UInt8.self) else { return nil }
-                nrSegments = number
+                guard setOnce(&nrSegments, number(value, as: UInt8.self)) else { return nil }
             case 10 where matches(key, "nr-sectors"):
-                guard nrSectors == nil, let number = number(value) else { return nil }
-                nrSectors = number
+                guard setOnce(&nrSectors, number(value)) else { return nil }
             case 6 where matches(key, "handle"):
-                guard handle == nil, let number = number(value, as: UInt16.self) else { return nil }
-                handle = number
+                guard setOnce(&handle, number(value, as: UInt16.self)) else { return nil }
             case 3 where matches(key, "vbd"):
-                guard vbd == nil, let number = number(value, as: UInt16.self) else { return nil }
-                vbd = number
+                guard setOnce(&vbd, number(value, as: UInt16.self)) else { return nil }
             default:
                 return nil
             }
@@ -241,11 +243,9 @@ struct QuickEventLine {
             guard let (key, value) = keyValue(token) else { return nil }
             switch key.count {
             case 2 where matches(key, "id"):
-                guard id == nil, let number = number(value) else { return nil }
-                id = number
+                guard setOnce(&id, number(value)) else { return nil }
             case 3 where matches(key, "vbd"):
-                guard vbd == nil, let number = number(value, as: UInt16.self) else { return nil }
-                vbd = number
+                guard setOnce(&vbd, number(value, as: UInt16.self)) else { return nil }
             default:
                 return nil
             }
@@ -262,14 +262,11 @@ struct QuickEventLine {
             guard let (key, value) = keyValue(token) else { return nil }
             switch key.count {
             case 2 where matches(key, "id"):
-                guard id == nil, let number = number(value) else { return nil }
-                id = number
+                guard setOnce(&id, number(value)) else { return nil }
             case 6 where matches(key, "status"):
-                guard status == nil, let named = responseStatus(value) else { return nil }
-                status = named
+                guard setOnce(&status, responseStatus(value)) else { return nil }
             case 3 where matches(key, "vbd"):
-                guard vbd == nil, let number = number(value, as: UInt16.self) else { return nil }
-                vbd = number
+                guard setOnce(&vbd, number(value, as: UInt16.self)) else { return nil }
             default:
                 return nil
             }
@@ -289,8 +286,7 @@ struct QuickEventLine {
             }
             switch key.count {
             case 4 where matches(key, "gref"):
-                guard grefs == nil, let range = self.grefs(value) else { return nil }
-                grefs = range
+                guard setOnce(&grefs, self.grefs(value)) else { return nil }
             case 5 where matches(key, "domid"):
                 guard domid == nil, let number = number(value, as: UInt16.self), (1...32767).contains(number) else {
                     return nil
