@@ -88,6 +88,14 @@ extension Blkback {
         connections[vbd].flatMap { publishedTreeAsFound($0) }
     }
 
+    /// Frees the record at the root of `vbd`'s tree behind the tree's back, as
+    /// a use-after-free bug would, leaving the tree linked to freed memory: the
+    /// corrupted state the careful walk exists for. Tests only.
+    @_spi(Testing) public func freeTreeRootBehindTheTreesBack(vbd: UInt16) {
+        guard let root = connections[vbd]?.treeRoot else { return }
+        heap.free(root)
+    }
+
     /// The tree published by one in-order walk, or nil as soon as it is not a
     /// sound search tree: a link to freed memory, more nodes than the heap
     /// holds live records (a cycle), or grefs not strictly rising in walk order

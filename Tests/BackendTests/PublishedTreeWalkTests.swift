@@ -59,4 +59,19 @@ import FakeXen
         #expect(tally.disagreements.isEmpty, "\(tally.disagreements.prefix(5))")
         #expect(tally.sound > 0)
     }
+
+    /// A tree linked into freed memory: the one walk gives way and what is
+    /// published is the careful walk's, naming the broken link.
+    @Test func aTreeLinkedIntoFreedMemoryIsPublishedByTheCarefulWalk() {
+        let d = Driver(.fixed)
+        d.grant(1, 2, 3, 4, 5)
+        d.connect()
+        _ = d.read(id: 1, [seg(1), seg(2), seg(3), seg(4), seg(5)])
+        #expect(d.backend.publishedTreeByOneWalk(vbd: d.vbd)?.nodes.count == 5)
+        d.backend.freeTreeRootBehindTheTreesBack(vbd: d.vbd)
+        #expect(d.backend.publishedTreeByOneWalk(vbd: d.vbd) == nil)
+        let careful = d.backend.publishedTreeByCarefulWalk(vbd: d.vbd)
+        #expect(careful?.brokenLinks.isEmpty == false)
+        #expect(d.backend.publishedTree(vbd: d.vbd) == careful)
+    }
 }
