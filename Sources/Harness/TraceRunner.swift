@@ -268,13 +268,12 @@ private struct TraceRun {
 }
 
 /// The status of the latest response to each request id, per vbd, for
-/// `expect response`. Written on every response, so it avoids hashing: a
-/// host has a handful of vbds (scanned), and ring ids are in practice small
-/// (a blkfront uses ring slot numbers), so they index an array; any other id
-/// goes to a dictionary.
+/// `expect response`. Written on every response, so it avoids hashing: vbds
+/// go through the trace state's `VbdTable`, and ring ids are in practice
+/// small (a blkfront uses ring slot numbers), so they index an array; any
+/// other id goes to a dictionary.
 struct LatestResponseStatuses {
-    private struct PerVbd {
-        let vbd: UInt16
+    private struct ByID: Sendable {
         /// By id, for ids below `smallIdLimit`; `none` where no response came yet.
         var small: [Int32] = []
         var large: [UInt64: Int16] = [:]
@@ -285,31 +284,26 @@ struct LatestResponseStatuses {
     /// Outside Int16's range, so no status is mistaken for it.
     private static var none: Int32 { Int32.min }
 
-    private var vbds: [PerVbd] = []
+    private var byVbd = VbdTable<ByID>()
 
     func status(vbd: UInt16, id: UInt64) -> Int16? {
-        guard let index = vbds.firstIndex(where: { $0.vbd == vbd }) else { return nil }
-        guard id < Self.smallIdLimit else { return vbds[index].large[id] }
-        let small = vbds[index].small
-        guard Int(id) < small.count, small[Int(id)] != Self.none else { return nil }
-        return Int16(small[Int(id)])
+        guard let statuses = byVbd[vbd] else { return nil }
+        guard id < Self.smallIdLimit else { return statuses.large[id] }
+        guard Int(id) < statuses.small.count, statuses.small[Int(id)] != Self.none else { return nil }
+        return Int16(statuses.small[Int(id)])
     }
 
     mutating func record(_ status: Int16, vbd: UInt16, id: UInt64) {
-        let index: Int
-        if let found = vbds.firstIndex(where: { $0.vbd == vbd }) {
-            index = found
-        } else {
-            vbds.append(PerVbd(vbd: vbd))
-            index = vbds.count - 1
+        if byVbd[vbd] == nil { byVbd[vbd] = ByID() }
+        byVbd.update(vbd) { statuses in
+            guard id < Self.smallIdLimit else {
+                statuses.large[id] = status
+                return
+            }
+            if Int(id) >= statuses.small.count {
+                statuses.small.append(contentsOf: repeatElement(Self.none, count: Int(id) - statuses.small.count + 1))
+            }
+            statuses.small[Int(id)] = Int32(status)
         }
-        guard id < Self.smallIdLimit else {
-            vbds[index].large[id] = status
-            return
-        }
-        if Int(id) >= vbds[index].small.count {
-            vbds[index].small.append(contentsOf: repeatElement(Self.none, count: Int(id) - vbds[index].small.count + 1))
-        }
-        vbds[index].small[Int(id)] = Int32(status)
     }
 }
