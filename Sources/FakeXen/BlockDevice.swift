@@ -230,14 +230,7 @@ public final class BlockDevice {
 
     /// `submit_bio`: the pages are in use by the device from now on.
     public func submit(_ direction: BioDirection, sector: UInt64, segments: [BioSegment]) -> BioID {
-        precondition(segments.count <= Self.maxSegmentsPerBio, "a bio holds at most a request's segments")
-        let id = open(direction, sector: sector, segmentCount: segments.count)
-        let room = bios[id.slot].segments
-        for index in segments.indices {
-            (room + index).initialize(to: segments[index])
-            grants.beginIO(on: segments[index].page)
-        }
-        return id
+        submit(direction, sector: sector, count: segments.count) { segments[$0] }
     }
 
     /// `submit_bio` of a request's segments: segment `i` moves through
@@ -246,14 +239,23 @@ public final class BlockDevice {
     public func submit(_ direction: BioDirection, sector: UInt64, pages: [PageFrame],
                        segments: [BlkifSegment]) -> BioID {
         precondition(pages.count >= segments.count, "a page per segment")
-        precondition(segments.count <= Self.maxSegmentsPerBio, "a bio holds at most a request's segments")
-        let id = open(direction, sector: sector, segmentCount: segments.count)
+        return submit(direction, sector: sector, count: segments.count) { index in
+            BioSegment(page: pages[index], firstSect: Int(segments[index].firstSect),
+                       lastSect: Int(segments[index].lastSect))
+        }
+    }
+
+    /// Fills a new bio's own segment storage with `segment(0..<count)` and
+    /// marks each page in use.
+    private func submit(_ direction: BioDirection, sector: UInt64, count: Int,
+                        segment: (Int) -> BioSegment) -> BioID {
+        precondition(count <= Self.maxSegmentsPerBio, "a bio holds at most a request's segments")
+        let id = open(direction, sector: sector, segmentCount: count)
         let room = bios[id.slot].segments
-        for index in segments.indices {
-            let segment = segments[index]
-            (room + index).initialize(to: BioSegment(page: pages[index], firstSect: Int(segment.firstSect),
-                                                     lastSect: Int(segment.lastSect)))
-            grants.beginIO(on: pages[index])
+        for index in 0..<count {
+            let next = segment(index)
+            (room + index).initialize(to: next)
+            grants.beginIO(on: next.page)
         }
         return id
     }
