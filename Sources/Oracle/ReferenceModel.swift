@@ -15,13 +15,6 @@ final class ReferenceModel {
     var frontendKeys: [String: String] = [:]
     var statistics = OracleStatistics()
 
-    /// Takes in one event and returns what it must do (see `Predictor.predict`).
-    func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) -> Prediction {
-        var predictor = Predictor(reference: self)
-        predictor.predict(event, environment: environment, world: world)
-        return predictor.prediction
-    }
-
     /// Moves whenever what must be mapped (`ExpectedMappings`) may have
     /// changed: a connection came or went, or one's tree or held one-offs
     /// changed. Each connection's `mappedVersion` only grows while it

@@ -84,3 +84,13 @@ func segment(_ gref: GrantRef) -> BlkifSegment { BlkifSegment(gref: gref, firstS
 func requestEvent(id: UInt64, _ op: BlkifOperation, grefs: [GrantRef], hold: Bool = false) -> TraceEventKind {
     .request(RequestEvent(id: id, operation: op.rawValue, sector: 0, segments: grefs.map(segment), hold: hold))
 }
+
+extension ReferenceModel {
+    /// Takes in one event and returns what it must do, through a predictor of
+    /// its own (the oracle keeps one across events; a test asks one event at a time).
+    func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) -> Prediction {
+        var predictor = Predictor(reference: self)
+        predictor.predict(event, environment: environment, world: world)
+        return predictor.prediction
+    }
+}
