@@ -51,6 +51,8 @@ public enum Observation: Hashable, Sendable {
     case unmapInUse(handle: GrantHandle, page: PageFrame)
     /// A kernel log line at alert level (`pr_alert`).
     case alert(message: String)
+    /// The backend pushed a response: what it wrote into the ring slot.
+    case responseSlot(ResponseSlotWrite)
 }
 
 /// One `GNTTABOP_map_grant_ref` hypercall and what it answered.

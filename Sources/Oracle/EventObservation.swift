@@ -26,7 +26,7 @@ struct EnvironmentRecord {
             case .alert: alerts += 1
             case .panic: panicked = true; hasAlarms = true
             case .useAfterFree, .doubleFree, .accessUnmapped, .unmapInUse: hasAlarms = true
-            case .revoke: break
+            case .revoke, .responseSlot: break
             }
         }
     }

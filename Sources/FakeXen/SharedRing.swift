@@ -1,0 +1,129 @@
+import Blkif
+
+/// A few bytes of kernel stack: where `make_response` builds a
+/// `struct blkif_response` before copying it out. Bytes the code never
+/// stored into still hold what the stack held before (host bytes, here a
+/// stale kernel pointer), and the frame remembers which ones they are, so
+/// that copying them where the guest can read them is seen.
+public struct StackFrame: Sendable {
+    /// The largest frame a backend builds: the native response (16 bytes).
+    public static let capacity = 16
+    /// What a stack slot held before: a kernel address, none of whose bytes
+    /// is zero, so a leaked byte can never pass for a cleared one.
+    public static let residue: UInt64 = 0xFFFF_8881_3A5C_7E90
+
+    public let size: Int
+    private(set) var bytes: SIMD16<UInt8>
+    /// Bit i set: byte i is still stack residue.
+    private(set) var hostMask: UInt16
+
+    public init(size: Int) {
+        precondition(size > 0 && size <= Self.capacity, "a stack frame here holds 1 to 16 bytes")
+        self.size = size
+        bytes = SIMD16(repeating: 0)
+        for index in 0..<Self.capacity { bytes[index] = UInt8(truncatingIfNeeded: Self.residue >> (8 * (index % 8))) }
+        hostMask = UInt16(truncatingIfNeeded: (1 << size) - 1)
+    }
+
+    /// Stores a little-endian field; its bytes are no longer residue.
+    public mutating func store<Value: FixedWidthInteger>(_ value: Value, at offset: Int) {
+        let width = Value.bitWidth / 8
+        precondition(offset >= 0 && offset + width <= size, "a store stays inside the frame")
+        for index in 0..<width {
+            bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index))
+            hostMask &= ~(1 << UInt16(offset + index))
+        }
+    }
+}
+
+/// What the backend wrote into one response slot before pushing it: which
+/// of the slot's first 16 bytes it stored, their values, and which of them
+/// were host bytes. The fake Xen records it; it does not judge it.
+public struct ResponseSlotWrite: Hashable, Sendable {
+    public let vbd: UInt16
+    /// The response's index on this ring (`rsp_prod` before the push).
+    public let index: UInt32
+    /// The slot it went to: `index % ring size`.
+    public let slot: Int
+    /// Bit i set: byte i of the slot was written.
+    public let written: UInt16
+    /// Bit i set: byte i came from host memory.
+    public let host: UInt16
+    /// Byte i of the slot after the writes, for i < 16.
+    public let bytes: SIMD16<UInt8>
+
+    public func byte(_ index: Int) -> UInt8 { bytes[index] }
+    public func wasWritten(_ index: Int) -> Bool { written & (1 << UInt16(index)) != 0 }
+}
+
+/// The shared ring page of one vbd, the guest's memory the backend writes
+/// its responses into. Only the response side is modelled byte by byte:
+/// requests reach the backend already read. A write is staged until the
+/// push, then recorded whole as one `responseSlot` observation, so a
+/// response costs one log entry however many stores made it.
+public final class SharedRing {
+    public let vbd: UInt16
+    public let ringProtocol: BlkifProtocol
+    public let size: Int
+    private let log: ObservationLog
+    /// The slots' first 16 bytes (the widest response); the rest of a slot
+    /// is request bytes, which the backend never writes.
+    private var slots: [SIMD16<UInt8>]
+    /// `rsp_prod_pvt`: responses written, pushed or not.
+    public private(set) var responseProducer: UInt32 = 0
+    private var staged: (written: UInt16, host: UInt16) = (0, 0)
+
+    public init(vbd: UInt16, ringProtocol: BlkifProtocol, log: ObservationLog) {
+        self.vbd = vbd
+        self.ringProtocol = ringProtocol
+        size = ringProtocol.ringSize
+        self.log = log
+        slots = Array(repeating: SIMD16(repeating: 0), count: ringProtocol.ringSize)
+    }
+
+    private var currentSlot: Int { Int(responseProducer % UInt32(size)) }
+
+    /// `resp->FIELD = value` on the slot of the response being written (the
+    /// way responses are written since 2017): a store straight into guest memory.
+    public func storeResponseField<Value: FixedWidthInteger>(_ value: Value, at offset: Int) {
+        let width = Value.bitWidth / 8
+        precondition(offset >= 0 && offset + width <= StackFrame.capacity, "a response field lies in the slot's first 16 bytes")
+        let slot = currentSlot
+        for index in 0..<width {
+            slots[slot][offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index))
+            staged.written |= 1 << UInt16(offset + index)
+            staged.host &= ~(1 << UInt16(offset + index))
+        }
+    }
+
+    /// `memcpy(slot, &frame, frame.size)`: every byte of the frame lands in
+    /// the slot, residue included.
+    public func copyToResponseSlot(_ frame: StackFrame) {
+        let slot = currentSlot
+        for index in 0..<frame.size { slots[slot][index] = frame.bytes[index] }
+        let covered = UInt16(truncatingIfNeeded: (1 << frame.size) - 1)
+        staged.written |= covered
+        staged.host = (staged.host & ~covered) | frame.hostMask
+    }
+
+    /// `rsp_prod_pvt++` and the push: the guest may read the slot now.
+    public func pushResponse() {
+        let slot = currentSlot
+        log.record(.responseSlot(ResponseSlotWrite(vbd: vbd, index: responseProducer, slot: slot,
+                                                   written: staged.written, host: staged.host,
+                                                   bytes: slots[slot])))
+        staged = (0, 0)
+        responseProducer &+= 1
+    }
+
+    /// The frontend reads the response at `index` as its ABI lays it out.
+    public func response(at index: UInt32) -> BlkifResponse {
+        let slot = slots[Int(index % UInt32(size))]
+        let layout = ringProtocol.response
+        func byte(_ offset: Int) -> UInt64 { UInt64(slot[offset]) }
+        var id: UInt64 = 0
+        for offset in 0..<8 { id |= byte(layout.id + offset) << (8 * offset) }
+        let status = UInt16(slot[layout.status]) | UInt16(slot[layout.status + 1]) << 8
+        return BlkifResponse(id: id, operation: slot[layout.operation], status: Int16(bitPattern: status))
+    }
+}
