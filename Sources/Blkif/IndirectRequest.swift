@@ -64,12 +64,12 @@ extension BlkifProtocol {
         public let indirectGrefs: Int
     }
 
-    /// x86_64 pads after `nr_segments` so that `id` sits at 8; x86_32 does not.
-    /// Both end in a 4-byte pad after the grefs (64 and 60 bytes).
+    /// x86_64 pads after `nr_segments` so that `id` sits at 8; x86_32 does
+    /// not, and pads 8 bytes after the grefs instead of 4: both are 64 bytes.
     public var indirectRequest: IndirectRequestLayout {
         switch self {
         case .native, .x86_64: IndirectRequestLayout(size: 64, id: 8, sectorNumber: 16, handle: 24, indirectGrefs: 28)
-        case .x86_32: IndirectRequestLayout(size: 60, id: 4, sectorNumber: 12, handle: 20, indirectGrefs: 24)
+        case .x86_32: IndirectRequestLayout(size: 64, id: 4, sectorNumber: 12, handle: 20, indirectGrefs: 24)
         }
     }
 

@@ -48,7 +48,7 @@ import Testing
         #expect(Array(bytes[52..<56]) == [16, 0, 0, 0])
         #expect(bytes[56...].allSatisfy { $0 == 0 })
         #expect(try BlkifProtocol.x86_32.decodeIndirectRequest(bytes) == request)
-        #expect(BlkifProtocol.x86_32.indirectRequest.size == 60)
+        #expect(BlkifProtocol.x86_32.indirectRequest.size == 64)   // common.h asserts both are equal
         #expect(BlkifProtocol.x86_64.indirectRequest.size == 64)
     }
 
