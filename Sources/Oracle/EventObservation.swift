@@ -61,10 +61,12 @@ struct EventObservation {
     /// its own, and the caller copied the whole prediction for it.)
     init(environment: EnvironmentRecord, publications: [Publication], world: some ObservedWorld,
          reading prediction: borrowing Prediction) {
+        // The ledger first, while the record is still the argument: read
+        // after the record was moved into `self`, it was copied to be read.
+        unmaps = UnmapLedger(expected: prediction.unmaps, batches: environment.unmapBatches)
         self.environment = environment
         self.publications = publications
         connection = prediction.connectionVbd.flatMap { world.connection(vbd: $0) }
-        unmaps = UnmapLedger(expected: prediction.unmaps, batches: environment.unmapBatches)
     }
 }
 

@@ -44,14 +44,14 @@ struct Predictor {
         var heldNow: HeldRequest?
         switch event {
         case .frontendKey(let name, let value):
-            reference.frontendKeys[name] = value
+            reference.setFrontendKey(name, to: value)
         case .connect(let connect):
             self.connect(connect)
         case .request(let request):
             heldNow = self.request(request.blkifRequest, vbd: request.vbd, hold: request.hold,
                                    environment: environment, world: world)
         case .raw(let raw):
-            guard let model = reference.connections[raw.vbd],
+            guard let model = reference.connection(raw.vbd),
                   let request = try? model.ringProtocol.decodeRequest(raw.bytes)
             else {
                 prediction.mapOps = .unjudged
@@ -60,7 +60,7 @@ struct Predictor {
             heldNow = self.request(request, vbd: raw.vbd, hold: raw.hold, environment: environment, world: world)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
-            if let request = reference.connections[vbd]?.release(id: id) { complete(request) }
+            if let request = reference.connection(vbd)?.release(id: id) { complete(request) }
         case .disconnect(let vbd):
             prediction.completesHeldIO = true
             disconnect(vbd: vbd)
@@ -69,9 +69,9 @@ struct Predictor {
         }
         refreshHeldWrites(world: world)
         if let heldNow { heldNow.model.hold(heldNow.request) }
-        // The connections read once: each read of the reference's is an exclusivity check.
+        // The connections read once: each read hands out the dictionary (a retain and a release).
         let connections = reference.connections
-        if let vbd = treeVbd, let model = connections[vbd] {
+        if let vbd = treeVbd, let model = reference.connection(vbd) {
             prediction.tree = TreeExpectation(vbd: vbd, connection: model)
         }
         prediction.mappedAfter = ExpectedMappings(connections: connections,
@@ -84,14 +84,14 @@ struct Predictor {
     // MARK: connect and disconnect
 
     private mutating func connect(_ connect: ConnectEvent) {
-        if let persistent = connect.persistent { reference.frontendKeys["feature-persistent"] = persistent ? "1" : "0" }
+        if let persistent = connect.persistent { reference.setFrontendKey("feature-persistent", to: persistent ? "1" : "0") }
         // The key is read as sscanf's %u would: "1", " 1" and "1\n" all mean 1.
-        let frontendFeature = reference.frontendKeys["feature-persistent"]
+        let frontendFeature = reference.frontendKey("feature-persistent")
         let mode = connect.backendPersistent && frontendFeature.flatMap(ReferenceModel.scanUnsigned) == 1
-        reference.connections[connect.vbd] = ConnectionModel(
+        reference.setConnection(ConnectionModel(
             domid: connect.domid, ringProtocol: connect.protocolName, persistentMode: mode,
             limit: connect.maxPersistent ?? connect.protocolName.maxPersistentGrants,
-            sectors: connect.sectors, flush: connect.flush, discard: connect.discard)
+            sectors: connect.sectors, flush: connect.flush, discard: connect.discard), vbd: connect.vbd)
         prediction.negotiation = ExpectedNegotiation(vbd: connect.vbd, persistent: mode,
                                                      backendOffers: connect.backendPersistent,
                                                      frontendFeature: frontendFeature)
@@ -99,11 +99,11 @@ struct Predictor {
     }
 
     private mutating func disconnect(vbd: UInt16) {
-        guard let model = reference.connections[vbd] else { return }
+        guard let model = reference.connection(vbd) else { return }
         // In-flight requests complete and are answered first.
         for request in model.inFlight { complete(request) }
         prediction.unmaps.formUnion(model.tree.values)
-        reference.connections[vbd] = nil
+        reference.setConnection(nil, vbd: vbd)
         prediction.teardown = ExpectedTeardown(vbd: vbd, domid: model.domid)
     }
 
@@ -111,9 +111,11 @@ struct Predictor {
 
     /// The I/O of a request finishes: data moves, one-offs are unmapped, it is answered.
     mutating func complete(_ request: PendingRequest) {
-        guard let model = reference.connections[request.vbd] else { return }
+        guard let model = reference.connection(request.vbd) else { return }
         // One access to the connection's disk for the whole request, not one per segment.
-        Self.moveData(of: request, disk: &model.disk, prediction: &prediction, changedPages: &changedPages)
+        model.withDisk { disk in
+            Self.moveData(of: request, disk: &disk, prediction: &prediction, changedPages: &changedPages)
+        }
         prediction.unmaps.formUnion(request.oneOffHandles)
         prediction.unmapBitmaps.append(ExpectedBitmap(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
         prediction.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id, status: .okay))
@@ -126,7 +128,7 @@ struct Predictor {
     /// through a buffer on the stack, rather than a segment at a time.
     private static func moveData(of request: PendingRequest, disk: inout DiskModel, prediction: inout Prediction,
                                  changedPages: inout [GuestPage]) {
-        // Read once: each read of a class's variable is an exclusivity check.
+        // Read once: each read hands out the list (a retain and a release).
         let segments = request.segments
         var sectorCount = 0
         for segment in segments { sectorCount += segment.lanes.count }

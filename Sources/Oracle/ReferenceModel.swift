@@ -6,14 +6,62 @@ import Trace
 /// as it must be, and the frontend's keys. It takes in each event and says
 /// what the event must do (`predict`); it never looks at the backend.
 final class ReferenceModel {
-    var connections: [UInt16: ConnectionModel] = [:] {
-        didSet { connectionsVersion &+= 1 }
+    /// Everything the reference keeps across events, in one value.
+    private struct State {
+        var connections: [UInt16: ConnectionModel] = [:]
+        /// The same connections by vbd, for vbds below `denseVbdLimit`: the
+        /// predictor looks a connection up several times per event, and the
+        /// dictionary hashed the vbd each time. Longer only as far as the
+        /// largest such vbd connected; `connections` stays the full list.
+        var byVbd: [ConnectionModel?] = []
+        /// Bumped whenever a connection is made, replaced or torn down.
+        var connectionsVersion: UInt64 = 0
+        /// The frontend's own xenstore keys; they persist across connects.
+        var frontendKeys: [String: String] = [:]
+        var statistics = OracleStatistics()
     }
+
+    // Unchecked exclusivity: `state` is private to this final class, so only
+    // the methods and getters below reach it, each in plain statements that
+    // call out to nothing but value types' own methods and a connection
+    // model's `alerted` (another object). So no two accesses to `state` can
+    // overlap. The predictor reads the connections several times per event,
+    // and the runtime check cost more than the lookups it guarded.
+    @exclusivity(unchecked) private var state = State()
+
+    /// Every connection, by vbd.
+    var connections: [UInt16: ConnectionModel] { state.connections }
     /// Bumped whenever a connection is made, replaced or torn down.
-    private(set) var connectionsVersion: UInt64 = 0
-    /// The frontend's own xenstore keys; they persist across connects.
-    var frontendKeys: [String: String] = [:]
-    var statistics = OracleStatistics()
+    var connectionsVersion: UInt64 { state.connectionsVersion }
+    var statistics: OracleStatistics { state.statistics }
+
+    /// Vbds below this are looked up by index (`State.byVbd`); 64 cover every real guest.
+    private static let denseVbdLimit = 64
+
+    /// The connection of `vbd`, if there is one.
+    func connection(_ vbd: UInt16) -> ConnectionModel? {
+        let index = Int(vbd)
+        if index < Self.denseVbdLimit { return index < state.byVbd.count ? state.byVbd[index] : nil }
+        return state.connections[vbd]
+    }
+
+    /// `vbd` gets `model` as its connection (nil: it has none any more).
+    func setConnection(_ model: ConnectionModel?, vbd: UInt16) {
+        state.connections[vbd] = model
+        let index = Int(vbd)
+        if index < Self.denseVbdLimit {
+            if index >= state.byVbd.count {
+                state.byVbd.append(contentsOf: repeatElement(nil, count: index + 1 - state.byVbd.count))
+            }
+            state.byVbd[index] = model
+        }
+        state.connectionsVersion &+= 1
+    }
+
+    /// The frontend's own xenstore key `name`, if it wrote one.
+    func frontendKey(_ name: String) -> String? { state.frontendKeys[name] }
+
+    func setFrontendKey(_ name: String, to value: String) { state.frontendKeys[name] = value }
 
     /// Moves whenever what must be mapped (`ExpectedMappings`) may have
     /// changed: a connection came or went, or one's tree or held one-offs
@@ -21,17 +69,19 @@ final class ReferenceModel {
     /// exists, so their sum grows with any of them. `connections` is the
     /// reference's own, read once by the caller.
     func mappedHandlesVersion(of connections: [UInt16: ConnectionModel]) -> MappedHandlesVersion {
-        MappedHandlesVersion(connections: connectionsVersion,
+        MappedHandlesVersion(connections: state.connectionsVersion,
                              mappings: connections.values.reduce(0) { $0 &+ $1.mappedVersion })
     }
 
     /// The alert an aborted request may or may not have printed: what it did
     /// decides whether the connection has alerted.
     func settle(_ alerts: ExpectedAlerts, seen: Int) {
-        if case .noneOrOne(let vbd) = alerts, seen > 0 { connections[vbd]?.alerted = true }
+        if case .noneOrOne(let vbd) = alerts, seen > 0, let model = connection(vbd) { model.alerted = true }
     }
 
     func count(_ decisions: [SegmentDecision]) {
+        // Counted in a local, stored once.
+        var statistics = state.statistics
         for decision in decisions {
             switch decision {
             case .hit, .shares: statistics.persistentHits += 1
@@ -41,6 +91,7 @@ final class ReferenceModel {
                 if overflow { statistics.overflowed += 1 }
             }
         }
+        state.statistics = statistics
     }
 
     /// The reference's own reading of a `%u` xenstore value.
@@ -65,22 +116,37 @@ final class ConnectionModel {
     let sectors: UInt64
     let flush: Bool
     let discard: Bool
-    private(set) var tree = GrefHandleMap()
-    var alerted = false
-    /// Requests held in flight, in the order they were held.
-    private(set) var inFlight: [PendingRequest] = []
-    /// The id of each held request, in the same places as `inFlight`: a
-    /// completion searches these plain numbers, not the requests behind references.
-    private var inFlightIDs: [UInt64] = []
-    /// Guest page → how many segments of held writes take their tokens from it.
-    private var heldWritePages = GuestPageCounts()
-    /// The disk as the reference expects it.
-    var disk = DiskModel()
-    /// Bumped whenever `tree` changes, so an unchanged tree need not be re-read.
-    private(set) var version: UInt64 = 0
-    /// Bumped whenever `mappedHandles` changes, so an unchanged expectation
-    /// need not be held against the world again (see `LeakCheckMemo`).
-    private(set) var mappedVersion: UInt64 = 0
+
+    /// Everything about the connection that changes, in one value.
+    private struct State {
+        var tree = GrefHandleMap()
+        var alerted = false
+        /// Requests held in flight, in the order they were held.
+        var inFlight: [PendingRequest] = []
+        /// The id of each held request, in the same places as `inFlight`: a
+        /// completion searches these plain numbers, not the requests behind references.
+        var inFlightIDs: [UInt64] = []
+        /// Guest page → how many segments of held writes take their tokens from it.
+        var heldWritePages = GuestPageCounts()
+        /// The disk as the reference expects it.
+        var disk = DiskModel()
+        /// Bumped whenever `tree` changes, so an unchanged tree need not be re-read.
+        var version: UInt64 = 0
+        /// Bumped whenever `mappedHandles` changes, so an unchanged expectation
+        /// need not be held against the world again (see `LeakCheckMemo`).
+        var mappedVersion: UInt64 = 0
+    }
+
+    // Unchecked exclusivity: `state` is private to this final class, so only
+    // the methods and getters below reach it. Each reads or changes it in
+    // plain statements and calls out only to value types' own methods and
+    // to two closures, neither of which can reach a connection model:
+    // `withDisk`'s body (the predictor moving one request's data between the
+    // disk and its own prediction) and `refreshHeldWrites`'s `tokens` (the
+    // world's page tokens; the world is outside this module and never sees
+    // the reference). So no two accesses to `state` can overlap. The runtime
+    // check cost more than the work it guarded on the per-event path.
+    @exclusivity(unchecked) private var state = State()
 
     init(domid: DomainID, ringProtocol: BlkifProtocol, persistentMode: Bool, limit: Int,
          sectors: UInt64, flush: Bool, discard: Bool) {
@@ -93,51 +159,76 @@ final class ConnectionModel {
         self.discard = discard
     }
 
+    /// gref → the handle its map returned.
+    var tree: GrefHandleMap { state.tree }
+    /// Whether the connection printed its overflow alert.
+    var alerted: Bool {
+        get { state.alerted }
+        set { state.alerted = newValue }
+    }
+    /// Requests held in flight, in the order they were held.
+    var inFlight: [PendingRequest] { state.inFlight }
+    /// Bumped whenever `tree` changes, so an unchanged tree need not be re-read.
+    var version: UInt64 { state.version }
+    /// Bumped whenever `mappedHandles` changes, so an unchanged expectation
+    /// need not be held against the world again (see `LeakCheckMemo`).
+    var mappedVersion: UInt64 { state.mappedVersion }
+
+    /// The handle `gref`'s persistent map returned, if it is in the tree
+    /// (asked per segment, so without handing out the whole tree).
+    func persistentHandle(of gref: GrantRef) -> GrantHandle? { state.tree[gref] }
+
+    /// How many persistent grants the tree holds.
+    var treeCount: Int { state.tree.count }
+
+    /// `body` with the connection's disk, to read or change in place.
+    func withDisk<Result>(_ body: (inout DiskModel) -> Result) -> Result { body(&state.disk) }
+
     /// A new persistent grant: `gref` is in the tree, mapped as `handle`.
     func addPersistentGrant(_ gref: GrantRef, handle: GrantHandle) {
-        tree.set(handle, for: gref)
-        version &+= 1
-        mappedVersion &+= 1
+        state.tree.set(handle, for: gref)
+        state.version &+= 1
+        state.mappedVersion &+= 1
     }
 
     /// The request stays in flight until its `complete` (or the disconnect).
     func hold(_ request: PendingRequest) {
-        inFlight.append(request)
-        inFlightIDs.append(request.id)
-        if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
-        request.forEachWritePage { heldWritePages.increment($0) }
+        state.inFlight.append(request)
+        state.inFlightIDs.append(request.id)
+        if !request.oneOffHandles.isEmpty { state.mappedVersion &+= 1 }
+        guard request.isWrite else { return }
+        for segment in request.segments { if let page = segment.page { state.heldWritePages.increment(page) } }
     }
 
     /// The held request `id` completes: it is no longer in flight.
     func release(id: UInt64) -> PendingRequest? {
-        guard let index = inFlightIDs.firstIndex(of: id) else { return nil }
-        inFlightIDs.remove(at: index)
-        let request = inFlight.remove(at: index)
-        if !request.oneOffHandles.isEmpty { mappedVersion &+= 1 }
+        guard let index = state.inFlightIDs.firstIndex(of: id) else { return nil }
+        state.inFlightIDs.remove(at: index)
+        let request = state.inFlight.remove(at: index)
+        if !request.oneOffHandles.isEmpty { state.mappedVersion &+= 1 }
         // Every page was counted in when the request was held.
-        request.forEachWritePage { heldWritePages.decrement($0) }
+        if request.isWrite {
+            for segment in request.segments { if let page = segment.page { state.heldWritePages.decrement(page) } }
+        }
         return request
     }
 
     /// Whether a held write takes its tokens from one of `pages`.
     func holdsWrites(from pages: [GuestPage]) -> Bool {
-        !heldWritePages.isEmpty && pages.contains { heldWritePages.contains($0) }
+        !state.heldWritePages.isEmpty && pages.contains { state.heldWritePages.contains($0) }
     }
 
     /// The guest changed `pages`: held writes from them take their tokens
     /// afresh from `tokens(page)`.
     func refreshHeldWrites(from pages: [GuestPage], tokens: (GuestPage) -> SIMD8<UInt64>) {
-        for request in inFlight where request.isWrite {
-            for index in request.segments.indices {
-                guard let page = request.segments[index].page, pages.contains(page) else { continue }
-                request.segments[index].tokens = tokens(page)
-            }
+        for request in state.inFlight where request.isWrite {
+            request.refreshTokens(from: pages, tokens: tokens)
         }
     }
 
     /// Handles the connection must have mapped right now: its tree and its held one-offs.
     var mappedHandles: [GrantHandle] {
-        Array(tree.values) + inFlight.flatMap(\.oneOffHandles)
+        Array(state.tree.values) + state.inFlight.flatMap(\.oneOffHandles)
     }
 }
 
@@ -281,8 +372,11 @@ final class PendingRequest {
     let id: UInt64
     let isWrite: Bool
     let sector: UInt64
-    /// Each segment's lanes, page and (for writes) tokens, in segment order.
-    var segments: [SegmentIO]
+    // Unchecked exclusivity: private to this final class, read whole by the
+    // `segments` getter and changed only in `refreshTokens`, one element at
+    // a time in plain statements; the `tokens` closure runs between them,
+    // with no access open. So no two accesses can overlap.
+    @exclusivity(unchecked) private var storedSegments: [SegmentIO]
     /// Handles of the one-off mappings to unmap when the I/O completes
     /// (empty, and then no allocation, for the usual persistent request).
     let oneOffHandles: [GrantHandle]
@@ -295,15 +389,21 @@ final class PendingRequest {
         self.id = id
         self.isWrite = isWrite
         self.sector = sector
-        self.segments = segments
+        storedSegments = segments
         self.oneOffHandles = oneOffHandles
         self.bitmap = bitmap
     }
 
-    /// The guest pages a write takes its tokens from, one per segment with a page.
-    func forEachWritePage(_ body: (GuestPage) -> Void) {
-        guard isWrite else { return }
-        for segment in segments { if let page = segment.page { body(page) } }
+    /// Each segment's lanes, page and (for writes) tokens, in segment order.
+    var segments: [SegmentIO] { storedSegments }
+
+    /// The guest changed `pages`: segments on them take their tokens afresh from `tokens(page)`.
+    func refreshTokens(from pages: [GuestPage], tokens: (GuestPage) -> SIMD8<UInt64>) {
+        for index in storedSegments.indices {
+            guard let page = storedSegments[index].page, pages.contains(page) else { continue }
+            let fresh = tokens(page)
+            storedSegments[index].tokens = fresh
+        }
     }
 }
 
@@ -327,9 +427,9 @@ enum SegmentDecision: Hashable {
         // each: at most one per segment (11), so a list searched in order.
         var newThisRequest: [(gref: GrantRef, segment: Int)] = []
         var opCount = 0
-        var treeSize = model.tree.count
+        var treeSize = model.treeCount
         for (index, segment) in segments.enumerated() {
-            if model.persistentMode && model.tree[segment.gref] != nil {
+            if model.persistentMode && model.persistentHandle(of: segment.gref) != nil {
                 decisions.append(.hit)
             } else if model.persistentMode, let first = newThisRequest.first(where: { $0.gref == segment.gref }) {
                 decisions.append(.shares(segment: first.segment))

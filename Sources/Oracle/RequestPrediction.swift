@@ -9,7 +9,7 @@ extension Predictor {
     mutating func request(_ request: BlkifRequest, vbd: UInt16, hold: Bool, environment: EnvironmentRecord,
                           world: some ObservedWorld) -> HeldRequest? {
         prediction.mapOps = .unjudged
-        guard let model = reference.connections[vbd] else { return nil }
+        guard let model = reference.connection(vbd) else { return nil }
         treeVbd = vbd
         let segments = request.effectiveSegments
         // Each segment with the guest page behind it, as the grants stand
@@ -34,9 +34,11 @@ extension Predictor {
         }
         if request.isDiscard {
             prediction.mapOps = .noBatch(because: "a discard maps nothing")
-            for sector in request.sectorNumber..<(request.sectorNumber + request.discardSectors) {
-                model.disk.erase(sector)
-                prediction.diskWrites.write(Ramdisk.initialToken(sector: sector), at: sector, in: vbd)
+            model.withDisk { disk in
+                for sector in request.sectorNumber..<(request.sectorNumber + request.discardSectors) {
+                    disk.erase(sector)
+                    prediction.diskWrites.write(Ramdisk.initialToken(sector: sector), at: sector, in: vbd)
+                }
             }
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .okay))
             return nil

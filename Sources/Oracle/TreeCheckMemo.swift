@@ -1,13 +1,17 @@
+import Trace
+
 /// Per vbd, the tree versions (the reference's and the backend's) when the
 /// tree was last checked, so that an event that changed neither tree is not
 /// made to re-read the backend's.
+///
+/// Kept in a `VbdTable`: asked on every request, a dictionary hashed the vbd each time.
 struct TreeCheckMemo {
     private struct Versions: Equatable {
         let reference: UInt64
         let observed: UInt64
     }
 
-    private var lastChecked: [UInt16: Versions] = [:]
+    private var lastChecked = VbdTable<Versions>()
 
     /// Whether the tree of `vbd` must be checked now; remembers these versions if so.
     /// Nothing changed if neither version moved and nothing unexpected was
