@@ -13,14 +13,13 @@ public struct StackFrame: Sendable {
     public static let residue: UInt64 = 0xFFFF_8881_3A5C_7E90
 
     public let size: Int
-    private(set) var bytes: SIMD16<UInt8>
+    private(set) var bytes = ResponseBytes()
     /// Bit i set: byte i is still stack residue.
     private(set) var hostMask: UInt16
 
     public init(size: Int) {
         precondition(size > 0 && size <= Self.capacity, "a stack frame here holds 1 to 16 bytes")
         self.size = size
-        bytes = SIMD16(repeating: 0)
         for index in 0..<Self.capacity { bytes[index] = UInt8(truncatingIfNeeded: Self.residue >> (8 * (index % 8))) }
         hostMask = UInt16(truncatingIfNeeded: (1 << size) - 1)
     }
@@ -36,24 +35,42 @@ public struct StackFrame: Sendable {
     }
 }
 
+/// The first 16 bytes of a ring slot (the widest response), as two
+/// little-endian words: compact enough to travel in an observation.
+public struct ResponseBytes: Hashable, Sendable {
+    public private(set) var low: UInt64 = 0
+    public private(set) var high: UInt64 = 0
+
+    public init() {}
+
+    public subscript(offset: Int) -> UInt8 {
+        get { UInt8(truncatingIfNeeded: (offset < 8 ? low : high) >> (8 * UInt64(offset % 8))) }
+        set {
+            let shift = 8 * UInt64(offset % 8)
+            let cleared = ~(UInt64(0xFF) << shift), placed = UInt64(newValue) << shift
+            if offset < 8 { low = low & cleared | placed } else { high = high & cleared | placed }
+        }
+    }
+}
+
 /// What the backend wrote into one response slot before pushing it: which
 /// of the slot's first 16 bytes it stored, their values, and which of them
 /// were host bytes. The fake Xen records it; it does not judge it.
 public struct ResponseSlotWrite: Hashable, Sendable {
     public let vbd: UInt16
-    /// The response's index on this ring (`rsp_prod` before the push).
-    public let index: UInt32
     /// The slot it went to: `index % ring size`.
-    public let slot: Int
+    public let slot: UInt16
     /// Bit i set: byte i of the slot was written.
     public let written: UInt16
     /// Bit i set: byte i came from host memory.
     public let host: UInt16
-    /// Byte i of the slot after the writes, for i < 16.
-    public let bytes: SIMD16<UInt8>
+    /// The response's index on this ring (`rsp_prod` before the push).
+    public let index: UInt32
+    /// The slot's first 16 bytes after the writes.
+    public let bytes: ResponseBytes
 
-    public func byte(_ index: Int) -> UInt8 { bytes[index] }
-    public func wasWritten(_ index: Int) -> Bool { written & (1 << UInt16(index)) != 0 }
+    public func byte(_ offset: Int) -> UInt8 { bytes[offset] }
+    public func wasWritten(_ offset: Int) -> Bool { written & (1 << UInt16(offset)) != 0 }
 }
 
 /// The shared ring page of one vbd, the guest's memory the backend writes
@@ -68,7 +85,7 @@ public final class SharedRing {
     private let log: ObservationLog
     /// The slots' first 16 bytes (the widest response); the rest of a slot
     /// is request bytes, which the backend never writes.
-    private var slots: [SIMD16<UInt8>]
+    private var slots: [ResponseBytes]
     /// `rsp_prod_pvt`: responses written, pushed or not.
     public private(set) var responseProducer: UInt32 = 0
     private var staged: (written: UInt16, host: UInt16) = (0, 0)
@@ -78,7 +95,7 @@ public final class SharedRing {
         self.ringProtocol = ringProtocol
         size = ringProtocol.ringSize
         self.log = log
-        slots = Array(repeating: SIMD16(repeating: 0), count: ringProtocol.ringSize)
+        slots = Array(repeating: ResponseBytes(), count: ringProtocol.ringSize)
     }
 
     private var currentSlot: Int { Int(responseProducer % UInt32(size)) }
@@ -109,9 +126,8 @@ public final class SharedRing {
     /// `rsp_prod_pvt++` and the push: the guest may read the slot now.
     public func pushResponse() {
         let slot = currentSlot
-        log.record(.responseSlot(ResponseSlotWrite(vbd: vbd, index: responseProducer, slot: slot,
-                                                   written: staged.written, host: staged.host,
-                                                   bytes: slots[slot])))
+        log.record(.responseSlot(ResponseSlotWrite(vbd: vbd, slot: UInt16(slot), written: staged.written,
+                                                   host: staged.host, index: responseProducer, bytes: slots[slot])))
         staged = (0, 0)
         responseProducer &+= 1
     }

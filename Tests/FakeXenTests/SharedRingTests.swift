@@ -51,10 +51,19 @@ import Testing
         }
         let writes = pushed(log)
         #expect(writes.map(\.index) == (0..<40).map(UInt32.init))
-        #expect(writes.map(\.slot) == (0..<40).map { $0 % 32 })
+        #expect(writes.map(\.slot) == (0..<40).map { UInt16($0 % 32) })
         #expect(ring.response(at: 39).id == 39)
         #expect(ring.response(at: 7).id == 39)   // slot 7 now holds response 39
         #expect(ring.responseProducer == 40)
+    }
+
+    @Test func responseBytesKeepEveryByteApart() {
+        var bytes = ResponseBytes()
+        for offset in 0..<16 { bytes[offset] = UInt8(0xA0 + offset) }
+        for offset in 0..<16 { #expect(bytes[offset] == UInt8(0xA0 + offset)) }
+        bytes[7] = 0
+        bytes[8] = 0xFF
+        #expect(bytes.low == 0x00A6_A5A4_A3A2_A1A0 && bytes[8] == 0xFF && bytes[9] == 0xA9)
     }
 
     @Test func aStoreOverResidueClearsItsMark() {
