@@ -15,6 +15,9 @@ struct EnvironmentRecord {
     /// Something the alarm checks report was observed; most events have
     /// none, and then those checks need not scan the observations.
     private(set) var hasAlarms = false
+    /// The backend pushed a response (kept as a flag: the slots are read from
+    /// `observations` by the one check that needs them, with no list per event).
+    private(set) var wroteResponses = false
 
     init(_ observations: [Observation]) {
         self.observations = observations
@@ -26,7 +29,10 @@ struct EnvironmentRecord {
             case .alert: alerts += 1
             case .panic: panicked = true; hasAlarms = true
             case .useAfterFree, .doubleFree, .accessUnmapped, .unmapInUse: hasAlarms = true
-            case .revoke, .responseSlot: break
+            case .responseSlot(let write):
+                wroteResponses = true
+                if write.host != 0 { hasAlarms = true }
+            case .revoke: break
             }
         }
     }

@@ -53,7 +53,7 @@ struct EventJudge {
         let record = EnvironmentRecord(environment)
         var findings: [Finding] = []
         // Each alarm check finds nothing on an event that logged no alarm;
-        // asked once here, the usual event makes none of the five calls (each
+        // asked once here, the usual event makes none of the six calls (each
         // handed back an empty list to release).
         if record.hasAlarms {
             findings.add(Checks.useAfterFree(record))
@@ -61,6 +61,7 @@ struct EventJudge {
             findings.add(Checks.panic(record))
             findings.add(Checks.accessUnmapped(record))
             findings.add(Checks.unmapInUse(record))
+            findings.add(Checks.hostLeak(record))
         }
         // A panic is the host going down: nothing after it in this event means
         // anything, and the reference does not take the event in. What its
@@ -91,6 +92,7 @@ struct EventJudge {
         findings.add(Checks.mapOps(prediction, observed))
         findings.add(Checks.overflowAlert(prediction, observed))
         findings.add(Checks.response(prediction, observed))
+        findings.add(Checks.responseSlot(prediction, observed.environment))
         findings.add(Checks.unmapBitmap(prediction, observed))
         findings.add(Checks.unmapOps(prediction, observed))
         findings.add(Checks.teardown(prediction, observed, in: world))

@@ -29,7 +29,7 @@ extension Predictor {
 
         if let status = RequestValidation.status(of: request, in: model) {
             prediction.mapOps = .noBatch(because: "the request is invalid (answer \(status))")
-            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: status))
+            prediction.responses.append(model.nextResponse(vbd: vbd, id: request.id, operation: request.operation, status: status))
             return nil
         }
         if request.isDiscard {
@@ -40,7 +40,7 @@ extension Predictor {
                     prediction.diskWrites.write(Ramdisk.initialToken(sector: sector), at: sector, in: vbd)
                 }
             }
-            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .okay))
+            prediction.responses.append(model.nextResponse(vbd: vbd, id: request.id, operation: request.operation, status: .okay))
             return nil
         }
 
@@ -75,7 +75,7 @@ extension Predictor {
             // Nothing is mapped, the tree is as before, the request fails.
             prediction.mapOps = .noBatch(because: "an allocation failed before the batch")
             prediction.unmapBitmaps.append(ExpectedBitmap(vbd: vbd, id: request.id, bitmap: 0))
-            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .error))
+            prediction.responses.append(model.nextResponse(vbd: vbd, id: request.id, operation: request.operation, status: .error))
             return nil
         }
         prediction.mapOps = ops.isEmpty ? .noBatch(because: "every segment is a persistent hit")
@@ -117,7 +117,7 @@ extension Predictor {
         if failed {
             prediction.unmaps.formUnion(oneOffHandles)
             prediction.unmapBitmaps.append(ExpectedBitmap(vbd: vbd, id: request.id, bitmap: bitmap))
-            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id, status: .error))
+            prediction.responses.append(model.nextResponse(vbd: vbd, id: request.id, operation: request.operation, status: .error))
             return nil
         }
         let isWrite = !isRead
@@ -127,7 +127,7 @@ extension Predictor {
                 if let page = segmentIO[index].page { segmentIO[index].tokens = world.guestTokens(page) }
             }
         }
-        let pending = PendingRequest(vbd: vbd, id: request.id, isWrite: isWrite, sector: request.sectorNumber,
+        let pending = PendingRequest(vbd: vbd, id: request.id, operation: request.operation, isWrite: isWrite, sector: request.sectorNumber,
                                      segments: segmentIO, oneOffHandles: oneOffHandles, bitmap: bitmap)
         if hold { return (model, pending) }
         complete(pending)

@@ -36,7 +36,7 @@ import Trace
         // The write moves the page's tokens (0x51, then the stub's zeros) to sectors 0...7.
         world.diskTokens[0] = Dictionary(uniqueKeysWithValues: (0...7).map { ($0, $0 == 0 ? 0x51 : 0) })
         let violations = check(requestEvent(id: 1, .write, grefs: [1]), [mapBatch([(1, false)], handles: [10])],
-                               [.unmapping(vbd: 0, id: 1, nrSegments: 1, bitmap: 0), response(id: 1, .okay)])
+                               [.unmapping(vbd: 0, id: 1, nrSegments: 1, bitmap: 0), response(id: 1, .okay, operation: .write)])
         #expect(violations == [])
         #expect(oracle.statistics.newPersistent == 1)
     }

@@ -259,7 +259,7 @@ import Trace
 
 /// A held read of one segment whose one-off mappings are `oneOffs`.
 func heldRead(id: UInt64 = 7, oneOffs: [GrantHandle]) -> PendingRequest {
-    PendingRequest(vbd: 0, id: id, isWrite: false, sector: 0,
+    PendingRequest(vbd: 0, id: id, operation: BlkifOperation.read.rawValue, isWrite: false, sector: 0,
                    segments: [SegmentIO(firstSect: 0, lastSect: 7, page: GuestPage(2), tokens: SIMD8())],
                    oneOffHandles: oneOffs, bitmap: 1)
 }

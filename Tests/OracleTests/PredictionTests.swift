@@ -40,7 +40,7 @@ import Trace
                                                                ExpectedMapOp(gref: 2, readOnly: false)]))
         #expect(prediction.tree?.grants.dictionary == [1: 10, 2: 11])
         #expect(prediction.unmapBitmaps == [ExpectedBitmap(vbd: 0, id: 1, bitmap: 0)])
-        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 1, status: .okay)])
+        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 1, status: .okay, operation: .write)])
         #expect(prediction.unmaps.isEmpty)
         #expect(prediction.diskWrites.count == 24)
         #expect(reference.statistics.newPersistent == 2)
@@ -73,7 +73,8 @@ import Trace
         let prediction = predict(requestEvent(id: 2, .write, grefs: [3]), [.allocationFailed(what: "pages")])
         #expect(prediction.alerts == .noneOrOne(vbd: 0))
         #expect(prediction.mapOps == .noBatch(because: "an allocation failed before the batch"))
-        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 2, status: .error)])
+        // the second response on the ring, repeating the write's operation
+        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 2, status: .error, operation: .write, ringIndex: 1)])
         #expect(prediction.unmapBitmaps == [ExpectedBitmap(vbd: 0, id: 2, bitmap: 0)])
     }
 
@@ -90,7 +91,8 @@ import Trace
     @Test func anInvalidRequestIsAnsweredWithoutMapping() {
         let prediction = predict(.request(RequestEvent(id: 9, operation: 0xEE, sector: 0)))
         #expect(prediction.mapOps == .noBatch(because: "the request is invalid (answer error)"))
-        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 9, status: .error)])
+        #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 9, status: .error, operation: 0xEE, ringIndex: 0,
+                                                          ringProtocol: .native)])
     }
 
     @Test func aRequestOnAnUnknownVbdIsNotJudged() {
@@ -109,7 +111,7 @@ import Trace
 
         let completed = predict(.complete(id: 1, vbd: 0))
         #expect(completed.completesHeldIO)
-        #expect(completed.responses == [ExpectedResponse(vbd: 0, id: 1, status: .okay)])
+        #expect(completed.responses == [ExpectedResponse(vbd: 0, id: 1, status: .okay, operation: .write)])
         #expect(completed.unmaps == [12])
         #expect(completed.mappedAfter.handles(of: 3) == [10, 11])
 

@@ -66,8 +66,17 @@ func observe(_ environment: [Observation] = [], publications: [Publication] = []
                      reading: prediction)
 }
 
-func response(vbd: UInt16 = 0, id: UInt64, _ status: BlkifResponseStatus) -> Publication {
-    .response(vbd: vbd, BlkifResponse(id: id, operation: BlkifOperation.read.rawValue, status: status.rawValue))
+extension ExpectedResponse {
+    /// A predicted response as tests name it: a read's, first on a native ring unless said otherwise.
+    init(vbd: UInt16, id: UInt64, status: BlkifResponseStatus, operation: BlkifOperation = .read,
+         ringIndex: UInt32 = 0, ringProtocol: BlkifProtocol = .native) {
+        self.init(vbd: vbd, id: id, status: status, operation: operation.rawValue, ringIndex: ringIndex,
+                  ringProtocol: ringProtocol)
+    }
+}
+
+func response(vbd: UInt16 = 0, id: UInt64, _ status: BlkifResponseStatus, operation: BlkifOperation = .read) -> Publication {
+    .response(vbd: vbd, BlkifResponse(id: id, operation: operation.rawValue, status: status.rawValue))
 }
 
 /// A connection model as a connect with these settings makes it, with `tree` (gref → handle) as its persistent grants.

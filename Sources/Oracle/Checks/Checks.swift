@@ -1,14 +1,17 @@
 import Blkif
+import FakeXen
 import Trace
 
 /// One function per check id, each stating its rule and returning what
 /// breaks it, from a prediction and what was observed:
 ///
 /// - EnvironmentChecks.swift: `use-after-free`, `double-free`, `panic`,
-///   `access-unmapped`, `unmap-in-use` (never allowed; nothing to predict)
+///   `access-unmapped`, `unmap-in-use`, `host-leak` (never allowed; nothing
+///   to predict)
 /// - ConnectionChecks.swift: `negotiation`, `teardown`
 /// - MappingChecks.swift: `map-ops`, `unmap-ops`, `unmap-bitmap`, `request-leak`
 /// - RequestChecks.swift: `response`, `data`, `overflow-alert`
+/// - ResponseSlotChecks.swift: `response-slot`
 /// - TreeChecks.swift: `tree-count`, `grant-limit`, `tree-order`,
 ///   `tree-balance`, `tree-contents`, `tree-mapping`
 ///
@@ -78,6 +81,28 @@ enum Wording {
     }
 
     static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+
+    /// Byte offsets as runs: "9, 12-15".
+    static func byteRuns(_ offsets: [Int]) -> String {
+        guard var start = offsets.first else { return "" }
+        var runs: [String] = []
+        var previous = start
+        for offset in offsets.dropFirst() + [Int.max] {
+            if offset == previous + 1 { previous = offset; continue }
+            runs.append(start == previous ? "\(start)" : "\(start)-\(previous)")
+            start = offset
+            previous = offset
+        }
+        return runs.joined(separator: ", ")
+    }
+
+    /// The bytes of a response slot at `offsets`, in two-digit hex: "90 5c 3a".
+    static func bytes(of write: ResponseSlotWrite, at offsets: [Int]) -> String {
+        offsets.map { offset in
+            let digits = String(write.byte(offset), radix: 16)
+            return digits.count == 1 ? "0" + digits : digits
+        }.joined(separator: " ")
+    }
 
     static func status(_ status: Int16) -> String {
         BlkifResponseStatus(rawValue: status)?.traceName ?? "\(status)"

@@ -49,6 +49,19 @@ extension Checks {
         }
     }
 
+    /// `host-leak`: no byte of host memory ever becomes visible to a guest.
+    /// The fake kernel marks what its stack held before, and the fake Xen
+    /// sees such bytes land in the guest's ring.
+    static func hostLeak(_ environment: EnvironmentRecord) -> [Finding] {
+        alarms(in: environment) { observation in
+            guard case let .responseSlot(write) = observation, write.host != 0 else { return nil }
+            let offsets = (0..<StackFrame.capacity).filter { write.host & (1 << UInt16($0)) != 0 }
+            return (.hostLeak, "no host byte visible to the guest",
+                    "bytes \(Wording.byteRuns(offsets)) of response slot \(write.slot) on vbd \(write.vbd) hold "
+                        + "the backend's stack (\(Wording.bytes(of: write, at: offsets)))")
+        }
+    }
+
     private static func alarms(
         in environment: EnvironmentRecord,
         _ alarm: (Observation) -> (check: CheckID, expected: String, seen: String)?

@@ -5,7 +5,7 @@ extension Checks {
     /// `response`: every request that finishes during the event is answered
     /// exactly once, with the status the reference predicts (invalid:
     /// error or eopnotsupp; a failed map or allocation: error; otherwise
-    /// okay), and nothing else is answered.
+    /// okay) and the request's own operation byte, and nothing else is answered.
     static func response(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
         if answeredAsPredicted(prediction.responses, observed.publications) { return [] }
         var expected = prediction.responses
@@ -22,6 +22,11 @@ extension Checks {
             if response.status != want.status.rawValue {
                 findings.append(Finding(.response, in: .responses, expected: "id \(want.id) answered \(want.status)",
                                         seen: Wording.status(response.status)))
+            }
+            if response.operation != want.operation {
+                findings.append(Finding(.response, in: .responses,
+                                        expected: "id \(want.id) answered with its operation \(want.operation)",
+                                        seen: "operation \(response.operation)"))
             }
         }
         for missing in expected {
@@ -40,7 +45,8 @@ extension Checks {
         for publication in publications {
             guard case let .response(vbd, response) = publication else { continue }
             guard next < expected.count, expected[next].vbd == vbd, expected[next].id == response.id,
-                  expected[next].status.rawValue == response.status else { return false }
+                  expected[next].status.rawValue == response.status,
+                  expected[next].operation == response.operation else { return false }
             next += 1
         }
         return next == expected.count
