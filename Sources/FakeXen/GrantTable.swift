@@ -295,6 +295,11 @@ public final class GuestMemory {
     /// lookup of the page instead of one per sector. A released page takes nothing.
     public func stamp(_ page: GuestPage, sectors: ClosedRange<Int>, firstToken: UInt64) {
         pages.modify(page.number) { tokens in
+            // The usual segment is a whole page: its eight tokens are one vector.
+            if sectors.lowerBound == 0 && sectors.upperBound == 7 {
+                tokens = SIMD8(repeating: firstToken) &+ SIMD8(0, 1, 2, 3, 4, 5, 6, 7)
+                return
+            }
             var token = firstToken
             for sector in sectors {
                 tokens[sector] = token
