@@ -87,7 +87,7 @@ struct ConnectionState {
     var inFlight: [Int] = []
     /// The mapper's per-segment bookkeeping, kept between requests so that its
     /// arrays are allocated once (one request maps at a time per connection).
-    var mappingScratch = SegmentMapper.Scratch.placeholder
+    var mappingScratch = SegmentMapper.Scratch.sized()
 
     mutating func takeSlot() -> Int? { freeSlots.popLast() }
     mutating func releaseSlot(_ slot: Int) { freeSlots.append(slot) }
@@ -95,13 +95,6 @@ struct ConnectionState {
     /// The oldest in-flight slot whose request has this id.
     func oldestInFlight(id: UInt64) -> Int? {
         inFlight.first { slots[$0].id == id }
-    }
-
-    /// Moves the mapper's scratch out (leaving the placeholder, which allocates
-    /// nothing) so that its arrays stay uniquely referenced while it works.
-    mutating func takeMappingScratch() -> SegmentMapper.Scratch {
-        defer { mappingScratch = .placeholder }
-        return mappingScratch
     }
 }
 

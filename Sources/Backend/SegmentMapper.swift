@@ -13,8 +13,9 @@ struct SegmentMapper {
     }
 
     /// The per-segment bookkeeping of one request. It lives in the connection
-    /// between requests (`Connection.mappingScratch`) so that its arrays are
-    /// allocated once per connection, not per request.
+    /// (`ConnectionState.mappingScratch`) and the mapper works on it there, in
+    /// place, so that its arrays are allocated once per connection and never
+    /// copied out and back (a retain and release of each array per request).
     ///
     /// The per-segment arrays have room for the largest request (11 segments)
     /// and are written by segment index: a request uses its first
@@ -34,10 +35,6 @@ struct SegmentMapper {
         var known: [KnownHandle?]
         /// Records this request put in the tree, for rolling back on ENOMEM.
         var inserted: [KernelAddress]
-
-        /// Holds nothing and allocates nothing: what the connection keeps while
-        /// a mapper works with the real one.
-        static var placeholder: Scratch { Scratch(records: [], opIndex: [], pages: [], orphaned: [], known: [], inserted: []) }
 
         /// Room for the largest request.
         static func sized() -> Scratch {
@@ -59,31 +56,29 @@ struct SegmentMapper {
     private var kernel: FakeKernel { backend.xen.kernel }
     private var variant: BackendVariant { backend.variant }
 
-    private(set) var scratch: Scratch
     /// The batch for the hypercall; the grant table's log keeps it, so it is
     /// the request's own array, not scratch.
     private var ops: [MapOp] = []
 
-    init(backend: Blkback, connection: Connection, slot: Int, segments: [BlkifSegment], isRead: Bool,
-         scratch: Scratch) {
+    init(backend: Blkback, connection: Connection, slot: Int, segments: [BlkifSegment], isRead: Bool) {
         self.backend = backend
         self.connection = connection
         self.slot = slot
         self.segments = segments
         self.isRead = isRead
-        // The first request of a connection finds the placeholder.
-        self.scratch = scratch.records.count == Blkif.maxSegmentsPerRequest ? scratch : .sized()
-        if !self.scratch.inserted.isEmpty { self.scratch.inserted.removeAll(keepingCapacity: true) }
     }
 
-    /// `state` is the connection's, reached in place for the whole mapping.
+    /// `state` is the connection's, reached in place for the whole mapping;
+    /// the pages segments do their I/O through are left in
+    /// `state.mappingScratch.pages` when it returns `.mapped`.
     mutating func map(_ state: inout ConnectionState) throws(KernelPanic) -> Outcome {
+        if !state.mappingScratch.inserted.isEmpty { state.mappingScratch.inserted.removeAll(keepingCapacity: true) }
         let count = state.persistentGrants.count
         try kernel.bugOn(count > connection.maxPersistent,
                          "persistent_gnt_c \(count) > max \(connection.maxPersistent)")
         guard try decideSegments(&state) else { return try outOfMemory(&state) }
         let results = try issueBatch()
-        return try matchResults(results, &state.slots[slot], &state.persistentGrants)
+        return try matchResults(results, &state.slots[slot], &state.persistentGrants, &state.mappingScratch)
     }
 
     // MARK: first pass
@@ -93,11 +88,11 @@ struct SegmentMapper {
         let persistent = state.persistentMode
         let reserved = state.slots[slot].reservedPages
         return try decideSegments(persistent: persistent, reserved: reserved, tree: &state.persistentGrants,
-                                  overflowAlerted: &state.overflowAlerted)
+                                  overflowAlerted: &state.overflowAlerted, scratch: &state.mappingScratch)
     }
 
     private mutating func decideSegments(persistent: Bool, reserved: ReservedPages, tree: inout PersistentGrantTree,
-                                         overflowAlerted: inout Bool) throws(KernelPanic) -> Bool {
+                                         overflowAlerted: inout Bool, scratch: inout Scratch) throws(KernelPanic) -> Bool {
         do {
             for (index, segment) in segments.enumerated() {
                 var record: KernelAddress? = nil
@@ -162,7 +157,7 @@ struct SegmentMapper {
             // the bitmap is whatever the slot's previous request left.
             return .failed
         }
-        for record in scratch.inserted.reversed() {
+        for record in state.mappingScratch.inserted.reversed() {
             state.persistentGrants.erase(record)
             if let page = heap.read(record).page { kernel.pages.free(page) }
             heap.free(record)
@@ -189,13 +184,13 @@ struct SegmentMapper {
     /// it: when the first pass found that record live and the heap has not
     /// changed since, the read would observe nothing and give what was seen
     /// then, so that is taken; otherwise the heap is read (and reports).
-    private func handle(of record: KernelAddress, segment index: Int) -> GrantHandle {
+    private func handle(of record: KernelAddress, segment index: Int, _ scratch: Scratch) -> GrantHandle {
         if let known = scratch.known[index], known.heapGeneration == heap.generation { return known.handle }
         return heap.read(record).handle
     }
 
-    private mutating func matchResults(_ results: [MapResult], _ pending: inout PendingRequest,
-                                       _ tree: inout PersistentGrantTree) throws(KernelPanic) -> Outcome {
+    private func matchResults(_ results: [MapResult], _ pending: inout PendingRequest,
+                              _ tree: inout PersistentGrantTree, _ scratch: inout Scratch) throws(KernelPanic) -> Outcome {
         for index in segments.indices { scratch.orphaned[index] = false }
         do {
             pending.unmapBitmap = 0
@@ -211,7 +206,7 @@ struct SegmentMapper {
                 }
                 let isNew: Bool
                 if variant.has(.handleZeroUnmapped) {
-                    isNew = scratch.records[index].map { handle(of: $0, segment: index) == 0 } ?? true
+                    isNew = scratch.records[index].map { handle(of: $0, segment: index, scratch) == 0 } ?? true
                 } else {
                     isNew = scratch.opIndex[index] != nil
                 }
@@ -240,7 +235,7 @@ struct SegmentMapper {
                         tree.setHandle(results[next].handle, of: record)
                         next += 1
                     }
-                    pending.handles[index] = handle(of: record, segment: index)
+                    pending.handles[index] = handle(of: record, segment: index, scratch)
                 } else {
                     pending.handles[index] = next < results.count ? results[next].handle : invalidHandle
                     pending.unmapBitmap |= 1 << index
