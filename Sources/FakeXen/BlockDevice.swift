@@ -275,10 +275,7 @@ public final class BlockDevice {
         let sectors = segment.firstSect...segment.lastSect
         switch direction {
         case .read:
-            // A released guest page takes nothing, as a whole-page write to it would.
-            memory.modifyTokens(of: mapping.guestPage) { tokens in
-                disk.read(into: &tokens, pageSectors: sectors, from: diskSector)
-            }
+            memory.receive(from: disk, sectors: sectors, at: diskSector, into: mapping.guestPage)
         case .write:
             disk.write(from: memory.tokens(of: mapping.guestPage), pageSectors: sectors, to: diskSector)
         }

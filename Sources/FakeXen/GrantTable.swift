@@ -311,8 +311,12 @@ public final class GuestMemory {
     /// A whole page at once, for the block device's transfers.
     func tokens(of page: GuestPage) -> SIMD8<UInt64> { pages[page.number] ?? SIMD8<UInt64>() }
 
-    /// Changes a page in place, for a device read into it; nil (and no call) for a released page.
-    func modifyTokens<Result>(of page: GuestPage, _ body: (inout SIMD8<UInt64>) -> Result) -> Result? {
-        pages.modify(page.number, body)
+    /// A device read: `disk`'s sectors from `diskSector` on land in the page's
+    /// `sectors`. A released guest page takes nothing, as a whole-page write
+    /// to it would. The disk comes in as an argument, so the closure that
+    /// reaches it needs no reference of its own (a retain and release per
+    /// segment read when it captured the device's property).
+    func receive(from disk: Ramdisk, sectors: ClosedRange<Int>, at diskSector: UInt64, into page: GuestPage) {
+        pages.modify(page.number) { tokens in disk.read(into: &tokens, pageSectors: sectors, from: diskSector) }
     }
 }
