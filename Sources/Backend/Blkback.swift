@@ -238,7 +238,9 @@ public final class Blkback {
 
     /// The bio's end-io: data moves, non-persistent grants are unmapped, the request is answered.
     private func finishIO(_ connection: Connection, _ state: inout ConnectionState, slot: Int) throws(KernelPanic) {
-        state.inFlight.removeAll { $0 == slot }
+        // A slot is in flight at most once: it is appended when its request is
+        // submitted and is taken again only after it is released below.
+        if let position = state.inFlight.firstIndex(of: slot) { state.inFlight.remove(at: position) }
         let bio = state.slots[slot].bio
         state.slots[slot].bio = nil
         if let bio { connection.device.complete(bio) }
