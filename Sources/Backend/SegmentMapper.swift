@@ -93,11 +93,16 @@ struct SegmentMapper {
 
     private mutating func decideSegments(persistent: Bool, reserved: ReservedPages, tree: inout PersistentGrantTree,
                                          overflowAlerted: inout Bool, scratch: inout Scratch) throws(KernelPanic) -> Bool {
+        let heap = heap
+        // The heap's generation, read once rather than per segment: in this
+        // loop only the allocation branch changes the heap (a search, a peek
+        // or a read of a freed record does not), and it reads it again.
+        var heapGeneration = heap.generation
         do {
             for (index, segment) in segments.enumerated() {
                 var record: KernelAddress? = nil
                 var live: LiveGrantFields? = nil
-                if persistent { (record, live) = tree.searchRecord(segment.gref) }
+                if persistent { (record, live) = tree.searchRecord(segment.gref, heapGeneration: heapGeneration) }
                 var hostPage: PageFrame
                 var newMap: Bool
                 scratch.known[index] = nil
@@ -108,7 +113,8 @@ struct SegmentMapper {
                     if live == nil { live = heap.peek(hit).map { LiveGrantFields(page: $0.page, handle: $0.handle) } }
                     if let live {
                         hostPage = live.page ?? reserved[index]
-                        scratch.known[index] = KnownHandle(heapGeneration: heap.generation, handle: live.handle)
+                        assert(heapGeneration == heap.generation, "a stale heap generation")
+                        scratch.known[index] = KnownHandle(heapGeneration: heapGeneration, handle: live.handle)
                     } else {
                         hostPage = heap.read(hit).page ?? reserved[index]
                     }
@@ -122,6 +128,7 @@ struct SegmentMapper {
                     if case .duplicate = tree.insert(fresh) {
                         try kernel.bug("trying to add a gref that's already in the tree")
                     }
+                    heapGeneration = heap.generation
                     scratch.inserted.append(fresh)
                     record = fresh
                     hostPage = page
@@ -184,14 +191,20 @@ struct SegmentMapper {
     /// it: when the first pass found that record live and the heap has not
     /// changed since, the read would observe nothing and give what was seen
     /// then, so that is taken; otherwise the heap is read (and reports).
-    private func handle(of record: KernelAddress, segment index: Int, _ scratch: Scratch) -> GrantHandle {
-        if let known = scratch.known[index], known.heapGeneration == heap.generation { return known.handle }
+    /// `heapGeneration` is the heap's generation now, as the caller holds it.
+    private func handle(of record: KernelAddress, segment index: Int, _ scratch: Scratch,
+                        heapGeneration: UInt64) -> GrantHandle {
+        assert(heapGeneration == heap.generation, "a stale heap generation")
+        if let known = scratch.known[index], known.heapGeneration == heapGeneration { return known.handle }
         return heap.read(record).handle
     }
 
     private func matchResults(_ results: [MapResult], _ pending: inout PendingRequest,
                               _ tree: inout PersistentGrantTree, _ scratch: inout Scratch) throws(KernelPanic) -> Outcome {
         for index in segments.indices { scratch.orphaned[index] = false }
+        // The heap's generation, read once and again only after the loop
+        // changes the heap (a failed map's rollback, a new record's handle).
+        var heapGeneration = heap.generation
         do {
             pending.unmapBitmap = 0
             var failed = false
@@ -206,7 +219,7 @@ struct SegmentMapper {
                 }
                 let isNew: Bool
                 if variant.has(.handleZeroUnmapped) {
-                    isNew = scratch.records[index].map { handle(of: $0, segment: index, scratch) == 0 } ?? true
+                    isNew = scratch.records[index].map { handle(of: $0, segment: index, scratch, heapGeneration: heapGeneration) == 0 } ?? true
                 } else {
                     isNew = scratch.opIndex[index] != nil
                 }
@@ -220,6 +233,7 @@ struct SegmentMapper {
                                 kernel.pages.free(page)
                             }
                             heap.free(record)
+                            heapGeneration = heap.generation
                             scratch.records[index] = nil
                             if !variant.has(.duplicateDangles) {
                                 for later in (index + 1)..<segments.count where scratch.records[later] == record {
@@ -233,9 +247,10 @@ struct SegmentMapper {
                 if let record = scratch.records[index] {
                     if isNew {
                         tree.setHandle(results[next].handle, of: record)
+                        heapGeneration = heap.generation
                         next += 1
                     }
-                    pending.handles[index] = handle(of: record, segment: index, scratch)
+                    pending.handles[index] = handle(of: record, segment: index, scratch, heapGeneration: heapGeneration)
                 } else {
                     pending.handles[index] = next < results.count ? results[next].handle : invalidHandle
                     pending.unmapBitmap |= 1 << index
