@@ -319,9 +319,7 @@ public final class GuestMemory {
 
     /// A device read: `disk`'s sectors from `diskSector` on land in the page's
     /// `sectors`. A released guest page takes nothing, as a whole-page write
-    /// to it would. The disk comes in as an argument, so the closure that
-    /// reaches it needs no reference of its own (a retain and release per
-    /// segment read when it captured the device's property).
+    /// to it would.
     func receive(from disk: Ramdisk, sectors: ClosedRange<Int>, at diskSector: UInt64, into page: GuestPage) {
         pages.modify(page.number) { tokens in disk.read(into: &tokens, pageSectors: sectors, from: diskSector) }
     }
