@@ -220,10 +220,9 @@ public final class Blkback {
                               slot: Int, isRead: Bool, segments: [BlkifSegment], hold: Bool) throws(KernelPanic) {
         state.slots[slot].begin(id: request.id, operation: request.operation, nrPages: Int(request.nrSegments))
         var mapper = SegmentMapper(backend: self, connection: connection, slot: slot, segments: segments,
-                                   isRead: isRead, scratch: state.takeMappingScratch())
+                                   isRead: isRead)
         let outcome = try mapper.map(&state)
         guard outcome == .mapped else {
-            state.mappingScratch = mapper.scratch
             // fail_flush: unmap what the bitmap names, answer error.
             try unmapRequest(connection, &state, slot: slot)
             state.releaseSlot(slot)
@@ -231,8 +230,7 @@ public final class Blkback {
         }
         // Segment i does its I/O through scratch page i.
         let bio = connection.device.submit(isRead ? .read : .write, sector: request.sectorNumber,
-                                           pages: mapper.scratch.pages, segments: segments)
-        state.mappingScratch = mapper.scratch
+                                           pages: state.mappingScratch.pages, segments: segments)
         state.slots[slot].bio = bio
         state.inFlight.append(slot)
         if !hold { try finishIO(connection, &state, slot: slot) }
@@ -240,7 +238,9 @@ public final class Blkback {
 
     /// The bio's end-io: data moves, non-persistent grants are unmapped, the request is answered.
     private func finishIO(_ connection: Connection, _ state: inout ConnectionState, slot: Int) throws(KernelPanic) {
-        state.inFlight.removeAll { $0 == slot }
+        // A slot is in flight at most once: it is appended when its request is
+        // submitted and is taken again only after it is released below.
+        if let position = state.inFlight.firstIndex(of: slot) { state.inFlight.remove(at: position) }
         let bio = state.slots[slot].bio
         state.slots[slot].bio = nil
         if let bio { connection.device.complete(bio) }

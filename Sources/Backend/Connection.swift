@@ -87,7 +87,7 @@ struct ConnectionState {
     var inFlight: [Int] = []
     /// The mapper's per-segment bookkeeping, kept between requests so that its
     /// arrays are allocated once (one request maps at a time per connection).
-    var mappingScratch = SegmentMapper.Scratch.placeholder
+    var mappingScratch = SegmentMapper.Scratch.sized()
 
     mutating func takeSlot() -> Int? { freeSlots.popLast() }
     mutating func releaseSlot(_ slot: Int) { freeSlots.append(slot) }
@@ -95,13 +95,6 @@ struct ConnectionState {
     /// The oldest in-flight slot whose request has this id.
     func oldestInFlight(id: UInt64) -> Int? {
         inFlight.first { slots[$0].id == id }
-    }
-
-    /// Moves the mapper's scratch out (leaving the placeholder, which allocates
-    /// nothing) so that its arrays stay uniquely referenced while it works.
-    mutating func takeMappingScratch() -> SegmentMapper.Scratch {
-        defer { mappingScratch = .placeholder }
-        return mappingScratch
     }
 }
 
@@ -113,7 +106,15 @@ final class Connection {
     let device: BlockDevice
     let maxPersistent: Int
     /// Reached through `withState` on the request path: one access per request.
-    var state: ConnectionState
+    // Unchecked exclusivity: `state` is private to this file, where it is
+    // reached only by `withState` and the read-only getters below. The bodies
+    // handed to `withState` (Blkback's request, completion and teardown) reach
+    // the state only through their inout argument: nothing they call (the
+    // mapper, the tree, FakeXen, which knows nothing of the backend) calls
+    // `withState` or a getter, and the getters (for observers between events)
+    // are never called from inside a body. So no two accesses can overlap,
+    // and the runtime check, one per request and one per completion, goes.
+    @exclusivity(unchecked) private var state: ConnectionState
 
     init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: ReservedPages,
          heap: KernelHeap<PersistentGrant>) {
@@ -138,6 +139,8 @@ final class Connection {
         try body(&state)
     }
 
+    /// The state as it stands, for observers between events.
+    var currentState: ConnectionState { state }
     var persistentMode: Bool { state.persistentMode }
     var persistentCount: Int { state.persistentGrants.count }
     var treeVersion: UInt64 { state.persistentGrants.version }

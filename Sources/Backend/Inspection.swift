@@ -60,7 +60,7 @@ extension Blkback {
     public func snapshot(vbd: UInt16) -> BackendSnapshot? {
         guard let connection = connections[vbd] else { return nil }
         // The oracle asks after every event: one read of `slots`, not one per in-flight request.
-        let state = connection.state
+        let state = connection.currentState
         let slots = state.slots
         return BackendSnapshot(
             vbd: vbd, persistentMode: connection.persistentMode, persistentCount: connection.persistentCount,

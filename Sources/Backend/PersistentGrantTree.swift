@@ -43,7 +43,15 @@ struct PersistentGrantTree {
     /// the caller need not read them again. `live` is nil when the walk
     /// observed something; the caller's own read then observes it too.
     mutating func searchRecord(_ gref: GrantRef) -> (address: KernelAddress?, live: LiveGrantFields?) {
-        let state = SearchMemo.State(heapGeneration: store.heap.generation, treeVersion: version)
+        searchRecord(gref, heapGeneration: store.heap.generation)
+    }
+
+    /// `searchRecord(_:)` for a caller that holds the heap's generation as it
+    /// is now (a per-segment loop reads it once, not once per segment).
+    mutating func searchRecord(_ gref: GrantRef, heapGeneration: UInt64)
+        -> (address: KernelAddress?, live: LiveGrantFields?) {
+        assert(heapGeneration == store.heap.generation, "a search with a stale heap generation")
+        let state = SearchMemo.State(heapGeneration: heapGeneration, treeVersion: version)
         if let remembered = searches.result(for: gref, in: state) { return remembered }
         var walker = store
         walker.tookObservedRead = false

@@ -13,8 +13,9 @@ struct SegmentMapper {
     }
 
     /// The per-segment bookkeeping of one request. It lives in the connection
-    /// between requests (`Connection.mappingScratch`) so that its arrays are
-    /// allocated once per connection, not per request.
+    /// (`ConnectionState.mappingScratch`) and the mapper works on it there, in
+    /// place, so that its arrays are allocated once per connection and never
+    /// copied out and back (a retain and release of each array per request).
     ///
     /// The per-segment arrays have room for the largest request (11 segments)
     /// and are written by segment index: a request uses its first
@@ -34,10 +35,6 @@ struct SegmentMapper {
         var known: [KnownHandle?]
         /// Records this request put in the tree, for rolling back on ENOMEM.
         var inserted: [KernelAddress]
-
-        /// Holds nothing and allocates nothing: what the connection keeps while
-        /// a mapper works with the real one.
-        static var placeholder: Scratch { Scratch(records: [], opIndex: [], pages: [], orphaned: [], known: [], inserted: []) }
 
         /// Room for the largest request.
         static func sized() -> Scratch {
@@ -59,31 +56,29 @@ struct SegmentMapper {
     private var kernel: FakeKernel { backend.xen.kernel }
     private var variant: BackendVariant { backend.variant }
 
-    private(set) var scratch: Scratch
     /// The batch for the hypercall; the grant table's log keeps it, so it is
     /// the request's own array, not scratch.
     private var ops: [MapOp] = []
 
-    init(backend: Blkback, connection: Connection, slot: Int, segments: [BlkifSegment], isRead: Bool,
-         scratch: Scratch) {
+    init(backend: Blkback, connection: Connection, slot: Int, segments: [BlkifSegment], isRead: Bool) {
         self.backend = backend
         self.connection = connection
         self.slot = slot
         self.segments = segments
         self.isRead = isRead
-        // The first request of a connection finds the placeholder.
-        self.scratch = scratch.records.count == Blkif.maxSegmentsPerRequest ? scratch : .sized()
-        if !self.scratch.inserted.isEmpty { self.scratch.inserted.removeAll(keepingCapacity: true) }
     }
 
-    /// `state` is the connection's, reached in place for the whole mapping.
+    /// `state` is the connection's, reached in place for the whole mapping;
+    /// the pages segments do their I/O through are left in
+    /// `state.mappingScratch.pages` when it returns `.mapped`.
     mutating func map(_ state: inout ConnectionState) throws(KernelPanic) -> Outcome {
+        if !state.mappingScratch.inserted.isEmpty { state.mappingScratch.inserted.removeAll(keepingCapacity: true) }
         let count = state.persistentGrants.count
         try kernel.bugOn(count > connection.maxPersistent,
                          "persistent_gnt_c \(count) > max \(connection.maxPersistent)")
         guard try decideSegments(&state) else { return try outOfMemory(&state) }
         let results = try issueBatch()
-        return try matchResults(results, &state.slots[slot], &state.persistentGrants)
+        return try matchResults(results, &state.slots[slot], &state.persistentGrants, &state.mappingScratch)
     }
 
     // MARK: first pass
@@ -93,16 +88,21 @@ struct SegmentMapper {
         let persistent = state.persistentMode
         let reserved = state.slots[slot].reservedPages
         return try decideSegments(persistent: persistent, reserved: reserved, tree: &state.persistentGrants,
-                                  overflowAlerted: &state.overflowAlerted)
+                                  overflowAlerted: &state.overflowAlerted, scratch: &state.mappingScratch)
     }
 
     private mutating func decideSegments(persistent: Bool, reserved: ReservedPages, tree: inout PersistentGrantTree,
-                                         overflowAlerted: inout Bool) throws(KernelPanic) -> Bool {
+                                         overflowAlerted: inout Bool, scratch: inout Scratch) throws(KernelPanic) -> Bool {
+        let heap = heap
+        // The heap's generation, read once rather than per segment: in this
+        // loop only the allocation branch changes the heap (a search, a peek
+        // or a read of a freed record does not), and it reads it again.
+        var heapGeneration = heap.generation
         do {
             for (index, segment) in segments.enumerated() {
                 var record: KernelAddress? = nil
                 var live: LiveGrantFields? = nil
-                if persistent { (record, live) = tree.searchRecord(segment.gref) }
+                if persistent { (record, live) = tree.searchRecord(segment.gref, heapGeneration: heapGeneration) }
                 var hostPage: PageFrame
                 var newMap: Bool
                 scratch.known[index] = nil
@@ -113,7 +113,8 @@ struct SegmentMapper {
                     if live == nil { live = heap.peek(hit).map { LiveGrantFields(page: $0.page, handle: $0.handle) } }
                     if let live {
                         hostPage = live.page ?? reserved[index]
-                        scratch.known[index] = KnownHandle(heapGeneration: heap.generation, handle: live.handle)
+                        assert(heapGeneration == heap.generation, "a stale heap generation")
+                        scratch.known[index] = KnownHandle(heapGeneration: heapGeneration, handle: live.handle)
                     } else {
                         hostPage = heap.read(hit).page ?? reserved[index]
                     }
@@ -127,6 +128,7 @@ struct SegmentMapper {
                     if case .duplicate = tree.insert(fresh) {
                         try kernel.bug("trying to add a gref that's already in the tree")
                     }
+                    heapGeneration = heap.generation
                     scratch.inserted.append(fresh)
                     record = fresh
                     hostPage = page
@@ -162,7 +164,7 @@ struct SegmentMapper {
             // the bitmap is whatever the slot's previous request left.
             return .failed
         }
-        for record in scratch.inserted.reversed() {
+        for record in state.mappingScratch.inserted.reversed() {
             state.persistentGrants.erase(record)
             if let page = heap.read(record).page { kernel.pages.free(page) }
             heap.free(record)
@@ -189,14 +191,20 @@ struct SegmentMapper {
     /// it: when the first pass found that record live and the heap has not
     /// changed since, the read would observe nothing and give what was seen
     /// then, so that is taken; otherwise the heap is read (and reports).
-    private func handle(of record: KernelAddress, segment index: Int) -> GrantHandle {
-        if let known = scratch.known[index], known.heapGeneration == heap.generation { return known.handle }
+    /// `heapGeneration` is the heap's generation now, as the caller holds it.
+    private func handle(of record: KernelAddress, segment index: Int, _ scratch: Scratch,
+                        heapGeneration: UInt64) -> GrantHandle {
+        assert(heapGeneration == heap.generation, "a stale heap generation")
+        if let known = scratch.known[index], known.heapGeneration == heapGeneration { return known.handle }
         return heap.read(record).handle
     }
 
-    private mutating func matchResults(_ results: [MapResult], _ pending: inout PendingRequest,
-                                       _ tree: inout PersistentGrantTree) throws(KernelPanic) -> Outcome {
+    private func matchResults(_ results: [MapResult], _ pending: inout PendingRequest,
+                              _ tree: inout PersistentGrantTree, _ scratch: inout Scratch) throws(KernelPanic) -> Outcome {
         for index in segments.indices { scratch.orphaned[index] = false }
+        // The heap's generation, read once and again only after the loop
+        // changes the heap (a failed map's rollback, a new record's handle).
+        var heapGeneration = heap.generation
         do {
             pending.unmapBitmap = 0
             var failed = false
@@ -211,7 +219,7 @@ struct SegmentMapper {
                 }
                 let isNew: Bool
                 if variant.has(.handleZeroUnmapped) {
-                    isNew = scratch.records[index].map { handle(of: $0, segment: index) == 0 } ?? true
+                    isNew = scratch.records[index].map { handle(of: $0, segment: index, scratch, heapGeneration: heapGeneration) == 0 } ?? true
                 } else {
                     isNew = scratch.opIndex[index] != nil
                 }
@@ -225,6 +233,7 @@ struct SegmentMapper {
                                 kernel.pages.free(page)
                             }
                             heap.free(record)
+                            heapGeneration = heap.generation
                             scratch.records[index] = nil
                             if !variant.has(.duplicateDangles) {
                                 for later in (index + 1)..<segments.count where scratch.records[later] == record {
@@ -238,9 +247,10 @@ struct SegmentMapper {
                 if let record = scratch.records[index] {
                     if isNew {
                         tree.setHandle(results[next].handle, of: record)
+                        heapGeneration = heap.generation
                         next += 1
                     }
-                    pending.handles[index] = handle(of: record, segment: index)
+                    pending.handles[index] = handle(of: record, segment: index, scratch, heapGeneration: heapGeneration)
                 } else {
                     pending.handles[index] = next < results.count ? results[next].handle : invalidHandle
                     pending.unmapBitmap |= 1 << index

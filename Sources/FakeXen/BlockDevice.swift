@@ -176,45 +176,25 @@ public struct BioID: Hashable, Sendable {
 /// The disk behind one vbd. Submitted I/O stays in flight until completed;
 /// the data moves at completion, through whatever the pages map then.
 public final class BlockDevice {
-    private struct Bio {
-        /// `freeSerial` while the slot holds no bio.
-        var serial: UInt64
-        var direction: BioDirection
-        var sector: UInt64
-        /// The slot's own room for a request's worth of segments, allocated
-        /// once with the slot and kept for every bio after: filling it is a
-        /// write through a pointer, with none of the uniqueness checks an
-        /// array append makes per segment. Freed with the device.
-        let segments: UnsafeMutablePointer<BioSegment>
-        var segmentCount: Int
-
-        /// The segments of the bio in this slot.
-        var segmentBuffer: UnsafeBufferPointer<BioSegment> {
-            UnsafeBufferPointer(start: segments, count: segmentCount)
-        }
-    }
-
     /// A bio is a request's pages: at most a ring slot's worth of segments.
     public static var maxSegmentsPerBio: Int { Blkif.maxSegmentsPerRequest }
-
-    private static var freeSerial: UInt64 { 0 }
 
     public let disk: Ramdisk
     private let grants: GrantTable
     private let kernel: FakeKernel
     private let memory: GuestMemory
     private let log: ObservationLog
-    /// Bios by slot. A slot is taken at submit and given back at completion,
-    /// so the array is as long as the most bios ever in flight at once (a
-    /// queue's worth), and a bio is found by indexing, not hashing.
-    // Unchecked exclusivity: every access is a plain read or write of one
-    // element, or a loop over one bio's segments, none of which reaches
-    // back into this array (completion copies the bio out first).
-    @exclusivity(unchecked) private var bios: [Bio] = []
-    /// Slots of completed bios, for reuse (last freed, first taken).
-    private var freeSlots: [Int] = []
-    private var nextSerial: UInt64 = 1
-    public private(set) var inFlightCount = 0
+    /// The bios in flight and the slots they live in, in one value so that
+    /// opening or closing a bio is one access to this object, not one per
+    /// counter and array touched.
+    // Unchecked exclusivity: every access is one call into `BioSlots`
+    // (open, close, release, a read of a slot's segment storage or of the
+    // count), none of which calls out of the value, so no two accesses can
+    // overlap; there are three per bio, where the runtime check of each
+    // stored property cost more than the bookkeeping itself.
+    @exclusivity(unchecked) private var slots = BioSlots()
+
+    public var inFlightCount: Int { slots.inFlightCount }
 
     init(disk: Ramdisk, grants: GrantTable, kernel: FakeKernel, memory: GuestMemory, log: ObservationLog) {
         self.disk = disk
@@ -224,9 +204,7 @@ public final class BlockDevice {
         self.log = log
     }
 
-    deinit {
-        for bio in bios { bio.segments.deallocate() }
-    }
+    deinit { slots.deallocateSegmentStorage() }
 
     /// `submit_bio`: the pages are in use by the device from now on.
     public func submit(_ direction: BioDirection, sector: UInt64, segments: [BioSegment]) -> BioID {
@@ -250,8 +228,7 @@ public final class BlockDevice {
     private func submit(_ direction: BioDirection, sector: UInt64, count: Int,
                         segment: (Int) -> BioSegment) -> BioID {
         precondition(count <= Self.maxSegmentsPerBio, "a bio holds at most a request's segments")
-        let id = open(direction, sector: sector, segmentCount: count)
-        let room = bios[id.slot].segments
+        let (id, room) = slots.open(direction, sector: sector, segmentCount: count)
         for index in 0..<count {
             let next = segment(index)
             (room + index).initialize(to: next)
@@ -260,31 +237,9 @@ public final class BlockDevice {
         return id
     }
 
-    /// Takes a slot for a new bio of `segmentCount` segments (the caller
-    /// fills them in) and gives it its id.
-    private func open(_ direction: BioDirection, sector: UInt64, segmentCount: Int) -> BioID {
-        let serial = nextSerial
-        nextSerial += 1
-        inFlightCount += 1
-        if let slot = freeSlots.popLast() {
-            bios[slot].serial = serial
-            bios[slot].direction = direction
-            bios[slot].sector = sector
-            bios[slot].segmentCount = segmentCount
-            return BioID(slot: slot, serial: serial)
-        }
-        let segments = UnsafeMutablePointer<BioSegment>.allocate(capacity: Self.maxSegmentsPerBio)
-        bios.append(Bio(serial: serial, direction: direction, sector: sector, segments: segments,
-                        segmentCount: segmentCount))
-        return BioID(slot: bios.count - 1, serial: serial)
-    }
-
     /// The device finishes a bio: data moves now, then the pages are released.
     public func complete(_ id: BioID) {
-        guard id.slot < bios.count, bios[id.slot].serial == id.serial else { return }
-        let bio = bios[id.slot]
-        bios[id.slot].serial = Self.freeSerial
-        inFlightCount -= 1
+        guard let bio = slots.close(id) else { return }
         var sector = bio.sector
         // The segments are read in place: the slot goes back for reuse only
         // after the loop, so no bio can refill them meanwhile.
@@ -295,7 +250,7 @@ public final class BlockDevice {
             transfer(bio.direction, segment, through: mapping, diskSector: sector)
             sector += UInt64(segment.lastSect - segment.firstSect + 1)
         }
-        freeSlots.append(id.slot)
+        slots.release(id)
     }
 
     public func discard(sector: UInt64, count: UInt64) { disk.discard(from: sector, count: count) }
@@ -320,13 +275,78 @@ public final class BlockDevice {
         let sectors = segment.firstSect...segment.lastSect
         switch direction {
         case .read:
-            // A released guest page takes nothing, as a whole-page write to it would.
-            memory.modifyTokens(of: mapping.guestPage) { tokens in
-                disk.read(into: &tokens, pageSectors: sectors, from: diskSector)
-            }
+            memory.receive(from: disk, sectors: sectors, at: diskSector, into: mapping.guestPage)
         case .write:
             disk.write(from: memory.tokens(of: mapping.guestPage), pageSectors: sectors, to: diskSector)
         }
+    }
+}
+
+/// A device's bios by slot. A slot is taken at submit and given back at
+/// completion, so there are as many slots as the most bios ever in flight at
+/// once (a queue's worth), and a bio is found by indexing, not hashing.
+struct BioSlots {
+    struct Bio {
+        /// `freeSerial` while the slot holds no bio.
+        var serial: UInt64
+        var direction: BioDirection
+        var sector: UInt64
+        /// The slot's own room for a request's worth of segments, allocated
+        /// once with the slot and kept for every bio after: filling it is a
+        /// write through a pointer, with none of the uniqueness checks an
+        /// array append makes per segment. Freed with the device.
+        let segments: UnsafeMutablePointer<BioSegment>
+        var segmentCount: Int
+
+        /// The segments of the bio in this slot.
+        var segmentBuffer: UnsafeBufferPointer<BioSegment> {
+            UnsafeBufferPointer(start: segments, count: segmentCount)
+        }
+    }
+
+    private static var freeSerial: UInt64 { 0 }
+
+    private var bios: [Bio] = []
+    /// Slots of completed bios, for reuse (last freed, first taken).
+    private var freeSlots: [Int] = []
+    /// Counts up and is never reused.
+    private var nextSerial: UInt64 = 1
+    private(set) var inFlightCount = 0
+
+    /// Takes a slot for a new bio of `segmentCount` segments and gives it
+    /// its id, with the slot's segment storage for the caller to fill.
+    mutating func open(_ direction: BioDirection, sector: UInt64, segmentCount: Int)
+        -> (id: BioID, segments: UnsafeMutablePointer<BioSegment>) {
+        let serial = nextSerial
+        nextSerial += 1
+        inFlightCount += 1
+        if let slot = freeSlots.popLast() {
+            bios[slot].serial = serial
+            bios[slot].direction = direction
+            bios[slot].sector = sector
+            bios[slot].segmentCount = segmentCount
+            return (BioID(slot: slot, serial: serial), bios[slot].segments)
+        }
+        let segments = UnsafeMutablePointer<BioSegment>.allocate(capacity: BlockDevice.maxSegmentsPerBio)
+        bios.append(Bio(serial: serial, direction: direction, sector: sector, segments: segments,
+                        segmentCount: segmentCount))
+        return (BioID(slot: bios.count - 1, serial: serial), segments)
+    }
+
+    /// Ends the bio `id` names, if it is still in flight, and returns it;
+    /// its slot stays taken (its segments readable) until `release`.
+    mutating func close(_ id: BioID) -> Bio? {
+        guard id.slot < bios.count, bios[id.slot].serial == id.serial else { return nil }
+        bios[id.slot].serial = Self.freeSerial
+        inFlightCount -= 1
+        return bios[id.slot]
+    }
+
+    /// Gives a closed bio's slot back for reuse.
+    mutating func release(_ id: BioID) { freeSlots.append(id.slot) }
+
+    func deallocateSegmentStorage() {
+        for bio in bios { bio.segments.deallocate() }
     }
 }
 
@@ -369,7 +389,12 @@ public final class FakeXen {
     /// The disk of each vbd that ever connected, by vbd. A host has a handful,
     /// and the oracle asks for one per sector it checks: a scan of a short
     /// array costs less than hashing the vbd each time.
-    private var devices: [(vbd: UInt16, device: BlockDevice)] = []
+    // Unchecked exclusivity: read (a scan for a vbd) or changed (an attach,
+    // its device built beforehand) in one statement that calls nothing
+    // outside the array, so no two accesses can overlap; the oracle reads it
+    // on every request it checks data for, where the runtime check cost more
+    // than the scan.
+    @exclusivity(unchecked) private var devices: [(vbd: UInt16, device: BlockDevice)] = []
 
     public init() {
         kernel = FakeKernel(log: log, faults: faults)

@@ -36,24 +36,27 @@ public final class TraceRunner {
     static func run(_ source: inout some TraceEventSource, variant: BackendVariant,
                            options: ReplayOptions = ReplayOptions(),
                            onEvent: ((TraceEvent, [Violation]) -> Void)? = nil) -> ReplayReport {
-        let runner = TraceRunner(file: source.file, variant: variant, options: options)
-        runner.onEvent = onEvent
-        let backend = runner.backend
+        // The run is a local value, not a runner's property: no one else can
+        // reach it (the callback was made before it), so each event is applied
+        // with no runtime exclusivity check of a class property.
+        var run = TraceRun(file: source.file, variant: variant, oracle: options.oracle ? ConformanceOracle() : nil)
+        let backend = run.backend
         do {
             while let event = try source.next() {
                 if backend.panic != nil {
                     // The host is down: nothing more runs, but the rest of the
                     // trace is still read, for its syntax and for what it expects.
-                    runner.registerExpectation(event)
+                    run.registerExpectation(event)
                     continue
                 }
-                try runner.apply(event)
+                let found = try run.apply(event)
+                onEvent?(event, found)
             }
-            runner.finish()
+            run.finish(reporting: onEvent)
         } catch {
-            runner.report.traceError = error
+            run.report.traceError = error
         }
-        return runner.finalReport()
+        return run.finalReport()
     }
 
     /// After a panic only `expect violation` lines still count.
@@ -65,12 +68,7 @@ public final class TraceRunner {
     /// The number of persistent grants the backend publishes for `vbd`, nil when not connected.
     public func persistentCount(vbd: UInt16) -> Int? { backend.connectionSummary(vbd: vbd)?.persistentCount }
 
-    public func finalReport() -> ReplayReport {
-        var final = report
-        final.statistics.oracle = run.oracle?.statistics
-        final.panicked = backend.panic != nil
-        return final
-    }
+    public func finalReport() -> ReplayReport { run.finalReport() }
 
     /// The end of a trace is a disconnect of everything still connected.
     public func finish() {
@@ -117,6 +115,27 @@ private struct TraceRun {
     }
 
     var connectedVbds: [UInt16] { state.connectedVbds }
+
+    /// The end of a trace is a disconnect of everything still connected;
+    /// `onEvent` hears of each as of any event. For a caller holding the run
+    /// itself (`TraceRunner.run`); a runner calls its callback outside its
+    /// access to the run instead (`TraceRunner.finish`).
+    mutating func finish(reporting onEvent: ((TraceEvent, [Violation]) -> Void)?) {
+        guard backend.panic == nil else { return }
+        for vbd in connectedVbds {
+            let event = TraceEvent(kind: .disconnect(vbd: vbd), position: lastPosition)
+            if let found = try? apply(event) { onEvent?(event, found) }
+            if backend.panic != nil { return }
+        }
+    }
+
+    /// The report as it stands, with the oracle's statistics and whether the host went down.
+    func finalReport() -> ReplayReport {
+        var final = report
+        final.statistics.oracle = oracle?.statistics
+        final.panicked = backend.panic != nil
+        return final
+    }
 
     /// After a panic only `expect violation` lines still count.
     mutating func registerExpectation(_ event: TraceEvent) {
