@@ -58,6 +58,8 @@ public struct ResponseBytes: Hashable, Sendable {
 /// were host bytes. The fake Xen records it; it does not judge it.
 public struct ResponseSlotWrite: Hashable, Sendable {
     public let vbd: UInt16
+    /// The ring's ABI, which lays the response out.
+    public let ringProtocol: BlkifProtocol
     /// The slot it went to: `index % ring size`.
     public let slot: UInt16
     /// Bit i set: byte i of the slot was written.
@@ -126,7 +128,8 @@ public final class SharedRing {
     /// `rsp_prod_pvt++` and the push: the guest may read the slot now.
     public func pushResponse() {
         let slot = currentSlot
-        log.record(.responseSlot(ResponseSlotWrite(vbd: vbd, slot: UInt16(slot), written: staged.written,
+        log.record(.responseSlot(ResponseSlotWrite(vbd: vbd, ringProtocol: ringProtocol, slot: UInt16(slot),
+                                                   written: staged.written,
                                                    host: staged.host, index: responseProducer, bytes: slots[slot])))
         staged = (0, 0)
         responseProducer &+= 1

@@ -92,7 +92,7 @@ struct EventJudge {
         findings.add(Checks.mapOps(prediction, observed))
         findings.add(Checks.overflowAlert(prediction, observed))
         findings.add(Checks.response(prediction, observed))
-        findings.add(Checks.responseSlot(prediction, observed.environment))
+        findings.add(Checks.responseSlot(observed.environment))
         findings.add(Checks.unmapBitmap(prediction, observed))
         findings.add(Checks.unmapOps(prediction, observed))
         findings.add(Checks.teardown(prediction, observed, in: world))

@@ -84,11 +84,6 @@ struct ExpectedResponse: Hashable {
     let status: BlkifResponseStatus
     /// The request's operation byte, repeated in the response.
     let operation: UInt8
-    /// Its index on the connection's ring, and so its slot.
-    let ringIndex: UInt32
-    let ringProtocol: BlkifProtocol
-
-    var slot: Int { Int(ringIndex % UInt32(ringProtocol.ringSize)) }
 }
 
 /// The bitmap of segments the backend must unmap for one request: its one-offs

@@ -118,8 +118,8 @@ struct Predictor {
         }
         prediction.unmaps.formUnion(request.oneOffHandles)
         prediction.unmapBitmaps.append(ExpectedBitmap(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
-        prediction.responses.append(model.nextResponse(vbd: request.vbd, id: request.id, operation: request.operation,
-                                                       status: .okay))
+        prediction.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id,
+                                                         status: .okay, operation: request.operation))
     }
 
     /// The request's data moves between the disk and the guest pages. Its

@@ -135,9 +135,6 @@ final class ConnectionModel {
         /// Bumped whenever `mappedHandles` changes, so an unchanged expectation
         /// need not be held against the world again (see `LeakCheckMemo`).
         var mappedVersion: UInt64 = 0
-        /// Responses the backend has written on this connection's ring (a
-        /// ring is new at each connect): the next one's index.
-        var responsesWritten: UInt32 = 0
     }
 
     // Unchecked exclusivity: `state` is private to this final class, so only
@@ -186,15 +183,6 @@ final class ConnectionModel {
 
     /// `body` with the connection's disk, to read or change in place.
     func withDisk<Result>(_ body: (inout DiskModel) -> Result) -> Result { body(&state.disk) }
-
-    /// The response the backend must write next on this connection's ring:
-    /// in the slot after the previous one's, with the request's operation byte.
-    func nextResponse(vbd: UInt16, id: UInt64, operation: UInt8, status: BlkifResponseStatus) -> ExpectedResponse {
-        let index = state.responsesWritten
-        state.responsesWritten &+= 1
-        return ExpectedResponse(vbd: vbd, id: id, status: status, operation: operation, ringIndex: index,
-                                ringProtocol: ringProtocol)
-    }
 
     /// A new persistent grant: `gref` is in the tree, mapped as `handle`.
     func addPersistentGrant(_ gref: GrantRef, handle: GrantHandle) {

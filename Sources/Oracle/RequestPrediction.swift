@@ -29,7 +29,8 @@ extension Predictor {
 
         if let status = RequestValidation.status(of: request, in: model) {
             prediction.mapOps = .noBatch(because: "the request is invalid (answer \(status))")
-            prediction.responses.append(model.nextResponse(vbd: vbd, id: request.id, operation: request.operation, status: status))
+            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id,
+                                                             status: status, operation: request.operation))
             return nil
         }
         if request.isDiscard {
@@ -40,7 +41,8 @@ extension Predictor {
                     prediction.diskWrites.write(Ramdisk.initialToken(sector: sector), at: sector, in: vbd)
                 }
             }
-            prediction.responses.append(model.nextResponse(vbd: vbd, id: request.id, operation: request.operation, status: .okay))
+            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id,
+                                                             status: .okay, operation: request.operation))
             return nil
         }
 
@@ -75,7 +77,8 @@ extension Predictor {
             // Nothing is mapped, the tree is as before, the request fails.
             prediction.mapOps = .noBatch(because: "an allocation failed before the batch")
             prediction.unmapBitmaps.append(ExpectedBitmap(vbd: vbd, id: request.id, bitmap: 0))
-            prediction.responses.append(model.nextResponse(vbd: vbd, id: request.id, operation: request.operation, status: .error))
+            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id,
+                                                             status: .error, operation: request.operation))
             return nil
         }
         prediction.mapOps = ops.isEmpty ? .noBatch(because: "every segment is a persistent hit")
@@ -117,7 +120,8 @@ extension Predictor {
         if failed {
             prediction.unmaps.formUnion(oneOffHandles)
             prediction.unmapBitmaps.append(ExpectedBitmap(vbd: vbd, id: request.id, bitmap: bitmap))
-            prediction.responses.append(model.nextResponse(vbd: vbd, id: request.id, operation: request.operation, status: .error))
+            prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id,
+                                                             status: .error, operation: request.operation))
             return nil
         }
         let isWrite = !isRead

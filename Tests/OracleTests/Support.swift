@@ -67,11 +67,9 @@ func observe(_ environment: [Observation] = [], publications: [Publication] = []
 }
 
 extension ExpectedResponse {
-    /// A predicted response as tests name it: a read's, first on a native ring unless said otherwise.
-    init(vbd: UInt16, id: UInt64, status: BlkifResponseStatus, operation: BlkifOperation = .read,
-         ringIndex: UInt32 = 0, ringProtocol: BlkifProtocol = .native) {
-        self.init(vbd: vbd, id: id, status: status, operation: operation.rawValue, ringIndex: ringIndex,
-                  ringProtocol: ringProtocol)
+    /// A predicted response as tests name it: a read's unless said otherwise.
+    init(vbd: UInt16, id: UInt64, status: BlkifResponseStatus, operation: BlkifOperation = .read) {
+        self.init(vbd: vbd, id: id, status: status, operation: operation.rawValue)
     }
 }
 
