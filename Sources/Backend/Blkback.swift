@@ -92,7 +92,8 @@ public final class Blkback {
             if (reservedPages[vbd]?.count ?? 0) < ringPages {
                 reservedPages[vbd] = xen.kernel.pages.reserveRun(count: ringPages)
             }
-            connections.add(Connection(parameters: parameters, persistentMode: persistent, device: device,
+            let ring = SharedRing(vbd: vbd, ringProtocol: parameters.ringProtocol, log: xen.log)
+            connections.add(Connection(parameters: parameters, persistentMode: persistent, device: device, ring: ring,
                                        reservedPages: reservedPages[vbd]!, heap: heap))
             publish(.negotiated(vbd: vbd, persistent: persistent))
         }
@@ -156,13 +157,29 @@ public final class Blkback {
         }
     }
 
+    /// `make_response`: the response goes into the ring's next slot and is
+    /// pushed; the frontend reads it back from the slot.
     func respond(_ connection: Connection, id: UInt64, operation: UInt8, status: BlkifResponseStatus) {
-        let proto = connection.parameters.ringProtocol
-        // The frontend reads what stands in the slot; decode it back as it would.
-        let response = proto.withEncoded(BlkifResponse(id: id, operation: operation, status: status.rawValue)) {
-            try? proto.decodeResponse($0)
+        let ring = connection.ring
+        if variant.has(.responsePaddingLeak) {
+            // Before 2017: a native `struct blkif_response` on the stack, its
+            // three fields set, all sizeof() bytes copied into the slot,
+            // whatever the ring's ABI.
+            let native = BlkifProtocol.native.response
+            var frame = StackFrame(size: native.size)
+            frame.store(id, at: native.id)
+            frame.store(operation, at: native.operation)
+            frame.store(status.rawValue, at: native.status)
+            ring.copyToResponseSlot(frame)
+        } else {
+            let layout = ring.ringProtocol.response
+            ring.storeResponseField(id, at: layout.id)
+            ring.storeResponseField(operation, at: layout.operation)
+            ring.storeResponseField(status.rawValue, at: layout.status)
         }
-        if let response { publish(.response(vbd: connection.parameters.vbd, response)) }
+        let index = ring.responseProducer
+        ring.pushResponse()
+        publish(.response(vbd: connection.parameters.vbd, ring.response(at: index)))
     }
 
     private func dispatch(_ connection: Connection, _ request: BlkifRequest, hold: Bool) throws(KernelPanic) {

@@ -104,6 +104,8 @@ final class Connection {
     let parameters: ConnectParameters
     let owner: AllocationOwner
     let device: BlockDevice
+    /// The ring page the connection answers on, fresh at each connect.
+    let ring: SharedRing
     let maxPersistent: Int
     /// Reached through `withState` on the request path: one access per request.
     // Unchecked exclusivity: `state` is private to this file, where it is
@@ -116,11 +118,12 @@ final class Connection {
     // and the runtime check, one per request and one per completion, goes.
     @exclusivity(unchecked) private var state: ConnectionState
 
-    init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, reservedPages: ReservedPages,
-         heap: KernelHeap<PersistentGrant>) {
+    init(parameters: ConnectParameters, persistentMode: Bool, device: BlockDevice, ring: SharedRing,
+         reservedPages: ReservedPages, heap: KernelHeap<PersistentGrant>) {
         self.parameters = parameters
         self.owner = AllocationOwner(domid: parameters.domid, vbd: parameters.vbd)
         self.device = device
+        self.ring = ring
         self.maxPersistent = parameters.maxPersistent ?? parameters.ringProtocol.maxPersistentGrants
         let ring = parameters.ringProtocol.ringSize
         let perSlot = Blkif.maxSegmentsPerRequest

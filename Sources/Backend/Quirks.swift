@@ -20,12 +20,15 @@ public enum Quirk: String, CaseIterable, Sendable, Comparable {
     case bugOnHypercallError = "bug-on-hypercall-error"
     /// Disconnect unmaps persistent grants before in-flight requests have completed.
     case freeBeforeDrain = "free-before-drain"
+    /// A response is built on the stack and copied whole into the ring slot,
+    /// padding included (XSA-216; fixed in 2017, so the seed has it too).
+    case responsePaddingLeak = "response-padding-leak"
 
     public static func < (a: Quirk, b: Quirk) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
 
-    /// This quirk's bit in `BackendVariant`'s mask (nine quirks fit a `UInt16`).
+    /// This quirk's bit in `BackendVariant`'s mask (sixteen quirks fit a `UInt16`).
     fileprivate var bit: UInt16 {
         switch self {
         case .handleZeroUnmapped: 1 << 0
@@ -37,6 +40,7 @@ public enum Quirk: String, CaseIterable, Sendable, Comparable {
         case .enomemNoRollback: 1 << 6
         case .bugOnHypercallError: 1 << 7
         case .freeBeforeDrain: 1 << 8
+        case .responsePaddingLeak: 1 << 9
         }
     }
 }

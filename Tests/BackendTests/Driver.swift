@@ -18,6 +18,8 @@ enum Defect: String, CaseIterable, Sendable {
     case badUnmap
     /// The published tree is not a valid red-black tree in gref order.
     case treeShape
+    /// Bytes of host memory (the backend's stack) landed in the guest's ring.
+    case hostBytesInRing
 }
 
 struct Finding: CustomStringConvertible, Sendable {
@@ -70,6 +72,9 @@ struct Step {
                 found.append(Finding(defect: .accessUnmapped, label: label, detail: "\(page): \(detail)"))
             case .unmapInUse(let handle, let page):
                 found.append(Finding(defect: .unmapInUse, label: label, detail: "handle \(handle) at \(page)"))
+            case .responseSlot(let write) where write.host != 0:
+                found.append(Finding(defect: .hostBytesInRing, label: label,
+                                     detail: "response slot \(write.slot): host byte mask \(write.host)"))
             case .unmapBatch(let batch):
                 for (op, result) in zip(batch.ops, batch.results) where result.status != .okay {
                     found.append(Finding(defect: .badUnmap, label: label, detail: "unmap of handle \(op.handle) answered \(result.status)"))

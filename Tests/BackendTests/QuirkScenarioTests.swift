@@ -164,6 +164,14 @@ struct QuirkScenario: Sendable, CustomTestStringConvertible {
                 d.write(id: 1, [seg(1), seg(2)], hold: true)
                 d.disconnect()
             }]
+        case .responsePaddingLeak:
+            return [QuirkScenario(name: "any response, here a one-page read", quirk: quirk,
+                                  shows: [.alarm(.hostBytesInRing)]) { d in
+                d.connect()
+                d.grant(1)
+                _ = d.read(id: 1, [seg(1)])
+                d.disconnect()
+            }]
         }
     }
 
