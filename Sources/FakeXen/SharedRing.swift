@@ -43,6 +43,27 @@ public struct ResponseBytes: Hashable, Sendable {
 
     public init() {}
 
+    /// Stores the low `width` bytes of `bits` little-endian at `offset`:
+    /// one masked write per word the field touches, not one per byte.
+    mutating func store(_ bits: UInt64, width: Int, at offset: Int) {
+        let end = offset + width
+        if end <= 8 {
+            low = Self.merge(low, bits, width: width, shift: offset)
+        } else if offset >= 8 {
+            high = Self.merge(high, bits, width: width, shift: offset - 8)
+        } else {
+            let lowWidth = 8 - offset
+            low = Self.merge(low, bits, width: lowWidth, shift: offset)
+            high = Self.merge(high, bits >> (8 * UInt64(lowWidth)), width: width - lowWidth, shift: 0)
+        }
+    }
+
+    private static func merge(_ word: UInt64, _ bits: UInt64, width: Int, shift: Int) -> UInt64 {
+        let mask: UInt64 = width >= 8 ? ~0 : (1 << (8 * UInt64(width))) - 1
+        let at = 8 * UInt64(shift)
+        return word & ~(mask << at) | (bits & mask) << at
+    }
+
     public subscript(offset: Int) -> UInt8 {
         get { UInt8(truncatingIfNeeded: (offset < 8 ? low : high) >> (8 * UInt64(offset % 8))) }
         set {
@@ -85,63 +106,81 @@ public final class SharedRing {
     public let ringProtocol: BlkifProtocol
     public let size: Int
     private let log: ObservationLog
-    /// The slots' first 16 bytes (the widest response); the rest of a slot
-    /// is request bytes, which the backend never writes.
-    private var slots: [ResponseBytes]
-    /// `rsp_prod_pvt`: responses written, pushed or not.
-    public private(set) var responseProducer: UInt32 = 0
-    private var staged: (written: UInt16, host: UInt16) = (0, 0)
+
+    /// Everything that changes, in one value: each method below is one
+    /// access to it.
+    private struct State {
+        /// The slots' first 16 bytes (the widest response); the rest of a
+        /// slot is request bytes, which the backend never writes.
+        var slots: [ResponseBytes]
+        /// `rsp_prod_pvt`: responses written, pushed or not.
+        var responseProducer: UInt32 = 0
+        /// What the response being written has touched so far.
+        var written: UInt16 = 0
+        var host: UInt16 = 0
+        let size: UInt32
+
+        var currentSlot: Int { Int(responseProducer % size) }
+    }
+
+    // Unchecked exclusivity: `state` is private, and each method below reads
+    // or changes it in plain statements that call nothing outside the value
+    // (the log is written after the access ends). No two accesses can
+    // overlap; the runtime check cost more than the three stores it guarded.
+    @exclusivity(unchecked) private var state: State
 
     public init(vbd: UInt16, ringProtocol: BlkifProtocol, log: ObservationLog) {
         self.vbd = vbd
         self.ringProtocol = ringProtocol
         size = ringProtocol.ringSize
         self.log = log
-        slots = Array(repeating: ResponseBytes(), count: ringProtocol.ringSize)
+        state = State(slots: Array(repeating: ResponseBytes(), count: ringProtocol.ringSize),
+                      size: UInt32(ringProtocol.ringSize))
     }
 
-    private var currentSlot: Int { Int(responseProducer % UInt32(size)) }
+    /// `rsp_prod_pvt`: responses written so far, pushed or not.
+    public var responseProducer: UInt32 { state.responseProducer }
 
     /// `resp->FIELD = value` on the slot of the response being written (the
     /// way responses are written since 2017): a store straight into guest memory.
     public func storeResponseField<Value: FixedWidthInteger>(_ value: Value, at offset: Int) {
         let width = Value.bitWidth / 8
-        precondition(offset >= 0 && offset + width <= StackFrame.capacity, "a response field lies in the slot's first 16 bytes")
-        let slot = currentSlot
-        for index in 0..<width {
-            slots[slot][offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index))
-            staged.written |= 1 << UInt16(offset + index)
-            staged.host &= ~(1 << UInt16(offset + index))
-        }
+        precondition(offset >= 0 && offset + width <= StackFrame.capacity,
+                     "a response field lies in the slot's first 16 bytes")
+        let covered = UInt16(truncatingIfNeeded: (1 << width) - 1) << UInt16(offset)
+        let slot = state.currentSlot
+        state.slots[slot].store(UInt64(truncatingIfNeeded: value), width: width, at: offset)
+        state.written |= covered
+        state.host &= ~covered
     }
 
     /// `memcpy(slot, &frame, frame.size)`: every byte of the frame lands in
     /// the slot, residue included.
     public func copyToResponseSlot(_ frame: StackFrame) {
-        let slot = currentSlot
-        for index in 0..<frame.size { slots[slot][index] = frame.bytes[index] }
+        let slot = state.currentSlot
+        for index in 0..<frame.size { state.slots[slot][index] = frame.bytes[index] }
         let covered = UInt16(truncatingIfNeeded: (1 << frame.size) - 1)
-        staged.written |= covered
-        staged.host = (staged.host & ~covered) | frame.hostMask
+        state.written |= covered
+        state.host = (state.host & ~covered) | frame.hostMask
     }
 
     /// `rsp_prod_pvt++` and the push: the guest may read the slot now.
     public func pushResponse() {
-        let slot = currentSlot
-        log.record(.responseSlot(ResponseSlotWrite(vbd: vbd, ringProtocol: ringProtocol, slot: UInt16(slot),
-                                                   written: staged.written,
-                                                   host: staged.host, index: responseProducer, bytes: slots[slot])))
-        staged = (0, 0)
-        responseProducer &+= 1
+        let slot = state.currentSlot
+        let write = ResponseSlotWrite(vbd: vbd, ringProtocol: ringProtocol, slot: UInt16(slot), written: state.written,
+                                      host: state.host, index: state.responseProducer, bytes: state.slots[slot])
+        state.written = 0
+        state.host = 0
+        state.responseProducer &+= 1
+        log.record(.responseSlot(write))
     }
 
     /// The frontend reads the response at `index` as its ABI lays it out.
     public func response(at index: UInt32) -> BlkifResponse {
-        let slot = slots[Int(index % UInt32(size))]
+        let slot = state.slots[Int(index % state.size)]
         let layout = ringProtocol.response
-        func byte(_ offset: Int) -> UInt64 { UInt64(slot[offset]) }
         var id: UInt64 = 0
-        for offset in 0..<8 { id |= byte(layout.id + offset) << (8 * offset) }
+        for offset in 0..<8 { id |= UInt64(slot[layout.id + offset]) << (8 * UInt64(offset)) }
         let status = UInt16(slot[layout.status]) | UInt16(slot[layout.status + 1]) << 8
         return BlkifResponse(id: id, operation: slot[layout.operation], status: Int16(bitPattern: status))
     }

@@ -75,3 +75,23 @@ import Testing
         #expect(frame.hostMask == 0)
     }
 }
+
+@Suite struct ResponseBytesStoreTests {
+    /// Every width at every offset, against byte-by-byte stores.
+    @Test func wordStoresMatchByteStores() {
+        for width in [1, 2, 4, 8] {
+            for offset in 0...(16 - width) {
+                var stored = ResponseBytes()
+                var expected = ResponseBytes()
+                for index in 0..<16 {
+                    stored[index] = UInt8(0xC0 | index)
+                    expected[index] = UInt8(0xC0 | index)
+                }
+                let value: UInt64 = 0x8877_6655_4433_2211
+                stored.store(value, width: width, at: offset)
+                for index in 0..<width { expected[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
+                #expect(stored == expected, "width \(width) at \(offset)")
+            }
+        }
+    }
+}
