@@ -10,9 +10,9 @@ extension Checks {
     /// writes is zero; nothing past the response (an x86_32 response is 12
     /// bytes at the start of a 108-byte slot whose rest is the guest's).
     /// Bytes it leaves alone keep what the guest had there.
-    static func responseSlot(_ prediction: Prediction, _ environment: EnvironmentRecord) -> [Finding] {
-        guard environment.wroteResponses else { return [] }
-        var findings: [Finding] = []
+    static func responseSlot(_ prediction: Prediction, _ environment: EnvironmentRecord,
+                             into findings: inout [Finding]) {
+        guard environment.wroteResponses else { return }
         var matched = Array(repeating: false, count: prediction.responses.count)
         for observation in environment.observations {
             guard case let .responseSlot(write) = observation else { continue }
@@ -30,7 +30,6 @@ extension Checks {
                                         + "operation \(want.operation), status \(want.status), padding zero or untouched",
                                     seen: Wording.list(problems)))
         }
-        return findings
     }
 
     private static func slotProblems(_ write: ResponseSlotWrite, _ want: ExpectedResponse) -> [String] {
