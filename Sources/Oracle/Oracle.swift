@@ -53,15 +53,14 @@ struct EventJudge {
         let record = EnvironmentRecord(environment)
         var findings: [Finding] = []
         // Each alarm check finds nothing on an event that logged no alarm;
-        // asked once here, the usual event makes none of the six calls (each
-        // handed back an empty list to release).
+        // asked once here, the usual event makes none of the six calls.
         if record.hasAlarms {
-            findings.add(Checks.useAfterFree(record))
-            findings.add(Checks.doubleFree(record))
-            findings.add(Checks.panic(record))
-            findings.add(Checks.accessUnmapped(record))
-            findings.add(Checks.unmapInUse(record))
-            findings.add(Checks.hostLeak(record))
+            Checks.useAfterFree(record, into: &findings)
+            Checks.doubleFree(record, into: &findings)
+            Checks.panic(record, into: &findings)
+            Checks.accessUnmapped(record, into: &findings)
+            Checks.unmapInUse(record, into: &findings)
+            Checks.hostLeak(record, into: &findings)
         }
         // A panic is the host going down: nothing after it in this event means
         // anything, and the reference does not take the event in. What its
@@ -88,24 +87,25 @@ struct EventJudge {
         if let vbd = prediction.negotiation?.vbd ?? prediction.teardown?.vbd { treeMemo.forget(vbd: vbd) }
         // Each finding carries its place in the report (`ReportSection`); the
         // order of these calls matters only within one section.
-        findings.add(Checks.negotiation(prediction, observed))
-        findings.add(Checks.mapOps(prediction, observed))
-        findings.add(Checks.overflowAlert(prediction, observed))
-        findings.add(Checks.response(prediction, observed))
-        findings.add(Checks.responseSlot(observed.environment))
-        findings.add(Checks.unmapBitmap(prediction, observed))
-        findings.add(Checks.unmapOps(prediction, observed))
-        findings.add(Checks.teardown(prediction, observed, in: world))
-        findings.add(Checks.data(prediction, in: world))
-        findings.add(Checks.requestLeak(prediction, observed.environment, in: world, memo: &leakMemo))
-        findings.add(treeFindings(prediction, observed, in: world, memo: &treeMemo))
+        Checks.negotiation(prediction, observed, into: &findings)
+        Checks.mapOps(prediction, observed, into: &findings)
+        Checks.overflowAlert(prediction, observed, into: &findings)
+        Checks.response(prediction, observed, into: &findings)
+        Checks.responseSlot(observed.environment, into: &findings)
+        Checks.unmapBitmap(prediction, observed, into: &findings)
+        Checks.unmapOps(prediction, observed, into: &findings)
+        Checks.teardown(prediction, observed, in: world, into: &findings)
+        Checks.data(prediction, in: world, into: &findings)
+        Checks.requestLeak(prediction, observed.environment, in: world, memo: &leakMemo, into: &findings)
+        treeFindings(prediction, observed, in: world, memo: &treeMemo, into: &findings)
     }
 
     /// The tree checks, for the tree a connect or request may have changed.
     /// (Static, with its memo passed in: a mutating method handed a prediction
     /// held in `self` made the caller copy the prediction.)
     private static func treeFindings(_ prediction: Prediction, _ observed: EventObservation,
-                                     in world: some ObservedWorld, memo treeMemo: inout TreeCheckMemo) -> [Finding] {
+                                     in world: some ObservedWorld, memo treeMemo: inout TreeCheckMemo,
+                                     into findings: inout [Finding]) {
         guard let expected = prediction.tree, let connection = observed.connection,
               // A mode other than the negotiated one is reported at connect.
               connection.persistentMode == expected.persistentMode,
@@ -113,15 +113,14 @@ struct EventJudge {
                                   observedVersion: connection.treeVersion,
                                   afterUnexpectedUnmaps: observed.unmaps.hasSurprises),
               let tree = world.tree(vbd: expected.vbd)
-        else { return [] }
+        else { return }
         let seen = TreeObservation(connection: connection, tree: tree, world: world)
-        var findings = Checks.treeCount(expected, seen)
-        findings.add(Checks.grantLimit(expected, seen))
-        findings.add(Checks.treeOrder(expected, seen))
-        findings.add(Checks.treeBalance(expected, seen))
-        findings.add(Checks.treeContents(expected, seen))
-        findings.add(Checks.treeMapping(expected, seen))
-        return findings
+        Checks.treeCount(expected, seen, into: &findings)
+        Checks.grantLimit(expected, seen, into: &findings)
+        Checks.treeOrder(expected, seen, into: &findings)
+        Checks.treeBalance(expected, seen, into: &findings)
+        Checks.treeContents(expected, seen, into: &findings)
+        Checks.treeMapping(expected, seen, into: &findings)
     }
 
     private static func violations(_ findings: [Finding], at position: TracePosition) -> [Violation] {
@@ -130,14 +129,5 @@ struct EventJudge {
         return ReportSection.reportOrder(findings).map {
             Violation(check: $0.check, position: position, expected: $0.expected, seen: $0.seen)
         }
-    }
-}
-
-extension [Finding] {
-    /// Appends a check's findings. Almost every check finds nothing on almost
-    /// every event: an empty result costs a test, not a call into append.
-    @inline(__always)
-    mutating func add(_ found: [Finding]) {
-        if !found.isEmpty { append(contentsOf: found) }
     }
 }

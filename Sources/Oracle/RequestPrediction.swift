@@ -12,19 +12,29 @@ extension Predictor {
         guard let model = reference.connection(vbd) else { return nil }
         treeVbd = vbd
         let segments = request.effectiveSegments
+        let isRead = request.operation == BlkifOperation.read.rawValue
+        // The guest stamps the pages of every write before it reaches the ring,
+        // whatever then becomes of the request.
+        let stampsPages = request.knownOperation?.isWrite == true
+        let domid = model.domid
         // Each segment with the guest page behind it, as the grants stand
-        // during the event: one list, which the request keeps if it runs.
+        // during the event, and (unless a read) the page's tokens: one list,
+        // made in one pass, which the request keeps if it runs. The world is
+        // only read, and nothing here changes it, so taking the tokens now
+        // sees what taking them once the request is known to run saw (a
+        // request that does not run drops them); a second pass rewrote each
+        // element of the list. (Made by appending: a list made through
+        // `init(unsafeUninitializedCapacity:)` looked its type up at run time.)
         var segmentIO: [SegmentIO] = []
         segmentIO.reserveCapacity(segments.count)
         for segment in segments {
-            segmentIO.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect,
-                                       page: world.guestPage(domid: model.domid, gref: segment.gref),
-                                       tokens: SIMD8()))
-        }
-        // The guest stamps the pages of every write before it reaches the ring,
-        // whatever then becomes of the request.
-        if request.knownOperation?.isWrite == true {
-            for segment in segmentIO { if let page = segment.page { changedPages.append(page) } }
+            let page = world.guestPage(domid: domid, gref: segment.gref)
+            var tokens = SIMD8<UInt64>()
+            if let page {
+                if stampsPages { changedPages.append(page) }
+                if !isRead { tokens = world.guestTokens(page) }
+            }
+            segmentIO.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect, page: page, tokens: tokens))
         }
 
         if let status = RequestValidation.status(of: request, in: model) {
@@ -46,7 +56,6 @@ extension Predictor {
             return nil
         }
 
-        let isRead = request.operation == BlkifOperation.read.rawValue
         // Into the predictor's own list, kept with its capacity from request to request.
         SegmentDecision.decide(segments, in: model, into: &decisions)
         // Empty (and never allocated) when every segment is a persistent hit.
@@ -124,14 +133,8 @@ extension Predictor {
                                                              status: .error, operation: request.operation))
             return nil
         }
-        let isWrite = !isRead
-        // A whole page per segment: the segment's sectors are lanes of it.
-        if isWrite {
-            for index in segmentIO.indices {
-                if let page = segmentIO[index].page { segmentIO[index].tokens = world.guestTokens(page) }
-            }
-        }
-        let pending = PendingRequest(vbd: vbd, id: request.id, operation: request.operation, isWrite: isWrite, sector: request.sectorNumber,
+        let pending = PendingRequest(vbd: vbd, id: request.id, operation: request.operation, isWrite: !isRead,
+                                     sector: request.sectorNumber,
                                      segments: segmentIO, oneOffHandles: oneOffHandles, bitmap: bitmap)
         if hold { return (model, pending) }
         complete(pending)

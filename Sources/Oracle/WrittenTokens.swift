@@ -127,21 +127,37 @@ struct GuestPageWrites {
     /// Few pages per event (a request has at most 11 segments), so a list
     /// searched from the end beats hashing.
     private(set) var pages: [PageWrite] = []
+    /// Bit `number % 64` set for every page in `pages`: a page whose bit is
+    /// clear is not in the list, so the usual write (each segment of a read
+    /// on a page of its own) appends without searching the list. A set bit
+    /// only means the list is searched, as before.
+    private var pageBits: UInt64 = 0
 
     var isEmpty: Bool { pages.isEmpty }
 
     /// Nothing written, keeping the list's capacity for the next event.
-    mutating func removeAll() { pages.removeAll(keepingCapacity: true) }
+    mutating func removeAll() {
+        pages.removeAll(keepingCapacity: true)
+        pageBits = 0
+    }
+
+    private static func bit(of page: GuestPage) -> UInt64 { 1 << (page.number & 63) }
+
+    /// Where `page` is in the list, if it is there.
+    private func index(of page: GuestPage) -> Int? {
+        guard pageBits & Self.bit(of: page) != 0 else { return nil }
+        return pages.lastIndex { $0.page == page }
+    }
 
     mutating func write(_ tokens: SIMD8<UInt64>, lanes: ClosedRange<Int>, in page: GuestPage) {
         let bits = UInt8(truncatingIfNeeded: ((1 << lanes.count) - 1) << lanes.lowerBound)
-        // The lanes go in at once, blended under a mask, not one lane at a time.
-        let index: Int
-        if let existing = pages.lastIndex(where: { $0.page == page }) {
-            index = existing
-        } else {
-            pages.append(PageWrite(page: page))
-            index = pages.count - 1
+        guard let index = index(of: page) else {
+            // A page new to the list: its write made whole, then appended once.
+            var write = PageWrite(page: page, written: bits)
+            Self.copy(lanes, of: tokens, into: &write.tokens)
+            pages.append(write)
+            pageBits |= Self.bit(of: page)
+            return
         }
         Self.copy(lanes, of: tokens, into: &pages[index].tokens)
         pages[index].written |= bits
@@ -168,7 +184,8 @@ struct GuestPageWrites {
 
     /// `tokens` (a page as read elsewhere) with the sectors this event wrote in `page` as it wrote them.
     func overlaid(on tokens: SIMD8<UInt64>, in page: GuestPage) -> SIMD8<UInt64> {
-        guard let write = pages.last(where: { $0.page == page }) else { return tokens }
+        guard let index = index(of: page) else { return tokens }
+        let write = pages[index]
         var result = tokens
         var bits = write.written
         while bits != 0 {
@@ -181,9 +198,8 @@ struct GuestPageWrites {
 
     /// The token last written at `sector` of `page`; nil where the event wrote none.
     func token(at sector: UInt64, in page: GuestPage) -> UInt64? {
-        guard sector < 8, let write = pages.last(where: { $0.page == page }),
-              write.written & (1 << sector) != 0 else { return nil }
-        return write.tokens[Int(sector)]
+        guard sector < 8, let index = index(of: page), pages[index].written & (1 << sector) != 0 else { return nil }
+        return pages[index].tokens[Int(sector)]
     }
 
     /// How many sectors were written.

@@ -10,26 +10,26 @@ import Trace
 
     @Test func theNegotiatedModePasses() {
         let observed = observe(publications: [.negotiated(vbd: 0, persistent: true)], for: connect)
-        #expect(Checks.negotiation(connect, observed) == [])
+        #expect(found { Checks.negotiation(connect, observed, into: &$0) } == [])
     }
 
     @Test func theWrongModeSaysWhatDecidedIt() {
         let observed = observe(publications: [.negotiated(vbd: 0, persistent: false)], for: connect)
-        #expect(Checks.negotiation(connect, observed) == [Finding(
+        #expect(found { Checks.negotiation(connect, observed, into: &$0) } == [Finding(
             .negotiation, in: .connection,
             expected: "persistent grants on (backend offers: true, frontend feature-persistent: 1)", seen: "off")])
-        #expect(Checks.negotiation(connect, observe(for: connect)).map(\.seen) == ["no negotiation"])
+        #expect(found { Checks.negotiation(connect, observe(for: connect), into: &$0) }.map(\.seen) == ["no negotiation"])
     }
 
     @Test func aConnectionTheBackendDoesNotHold() {
         var prediction = Prediction()
         prediction.tree = TreeExpectation(vbd: 2, connection: connectionModel())
-        #expect(Checks.negotiation(prediction, observe(for: prediction)) == [
+        #expect(found { Checks.negotiation(prediction, observe(for: prediction), into: &$0) } == [
             Finding(.negotiation, in: .tree, expected: "vbd 2 connected", seen: "the backend has no such connection"),
         ])
         var world = StubWorld()
         world.connections[2] = ObservedConnection(persistentMode: true, persistentCount: 0, treeVersion: 0)
-        #expect(Checks.negotiation(prediction, observe(world: world, for: prediction)) == [])
+        #expect(found { Checks.negotiation(prediction, observe(world: world, for: prediction), into: &$0) } == [])
     }
 }
 
@@ -37,7 +37,7 @@ import Trace
     let prediction = Prediction(teardown: ExpectedTeardown(vbd: 0, domid: 3))
 
     @Test func nothingLeftPasses() {
-        #expect(Checks.teardown(prediction, observe(for: prediction), in: StubWorld()) == [])
+        #expect(found { Checks.teardown(prediction, observe(for: prediction), in: StubWorld(), into: &$0) } == [])
     }
 
     @Test func whatADisconnectLeavesBehind() {
@@ -45,7 +45,7 @@ import Trace
         world.connections[0] = ObservedConnection(persistentMode: true, persistentCount: 1, treeVersion: 3)
         world.mappings = [mapping(handle: 10, gref: 1)]
         world.allocations[AllocationOwner(domid: 3, vbd: 0)] = ["ring"]
-        let findings = Checks.teardown(prediction, observe(world: world, for: prediction), in: world)
+        let findings = found { Checks.teardown(prediction, observe(world: world, for: prediction), in: world, into: &$0) }
         #expect(findings.map(\.seen) == [
             "the backend still holds it", "still mapped: gref 1 (handle 10)", "still allocated: ring",
         ])
@@ -58,7 +58,7 @@ import Trace
                                     mappedAfter: ExpectedMappings(connections: [1: other]))
         var world = StubWorld()
         world.mappings = [mapping(handle: 10, gref: 1)]
-        #expect(Checks.teardown(prediction, observe(world: world, for: prediction), in: world) == [])
+        #expect(found { Checks.teardown(prediction, observe(world: world, for: prediction), in: world, into: &$0) } == [])
     }
 }
 
@@ -69,19 +69,24 @@ import Trace
             .doubleFree(address: "0x10", what: "page"),
             .useAfterFree(address: "0x20", access: .read, what: "grant"),
         ])
-        #expect(Checks.doubleFree(record) == [Finding(.doubleFree, in: .environment(at: 1),
+        #expect(found { Checks.doubleFree(record, into: &$0) } == [Finding(.doubleFree, in: .environment(at: 1),
                                                       expected: "each object freed once",
                                                       seen: "second free of page at 0x10")])
-        #expect(Checks.useAfterFree(record).map(\.section) == [.environment(at: 2)])
-        #expect(Checks.useAfterFree(record).map(\.seen) == ["read of grant at 0x20"])
-        #expect(Checks.panic(record) == [])
-        #expect(Checks.accessUnmapped(record) == [])
-        #expect(Checks.unmapInUse(record) == [])
+        #expect(found { Checks.useAfterFree(record, into: &$0) }.map(\.section) == [.environment(at: 2)])
+        #expect(found { Checks.useAfterFree(record, into: &$0) }.map(\.seen) == ["read of grant at 0x20"])
+        #expect(found { Checks.panic(record, into: &$0) } == [])
+        #expect(found { Checks.accessUnmapped(record, into: &$0) } == [])
+        #expect(found { Checks.unmapInUse(record, into: &$0) } == [])
     }
 
     @Test func aQuietEnvironmentRaisesNothing() {
         let record = EnvironmentRecord([mapBatch([(1, false)], handles: [10]), .alert(message: "limit")])
-        #expect(Checks.useAfterFree(record) + Checks.doubleFree(record) + Checks.panic(record)
-                + Checks.accessUnmapped(record) + Checks.unmapInUse(record) == [])
+        #expect(found {
+            Checks.useAfterFree(record, into: &$0)
+            Checks.doubleFree(record, into: &$0)
+            Checks.panic(record, into: &$0)
+            Checks.accessUnmapped(record, into: &$0)
+            Checks.unmapInUse(record, into: &$0)
+        } == [])
     }
 }

@@ -11,12 +11,12 @@ import Trace
 
     @Test func theBatchThePredictionNamesPasses() {
         let observed = observe([mapBatch([(1, false), (2, false)], handles: [10, 11])], for: twoNewGrants)
-        #expect(Checks.mapOps(twoNewGrants, observed) == [])
+        #expect(found { Checks.mapOps(twoNewGrants, observed, into: &$0) } == [])
     }
 
     @Test func aReadOnlyOpWhereAWritableOneIsDueIsNamedWithItsPosition() {
         let observed = observe([mapBatch([(1, false), (2, true)], handles: [10, 11])], for: twoNewGrants)
-        let findings = Checks.mapOps(twoNewGrants, observed)
+        let findings = found { Checks.mapOps(twoNewGrants, observed, into: &$0) }
         #expect(findings.map(\.check) == [.mapOps])
         #expect(findings.first?.expected == "map gref 1 of domain 3 [host_map], map gref 2 of domain 3 [host_map]")
         #expect(findings.first?.seen.hasSuffix(
@@ -27,7 +27,7 @@ import Trace
     /// kind still never passes for an expected one, and is named in its own words.
     @Test func anOpOfAnotherDomainOrWithoutHostMapIsReportedInItsOwnWords() {
         let otherDomain = mapBatch([(1, false), (2, false)], domid: 4, handles: [10, 11])
-        let findings = Checks.mapOps(twoNewGrants, observe([otherDomain], for: twoNewGrants))
+        let findings = found { Checks.mapOps(twoNewGrants, observe([otherDomain], for: twoNewGrants), into: &$0) }
         #expect(findings.first?.seen.hasSuffix(
             "(op 0: expected map gref 1 of domain 3 [host_map], seen map gref 1 of domain 4 [host_map])") == true)
 
@@ -35,13 +35,13 @@ import Trace
             ops: [MapOp(hostPage: PageFrame(0), flags: .deviceMap, gref: 1, domid: 3),
                   MapOp(hostPage: PageFrame(0), flags: .hostMap, gref: 2, domid: 3)],
             results: [MapResult(status: .okay, handle: 10), MapResult(status: .okay, handle: 11)]))
-        let noHostMap = Checks.mapOps(twoNewGrants, observe([deviceOnly], for: twoNewGrants))
+        let noHostMap = found { Checks.mapOps(twoNewGrants, observe([deviceOnly], for: twoNewGrants), into: &$0) }
         #expect(noHostMap.first?.seen.hasSuffix(
             "(op 0: expected map gref 1 of domain 3 [host_map], seen map gref 1 of domain 3 [device_map])") == true)
     }
 
     @Test func noHypercallWhereOneBatchIsDue() {
-        let findings = Checks.mapOps(twoNewGrants, observe(for: twoNewGrants))
+        let findings = found { Checks.mapOps(twoNewGrants, observe(for: twoNewGrants), into: &$0) }
         #expect(findings.map(\.check) == [.mapOps])
         #expect(findings.first?.seen == "no map hypercall")
         #expect(findings.first?.expected.hasPrefix("one batch of 2 op(s): ") == true)
@@ -49,8 +49,8 @@ import Trace
 
     @Test func aRequestThatMapsNothingSaysWhy() {
         let prediction = Prediction(mapOps: .noBatch(because: "every segment is a persistent hit"))
-        #expect(Checks.mapOps(prediction, observe(for: prediction)) == [])
-        let findings = Checks.mapOps(prediction, observe([mapBatch([(1, false)], handles: [10])], for: prediction))
+        #expect(found { Checks.mapOps(prediction, observe(for: prediction), into: &$0) } == [])
+        let findings = found { Checks.mapOps(prediction, observe([mapBatch([(1, false)], handles: [10])], for: prediction), into: &$0) }
         #expect(findings.map(\.expected) == ["no map hypercall: every segment is a persistent hit"])
         #expect(findings.map(\.seen) == ["1 batch(es): map gref 1 of domain 3 [host_map]"])
     }
@@ -58,9 +58,9 @@ import Trace
     @Test func outsideARequestNoBatchAtAllAndUnreadableRequestsAreNotJudged() {
         let batch = mapBatch([(1, false)], handles: [10])
         let outside = Prediction()
-        #expect(Checks.mapOps(outside, observe([batch], for: outside)).map(\.seen) == ["1 map batch(es)"])
+        #expect(found { Checks.mapOps(outside, observe([batch], for: outside), into: &$0) }.map(\.seen) == ["1 map batch(es)"])
         let unreadable = Prediction(mapOps: .unjudged)
-        #expect(Checks.mapOps(unreadable, observe([batch], for: unreadable)) == [])
+        #expect(found { Checks.mapOps(unreadable, observe([batch], for: unreadable), into: &$0) } == [])
     }
 }
 
@@ -69,7 +69,7 @@ import Trace
         let prediction = Prediction(unmaps: [20, 21])
         let observed = observe([unmapBatch([(20, mapping(handle: 20, gref: 5)), (21, mapping(handle: 21, gref: 6))])],
                                for: prediction)
-        #expect(Checks.unmapOps(prediction, observed) == [])
+        #expect(found { Checks.unmapOps(prediction, observed, into: &$0) } == [])
         #expect(!observed.unmaps.hasSurprises)
     }
 
@@ -77,7 +77,7 @@ import Trace
         let model = connectionModel(tree: [1: 10])
         let prediction = Prediction(mappedAfter: ExpectedMappings(connections: [0: model]))
         let observed = observe([unmapBatch([(10, mapping(handle: 10, gref: 1))])], for: prediction)
-        let findings = Checks.unmapOps(prediction, observed)
+        let findings = found { Checks.unmapOps(prediction, observed, into: &$0) }
         #expect(findings.map(\.check) == [.unmapOps])
         #expect(findings.first?.expected == "persistent grants stay mapped until disconnect")
         #expect(findings.first?.seen == "handle 10 of persistent gref 1 unmapped")
@@ -87,7 +87,7 @@ import Trace
     @Test func aRefusedUnmapAndAMissedOneAreBothReported() {
         let prediction = Prediction(unmaps: [20])
         let observed = observe([unmapBatch([(99, nil)])], for: prediction)
-        let findings = Checks.unmapOps(prediction, observed)
+        let findings = found { Checks.unmapOps(prediction, observed, into: &$0) }
         #expect(findings.map(\.seen) == ["unmap of handle 99 answered bad_handle", "not unmapped"])
         #expect(findings.last?.expected == "unmap of handle(s) 20")
     }
@@ -95,22 +95,22 @@ import Trace
     @Test func aHandleUnmappedTwiceIsExpectedOnlyOnce() {
         let prediction = Prediction(unmaps: [20])
         let twice = unmapBatch([(20, mapping(handle: 20, gref: 5)), (20, mapping(handle: 20, gref: 5))])
-        let findings = Checks.unmapOps(prediction, observe([twice], for: prediction))
+        let findings = found { Checks.unmapOps(prediction, observe([twice], for: prediction), into: &$0) }
         #expect(findings.map(\.seen) == ["handle 20 (gref 5) unmapped"])
     }
 
     @Test func anOversizedBatchIsReportedBeforeItsOps() {
         let prediction = Prediction(unmaps: Set(1...12))
         let ops = (1...12).map { (handle: GrantHandle($0), unmapped: Optional(mapping(handle: GrantHandle($0), gref: 1))) }
-        let findings = Checks.unmapOps(prediction, observe([unmapBatch(ops)], for: prediction))
+        let findings = found { Checks.unmapOps(prediction, observe([unmapBatch(ops)], for: prediction), into: &$0) }
         #expect(findings.map(\.seen) == ["a batch of 12"])
     }
 
     @Test func atTeardownAMissedUnmapIsTeardownsNotUnmapOps() {
         let prediction = Prediction(unmaps: [20], teardown: ExpectedTeardown(vbd: 0, domid: 3))
         let observed = observe(for: prediction)
-        #expect(Checks.unmapOps(prediction, observed) == [])
-        let teardown = Checks.teardown(prediction, observed, in: StubWorld())
+        #expect(found { Checks.unmapOps(prediction, observed, into: &$0) } == [])
+        let teardown = found { Checks.teardown(prediction, observed, in: StubWorld(), into: &$0) }
         #expect(teardown.map(\.check) == [.teardown])
         #expect(teardown.map(\.section) == [.unmapOps])
         #expect(teardown.first?.expected == "unmap of handle(s) 20")
@@ -122,12 +122,12 @@ import Trace
 
     @Test func theBitmapOfTheOneOffsPasses() {
         let step = Publication.unmapping(vbd: 0, id: 7, nrSegments: 3, bitmap: 0b101)
-        #expect(Checks.unmapBitmap(prediction, observe(publications: [step], for: prediction)) == [])
+        #expect(found { Checks.unmapBitmap(prediction, observe(publications: [step], for: prediction), into: &$0) } == [])
     }
 
     @Test func aWrongBitmapShowsBothSets() {
         let step = Publication.unmapping(vbd: 0, id: 7, nrSegments: 3, bitmap: 0b001)
-        let findings = Checks.unmapBitmap(prediction, observe(publications: [step], for: prediction))
+        let findings = found { Checks.unmapBitmap(prediction, observe(publications: [step], for: prediction), into: &$0) }
         #expect(findings.map(\.check) == [.unmapBitmap])
         #expect(findings.first?.expected == "request 7 bitmap {0,2} (its one-off segments)")
         #expect(findings.first?.seen == "bitmap {0}")
@@ -136,12 +136,12 @@ import Trace
     @Test func aBitBeyondTheSegmentsIsWrongEvenUnpredicted() {
         let step = Publication.unmapping(vbd: 0, id: 8, nrSegments: 2, bitmap: 0b100)
         let nothing = Prediction()
-        let findings = Checks.unmapBitmap(nothing, observe(publications: [step], for: nothing))
+        let findings = found { Checks.unmapBitmap(nothing, observe(publications: [step], for: nothing), into: &$0) }
         #expect(findings.map(\.expected) == ["no bit at or beyond nr_segments 2 (request 8)"])
     }
 
     @Test func aMissingStepIsReported() {
-        let findings = Checks.unmapBitmap(prediction, observe(for: prediction))
+        let findings = found { Checks.unmapBitmap(prediction, observe(for: prediction), into: &$0) }
         #expect(findings.map(\.seen) == ["no unmap step for it"])
     }
 }
@@ -154,12 +154,12 @@ import Trace
         var world = StubWorld()
         world.mappings = [mapping(handle: 10, gref: 1), mapping(handle: 11, gref: 2, readOnly: true)]
         let batch = mapBatch([(2, true)], handles: [11])
-        let findings = Checks.requestLeak(prediction, observe([batch], world: world, for: prediction).environment, in: world, memo: &memo)
+        let findings = found { Checks.requestLeak(prediction, observe([batch], world: world, for: prediction).environment, in: world, memo: &memo, into: &$0) }
         #expect(findings.map(\.check) == [.requestLeak])
         #expect(findings.first?.seen == "also mapped: gref 2 (handle 11)")
 
         world.mappings.removeLast()
-        #expect(Checks.requestLeak(prediction, observe([batch], world: world, for: prediction).environment, in: world, memo: &memo) == [])
+        #expect(found { Checks.requestLeak(prediction, observe([batch], world: world, for: prediction).environment, in: world, memo: &memo, into: &$0) } == [])
     }
 
     @Test func withoutBatchesOrCompletionsMappingsAreNotReRead() {
@@ -167,10 +167,10 @@ import Trace
         let prediction = Prediction(mappedAfter: ExpectedMappings(connections: [0: connectionModel()]))
         var world = StubWorld()
         world.mappings = [mapping(handle: 11, gref: 2)]
-        #expect(Checks.requestLeak(prediction, observe(world: world, for: prediction).environment, in: world, memo: &memo) == [])
+        #expect(found { Checks.requestLeak(prediction, observe(world: world, for: prediction).environment, in: world, memo: &memo, into: &$0) } == [])
         var completing = prediction
         completing.completesHeldIO = true
-        #expect(Checks.requestLeak(completing, observe(world: world, for: completing).environment, in: world, memo: &memo)
+        #expect(found { Checks.requestLeak(completing, observe(world: world, for: completing).environment, in: world, memo: &memo, into: &$0) }
             .map(\.check) == [.requestLeak])
     }
 }
@@ -192,8 +192,8 @@ import Trace
         let model = model ?? self.model
         prediction.mappedAfter = ExpectedMappings(connections: [0: model],
                                                   version: MappedHandlesVersion(connections: 0, mappings: model.mappedVersion))
-        return Checks.requestLeak(prediction, observe(environment, world: world, for: prediction).environment, in: world,
-                                   memo: &memo)
+        return found { Checks.requestLeak(prediction, observe(environment, world: world, for: prediction).environment, in: world,
+                                   memo: &memo, into: &$0) }
     }
 
     @Test func aCompletionThatChangedNothingIsNotReRead() {

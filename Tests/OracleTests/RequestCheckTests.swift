@@ -8,19 +8,19 @@ import Trace
     let prediction = Prediction(responses: [ExpectedResponse(vbd: 0, id: 1, status: .okay)])
 
     @Test func theExpectedAnswerPasses() {
-        #expect(Checks.response(prediction, observe(publications: [response(id: 1, .okay)], for: prediction)) == [])
+        #expect(found { Checks.response(prediction, observe(publications: [response(id: 1, .okay)], for: prediction), into: &$0) } == [])
     }
 
     @Test func aWrongStatusNamesBoth() {
-        let findings = Checks.response(prediction, observe(publications: [response(id: 1, .error)], for: prediction))
+        let findings = found { Checks.response(prediction, observe(publications: [response(id: 1, .error)], for: prediction), into: &$0) }
         #expect(findings == [Finding(.response, in: .responses, expected: "id 1 answered okay", seen: "error")])
     }
 
     @Test func anAnswerTwiceAndAnAnswerMissing() {
-        let twice = Checks.response(prediction, observe(publications: [response(id: 1, .okay), response(id: 1, .okay)],
-                                                        for: prediction))
+        let twice = found { Checks.response(prediction, observe(publications: [response(id: 1, .okay), response(id: 1, .okay)],
+                                                        for: prediction), into: &$0) }
         #expect(twice.map(\.expected) == ["no response for id 1 now (one per request)"])
-        #expect(Checks.response(prediction, observe(for: prediction)).map(\.seen) == ["no response"])
+        #expect(found { Checks.response(prediction, observe(for: prediction), into: &$0) }.map(\.seen) == ["no response"])
     }
 }
 
@@ -33,10 +33,10 @@ import Trace
         var world = StubWorld()
         world.diskTokens[0] = [9: 0xAB]
         world.guestTokens[page] = [2: 0xCD]
-        #expect(Checks.data(prediction, in: world) == [])
+        #expect(found { Checks.data(prediction, in: world, into: &$0) } == [])
 
         world.diskTokens[0] = [9: 0xEE]
-        let findings = Checks.data(prediction, in: world)
+        let findings = found { Checks.data(prediction, in: world, into: &$0) }
         #expect(findings == [Finding(.data, in: .data, expected: "every token where the I/O puts it",
                                      seen: "disk sector 9: expected 0xab, seen 0xee")])
     }
@@ -45,8 +45,8 @@ import Trace
 @Suite struct OverflowAlertCheckTests {
     @Test func oneAlertWhenTheLimitIsFirstReached() {
         let prediction = Prediction(alerts: .one)
-        #expect(Checks.overflowAlert(prediction, observe([.alert(message: "limit")], for: prediction)) == [])
-        let none = Checks.overflowAlert(prediction, observe(for: prediction))
+        #expect(found { Checks.overflowAlert(prediction, observe([.alert(message: "limit")], for: prediction), into: &$0) } == [])
+        let none = found { Checks.overflowAlert(prediction, observe(for: prediction), into: &$0) }
         #expect(none.map(\.check) == [.overflowAlert])
         #expect(none.first?.expected == "one alert: the persistent limit is reached for the first time on this connection")
         #expect(none.first?.seen == "0 alert(s)")
@@ -54,15 +54,15 @@ import Trace
 
     @Test func noAlertOtherwise() {
         let prediction = Prediction()
-        let findings = Checks.overflowAlert(prediction, observe([.alert(message: "limit")], for: prediction))
+        let findings = found { Checks.overflowAlert(prediction, observe([.alert(message: "limit")], for: prediction), into: &$0) }
         #expect(findings.map(\.expected) == ["no alert"])
     }
 
     @Test func anAbortedRequestMayOrMayNotHaveAlerted() {
         let prediction = Prediction(alerts: .noneOrOne(vbd: 0))
-        #expect(Checks.overflowAlert(prediction, observe(for: prediction)) == [])
-        #expect(Checks.overflowAlert(prediction, observe([.alert(message: "limit")], for: prediction)) == [])
+        #expect(found { Checks.overflowAlert(prediction, observe(for: prediction), into: &$0) } == [])
+        #expect(found { Checks.overflowAlert(prediction, observe([.alert(message: "limit")], for: prediction), into: &$0) } == [])
         let twice = observe([.alert(message: "limit"), .alert(message: "limit")], for: prediction)
-        #expect(Checks.overflowAlert(prediction, twice).map(\.seen) == ["2 alert(s)"])
+        #expect(found { Checks.overflowAlert(prediction, twice, into: &$0) }.map(\.seen) == ["2 alert(s)"])
     }
 }

@@ -40,25 +40,25 @@ import Trace
         for proto in BlkifProtocol.allCases {
             let record = EnvironmentRecord([slotWrite(proto, skipping: 33, by: fieldByField(id: 0xAB, operation: 1,
                                                                                              status: .error))])
-            #expect(Checks.responseSlot(record) == [])
-            #expect(Checks.hostLeak(record) == [])
+            #expect(found { Checks.responseSlot(record, into: &$0) } == [])
+            #expect(found { Checks.hostLeak(record, into: &$0) } == [])
         }
     }
 
     @Test func aCopiedStackFrameLeaksItsPadding() {
         let record = EnvironmentRecord([slotWrite(by: copiedFrame(id: 5, operation: 0, status: .okay))])
-        #expect(Checks.responseSlot(record) == [
+        #expect(found { Checks.responseSlot(record, into: &$0) } == [
             Finding(.responseSlot, in: .responses,
                     expected: "slot 0 of vbd 0 holding response 0: id, operation and status written whole, padding zero or untouched",
                     seen: "padding bytes 9, 12-15 = 7e 81 88 ff ff")])
-        #expect(Checks.hostLeak(record) == [
+        #expect(found { Checks.hostLeak(record, into: &$0) } == [
             Finding(.hostLeak, in: .environment(at: 0), expected: "no host byte visible to the guest",
                     seen: "bytes 9, 12-15 of response slot 0 on vbd 0 hold the backend's stack (7e 81 88 ff ff)")])
     }
 
     @Test func onAnX86_32RingTheCopyRunsPastTheResponse() {
         let record = EnvironmentRecord([slotWrite(.x86_32, skipping: 40, by: copiedFrame(id: 5, operation: 0, status: .okay))])
-        let findings = Checks.responseSlot(record)
+        let findings = found { Checks.responseSlot(record, into: &$0) }
         #expect(findings.map(\.seen) == ["padding bytes 9 = 7e, bytes 12-15 written past the 12-byte response (= 81 88 ff ff)"])
         #expect(findings.map(\.expected) == ["slot 8 of vbd 0 holding response 40: id, operation and status written "
                                              + "whole, padding zero or untouched"])
@@ -70,7 +70,7 @@ import Trace
             ring.storeResponseField(UInt8(0), at: 9)
             ring.storeResponseField(UInt32(0), at: 12)
         }
-        #expect(Checks.responseSlot(EnvironmentRecord([write])) == [])
+        #expect(found { Checks.responseSlot(EnvironmentRecord([write]), into: &$0) } == [])
     }
 
     @Test func aFieldLeftUnwrittenIsNamed() {
@@ -78,18 +78,18 @@ import Trace
             ring.storeResponseField(UInt64(5), at: 0)
             ring.storeResponseField(UInt8(1), at: 8)
         }
-        #expect(Checks.responseSlot(EnvironmentRecord([noStatus])).map(\.seen) == ["field bytes 10-11 never written"])
+        #expect(found { Checks.responseSlot(EnvironmentRecord([noStatus]), into: &$0) }.map(\.seen) == ["field bytes 10-11 never written"])
         let halfAnId = slotWrite { ring in
             ring.storeResponseField(UInt32(5), at: 0)
             ring.storeResponseField(UInt8(1), at: 8)
             ring.storeResponseField(UInt16(0), at: 10)
         }
-        #expect(Checks.responseSlot(EnvironmentRecord([halfAnId])).map(\.seen) == ["field bytes 4-7 never written"])
+        #expect(found { Checks.responseSlot(EnvironmentRecord([halfAnId]), into: &$0) }.map(\.seen) == ["field bytes 4-7 never written"])
     }
 
     @Test func theResponseCheckComparesTheOperation() {
         let want = Prediction(responses: [ExpectedResponse(vbd: 0, id: 1, status: .okay, operation: .write)])
-        let findings = Checks.response(want, observe(publications: [response(id: 1, .okay)], for: want))
+        let findings = found { Checks.response(want, observe(publications: [response(id: 1, .okay)], for: want), into: &$0) }
         #expect(findings == [Finding(.response, in: .responses, expected: "id 1 answered with its operation 1",
                                      seen: "operation 0")])
     }

@@ -101,3 +101,11 @@ extension ReferenceModel {
         return predictor.prediction
     }
 }
+
+/// What one check finds on its own, as a list (in the oracle, the checks
+/// append into the event's one list).
+func found(_ check: (inout [Finding]) -> Void) -> [Finding] {
+    var findings: [Finding] = []
+    check(&findings)
+    return findings
+}

@@ -28,9 +28,9 @@ import Trace
     }
 
     func all(_ observed: TreeObservation<StubWorld>) -> [Finding] {
-        Checks.treeCount(expected, observed) + Checks.grantLimit(expected, observed) + Checks.treeOrder(expected, observed)
-            + Checks.treeBalance(expected, observed) + Checks.treeContents(expected, observed)
-            + Checks.treeMapping(expected, observed)
+        found { Checks.treeCount(expected, observed, into: &$0) } + found { Checks.grantLimit(expected, observed, into: &$0) } + found { Checks.treeOrder(expected, observed, into: &$0) }
+            + found { Checks.treeBalance(expected, observed, into: &$0) } + found { Checks.treeContents(expected, observed, into: &$0) }
+            + found { Checks.treeMapping(expected, observed, into: &$0) }
     }
 
     @Test func theReferenceTreeAsAValidRedBlackTreePassesEveryCheck() {
@@ -45,14 +45,14 @@ import Trace
 
     @Test func aCountOverTheLimit() {
         #expect(all(observed(goodNodes, count: 5)).map(\.check) == [.treeCount, .grantLimit])
-        #expect(Checks.grantLimit(expected, observed(goodNodes, count: 5)).first?.seen == "5")
-        #expect(Checks.grantLimit(expected, observed(goodNodes, count: 5)).first?.expected == "at most 3 persistent grants")
+        #expect(found { Checks.grantLimit(expected, observed(goodNodes, count: 5), into: &$0) }.first?.seen == "5")
+        #expect(found { Checks.grantLimit(expected, observed(goodNodes, count: 5), into: &$0) }.first?.expected == "at most 3 persistent grants")
     }
 
     @Test func grefsOutOfOrder() {
         var nodes = goodNodes
         nodes[0] = ObservedNode(gref: 4, isRed: true, handle: 10, left: nil, right: nil)
-        let findings = Checks.treeOrder(expected, observed(nodes))
+        let findings = found { Checks.treeOrder(expected, observed(nodes), into: &$0) }
         #expect(findings == [Finding(.treeOrder, in: .tree, expected: "grefs strictly increasing in order",
                                      seen: "4 before 2")])
     }
@@ -68,16 +68,16 @@ import Trace
     @Test func unequalBlackHeights() {
         var nodes = goodNodes
         nodes[2] = ObservedNode(gref: 3, isRed: false, handle: 30, left: nil, right: nil)
-        #expect(Checks.treeBalance(expected, observed(nodes)).map(\.seen)
+        #expect(found { Checks.treeBalance(expected, observed(nodes), into: &$0) }.map(\.seen)
                 == ["black heights differ under gref 2: 0 on the left, 1 on the right"])
     }
 
     @Test func aMissingAndAnExtraGref() {
         var nodes = goodNodes
         nodes[2] = ObservedNode(gref: 5, isRed: true, handle: 30, left: nil, right: nil)
-        let findings = Checks.treeContents(expected, observed(nodes, mappings: [
+        let findings = found { Checks.treeContents(expected, observed(nodes, mappings: [
             mapping(handle: 10, gref: 1), mapping(handle: 20, gref: 2), mapping(handle: 30, gref: 5),
-        ]))
+        ]), into: &$0) }
         #expect(findings == [Finding(.treeContents, in: .tree, expected: "grefs 1, 2, 3", seen: "missing 3 extra 5")])
     }
 
@@ -92,7 +92,7 @@ import Trace
     @Test func aNodeWithAnotherHandleThanItsMapReturned() {
         var nodes = goodNodes
         nodes[0] = ObservedNode(gref: 1, isRed: true, handle: 11, left: nil, right: nil)
-        #expect(Checks.treeMapping(expected, observed(nodes)).map(\.seen)
+        #expect(found { Checks.treeMapping(expected, observed(nodes), into: &$0) }.map(\.seen)
                 == ["gref 1: handle 11, but its map returned 10"])
     }
 }

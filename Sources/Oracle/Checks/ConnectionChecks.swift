@@ -6,8 +6,7 @@ extension Checks {
     /// is persistent grants on exactly when the backend offers them and the
     /// frontend's `feature-persistent` reads as 1. After a connect or a
     /// request, the backend holds that vbd's connection.
-    static func negotiation(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
-        var findings: [Finding] = []
+    static func negotiation(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
         if let expected = prediction.negotiation {
             let seen = observed.publications.compactMap { publication -> Bool? in
                 if case let .negotiated(vbd, persistent) = publication, vbd == expected.vbd { return persistent }
@@ -24,7 +23,6 @@ extension Checks {
             findings.append(Finding(.negotiation, in: .tree, expected: "vbd \(tree.vbd) connected",
                                     seen: "the backend has no such connection"))
         }
-        return findings
     }
 
     /// `teardown`: after a disconnect the backend no longer holds the vbd,
@@ -33,9 +31,9 @@ extension Checks {
     /// torn-down tree and of the held requests' one-offs was unmapped.
     /// (Lists of mappings and allocations are built only when the world
     /// counts some: with none, nothing is left.)
-    static func teardown(_ prediction: Prediction, _ observed: EventObservation, in world: some ObservedWorld) -> [Finding] {
-        guard let teardown = prediction.teardown else { return [] }
-        var findings: [Finding] = []
+    static func teardown(_ prediction: Prediction, _ observed: EventObservation, in world: some ObservedWorld,
+                         into findings: inout [Finding]) {
+        guard let teardown = prediction.teardown else { return }
         if observed.connection != nil {
             findings.append(Finding(.teardown, in: .connection, expected: "vbd \(teardown.vbd) gone after disconnect",
                                     seen: "the backend still holds it"))
@@ -62,6 +60,5 @@ extension Checks {
                                     expected: "unmap of handle(s) \(Wording.handles(observed.unmaps.missing))",
                                     seen: "not unmapped"))
         }
-        return findings
     }
 }

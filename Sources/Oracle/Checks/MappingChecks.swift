@@ -9,27 +9,28 @@ extension Checks {
     /// `host_map` op per segment that is neither a hit nor a repeat of a new
     /// grant, in segment order, writable for new persistent grants and
     /// read-only for the one-offs of writes.
-    static func mapOps(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
+    static func mapOps(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
         let batches = observed.environment.mapBatches
         switch prediction.mapOps {
         case .unjudged:
-            return []
+            return
         case .noneOutsideRequest:
-            guard !batches.isEmpty else { return [] }
-            return [Finding(.mapOps, in: .mapOps, expected: "no map hypercall outside a request",
-                            seen: "\(batches.count) map batch(es)")]
+            guard !batches.isEmpty else { return }
+            findings.append(Finding(.mapOps, in: .mapOps, expected: "no map hypercall outside a request",
+                                    seen: "\(batches.count) map batch(es)"))
         case .noBatch(let reason):
-            guard !batches.isEmpty else { return [] }
-            return [Finding(.mapOps, in: .mapOps, expected: "no map hypercall: \(reason)",
-                            seen: "\(batches.count) batch(es): " + Wording.list(batches.flatMap(\.ops).map(\.description)))]
+            guard !batches.isEmpty else { return }
+            findings.append(Finding(.mapOps, in: .mapOps, expected: "no map hypercall: \(reason)",
+                                    seen: "\(batches.count) batch(es): " + Wording.list(batches.flatMap(\.ops).map(\.description))))
         case let .oneBatch(domid, ops):
             let describe = { (gref: GrantRef, readOnly: Bool) in
                 "map gref \(gref) of domain \(domid) [\(readOnly ? "host_map|readonly" : "host_map")]"
             }
             guard batches.count == 1, let batch = batches.first else {
                 let expected = ops.map { describe($0.gref, $0.readOnly) }
-                return [Finding(.mapOps, in: .mapOps, expected: "one batch of \(ops.count) op(s): " + Wording.list(expected),
-                                seen: batches.isEmpty ? "no map hypercall" : "\(batches.count) batches")]
+                findings.append(Finding(.mapOps, in: .mapOps, expected: "one batch of \(ops.count) op(s): " + Wording.list(expected),
+                                        seen: batches.isEmpty ? "no map hypercall" : "\(batches.count) batches"))
+                return
             }
             // Ops of the expected kind are worded as the expected ones are, so
             // only real differences show. Any other op's own wording names
@@ -40,7 +41,7 @@ extension Checks {
                 op.flags.contains(.hostMap) && op.domid == domid
                     ? ExpectedMapOp(gref: op.gref, readOnly: op.flags.contains(.readOnly)) : nil
             }
-            guard seenOps != ops else { return [] }
+            guard seenOps != ops else { return }
             let expected = ops.map { describe($0.gref, $0.readOnly) }
             let seen = zip(batch.ops, seenOps).map { op, worded in
                 worded.map { describe($0.gref, $0.readOnly) } ?? op.description
@@ -48,8 +49,8 @@ extension Checks {
             let firstDifference = zip(expected, seen).enumerated().first { $0.element.0 != $0.element.1 }
             let detail = firstDifference.map { "op \($0.offset): expected \($0.element.0), seen \($0.element.1)" }
                 ?? "expected \(expected.count) ops, seen \(seen.count)"
-            return [Finding(.mapOps, in: .mapOps, expected: Wording.list(expected),
-                            seen: Wording.list(seen) + " (\(detail))")]
+            findings.append(Finding(.mapOps, in: .mapOps, expected: Wording.list(expected),
+                                    seen: Wording.list(seen) + " (\(detail))"))
         }
     }
 
@@ -58,10 +59,9 @@ extension Checks {
     /// completes or fails); persistent grants stay mapped until disconnect;
     /// and every handle the event had to unmap is unmapped (at a disconnect,
     /// that last rule is `teardown`'s).
-    static func unmapOps(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
+    static func unmapOps(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
         let batches = observed.environment.unmapBatches
         let ledger = observed.unmaps
-        var findings: [Finding] = []
         lazy var persistentHandles = prediction.mappedAfter.persistentHandles()
         var surprises = ledger.surprises[...]
         for (index, batch) in batches.enumerated() {
@@ -88,17 +88,15 @@ extension Checks {
             findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap of handle(s) \(Wording.handles(ledger.missing))",
                                     seen: "not unmapped"))
         }
-        return findings
     }
 
     /// `unmap-bitmap`: the unmap step the backend publishes for a request
     /// has no bit at or beyond its `nr_segments`, and for every request that
     /// completes or fails it is published, with exactly the bits of the
     /// segments that were one-offs or were demoted to one-offs.
-    static func unmapBitmap(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
-        if unmappedAsPredicted(prediction.unmapBitmaps, observed.publications) { return [] }
+    static func unmapBitmap(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
+        if unmappedAsPredicted(prediction.unmapBitmaps, observed.publications) { return }
         var expected = prediction.unmapBitmaps
-        var findings: [Finding] = []
         for publication in observed.publications {
             guard case let .unmapping(vbd, id, nrSegments, bitmap) = publication else { continue }
             if nrSegments < 16, bitmap >> nrSegments != 0 {
@@ -119,7 +117,6 @@ extension Checks {
                                     expected: "request \(missing.id) unmapped with bitmap \(Wording.bits(missing.bitmap))",
                                     seen: "no unmap step for it"))
         }
-        return findings
     }
 
     /// Whether the unmap steps published are exactly the predicted ones, in
@@ -147,12 +144,12 @@ extension Checks {
     /// check last passed (`LeakCheckMemo`). A domain with nothing mapped has
     /// nothing extra mapped, so its list of mappings is built only when it has some.
     static func requestLeak(_ prediction: Prediction, _ environment: EnvironmentRecord, in world: some ObservedWorld,
-                            memo: inout LeakCheckMemo) -> [Finding] {
+                            memo: inout LeakCheckMemo, into findings: inout [Finding]) {
         let batchesRan = !environment.mapBatches.isEmpty || !environment.unmapBatches.isEmpty
-        guard batchesRan || prediction.completesHeldIO else { return [] }
+        guard batchesRan || prediction.completesHeldIO else { return }
         let mapped = prediction.mappedAfter
-        if !batchesRan && memo.stillPasses(mapped, in: world) { return [] }
-        var findings: [Finding] = []
+        if !batchesRan && memo.stillPasses(mapped, in: world) { return }
+        let foundBefore = findings.count
         let domains = mapped.domains
         for domid in domains where world.liveMappingCount(of: domid) > 0 {
             let expected = mapped.handles(of: domid)
@@ -164,7 +161,6 @@ extension Checks {
                     seen: "also mapped: " + Wording.list(extra.map { "gref \($0.gref) (handle \($0.handle))" })))
             }
         }
-        if findings.isEmpty { memo.passed(mapped, domains: domains, in: world) } else { memo.forget() }
-        return findings
+        if findings.count == foundBefore { memo.passed(mapped, domains: domains, in: world) } else { memo.forget() }
     }
 }

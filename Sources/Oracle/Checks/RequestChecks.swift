@@ -6,10 +6,9 @@ extension Checks {
     /// exactly once, with the status the reference predicts (invalid:
     /// error or eopnotsupp; a failed map or allocation: error; otherwise
     /// okay) and the request's own operation byte, and nothing else is answered.
-    static func response(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
-        if answeredAsPredicted(prediction.responses, observed.publications) { return [] }
+    static func response(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
+        if answeredAsPredicted(prediction.responses, observed.publications) { return }
         var expected = prediction.responses
-        var findings: [Finding] = []
         for publication in observed.publications {
             guard case let .response(vbd, response) = publication else { continue }
             guard let index = expected.firstIndex(where: { $0.vbd == vbd && $0.id == response.id }) else {
@@ -33,7 +32,6 @@ extension Checks {
             findings.append(Finding(.response, in: .responses, expected: "id \(missing.id) answered \(missing.status)",
                                     seen: "no response"))
         }
-        return findings
     }
 
     /// Whether the responses published are exactly the predicted ones, in
@@ -55,7 +53,7 @@ extension Checks {
     /// `data`: every token lands where the I/O puts it: a write's tokens on
     /// the disk sectors it covers (a discard's sectors read as new again), a
     /// read's on the guest page sectors it fills.
-    static func data(_ prediction: Prediction, in world: some ObservedWorld) -> [Finding] {
+    static func data(_ prediction: Prediction, in world: some ObservedWorld, into findings: inout [Finding]) {
         var wrong: [String] = []
         // A run at a time and a page at a time; the order found does not
         // matter, the list is sorted.
@@ -92,26 +90,26 @@ extension Checks {
                 wrong.append("\(write.page) sector \(lane): expected \(Wording.hex(write.tokens[lane])), seen \(Wording.hex(seen[lane]))")
             }
         }
-        guard !wrong.isEmpty else { return [] }
+        guard !wrong.isEmpty else { return }
         wrong.sort()
-        return [Finding(.data, in: .data, expected: "every token where the I/O puts it",
-                        seen: Wording.list(wrong, limit: 3))]
+        findings.append(Finding(.data, in: .data, expected: "every token where the I/O puts it",
+                                seen: Wording.list(wrong, limit: 3)))
     }
 
     /// `overflow-alert`: a connection prints one alert, the first time a
     /// request finds its persistent limit reached, and no other.
-    static func overflowAlert(_ prediction: Prediction, _ observed: EventObservation) -> [Finding] {
+    static func overflowAlert(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
         let seen = observed.environment.alerts
         let wrong = switch prediction.alerts {
         case .none: seen != 0
         case .one: seen != 1
         case .noneOrOne: seen > 1
         }
-        guard wrong else { return [] }
-        return [Finding(.overflowAlert, in: .alerts,
-                        expected: prediction.alerts == .one
-                            ? "one alert: the persistent limit is reached for the first time on this connection"
-                            : "no alert",
-                        seen: "\(seen) alert(s)")]
+        guard wrong else { return }
+        findings.append(Finding(.overflowAlert, in: .alerts,
+                                expected: prediction.alerts == .one
+                                    ? "one alert: the persistent limit is reached for the first time on this connection"
+                                    : "no alert",
+                                seen: "\(seen) alert(s)"))
     }
 }

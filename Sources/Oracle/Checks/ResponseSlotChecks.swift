@@ -12,9 +12,8 @@ extension Checks {
     /// there. The fields' values are `response`'s to judge (it reads them
     /// back as the frontend does), and the slot is the ring's next by
     /// construction: the fake ring offers no other.
-    static func responseSlot(_ environment: EnvironmentRecord) -> [Finding] {
-        guard environment.wroteResponses else { return [] }
-        var findings: [Finding] = []
+    static func responseSlot(_ environment: EnvironmentRecord, into findings: inout [Finding]) {
+        guard environment.wroteResponses else { return }
         for observation in environment.observations {
             guard case let .responseSlot(write) = observation else { continue }
             let problems = slotProblems(write, layout: write.ringProtocol.response)
@@ -24,7 +23,6 @@ extension Checks {
                                         + "id, operation and status written whole, padding zero or untouched",
                                     seen: Wording.list(problems)))
         }
-        return findings
     }
 
     private static func slotProblems(_ write: ResponseSlotWrite, layout: BlkifProtocol.ResponseLayout) -> [String] {

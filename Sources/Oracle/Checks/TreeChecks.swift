@@ -7,36 +7,41 @@ import Trace
 /// at, and only when either tree may have changed (see `TreeCheckMemo`).
 extension Checks {
     /// `tree-count`: the published persistent-grant count is the number of nodes in the tree.
-    static func treeCount(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>) -> [Finding] {
+    static func treeCount(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>,
+                          into findings: inout [Finding]) {
         let count = observed.connection.persistentCount
         let nodes = observed.tree.nodes.count
-        guard count != nodes else { return [] }
-        return [Finding(.treeCount, in: .tree, expected: "count \(nodes) (nodes in the tree)", seen: "count \(count)")]
+        guard count != nodes else { return }
+        findings.append(Finding(.treeCount, in: .tree, expected: "count \(nodes) (nodes in the tree)", seen: "count \(count)"))
     }
 
     /// `grant-limit`: neither the count nor the tree exceeds the connection's persistent-grant limit.
-    static func grantLimit(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>) -> [Finding] {
+    static func grantLimit(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>,
+                           into findings: inout [Finding]) {
         let largest = max(observed.connection.persistentCount, observed.tree.nodes.count)
-        guard largest > expected.limit else { return [] }
-        return [Finding(.grantLimit, in: .tree, expected: "at most \(expected.limit) persistent grants", seen: "\(largest)")]
+        guard largest > expected.limit else { return }
+        findings.append(Finding(.grantLimit, in: .tree, expected: "at most \(expected.limit) persistent grants", seen: "\(largest)"))
     }
 
     /// `tree-order`: in order, the nodes' grefs strictly increase.
-    static func treeOrder(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>) -> [Finding] {
+    static func treeOrder(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>,
+                          into findings: inout [Finding]) {
         let nodes = observed.tree.nodes
-        guard let bad = zip(nodes, nodes.dropFirst()).first(where: { $0.0.gref >= $0.1.gref }) else { return [] }
-        return [Finding(.treeOrder, in: .tree, expected: "grefs strictly increasing in order",
-                        seen: "\(bad.0.gref) before \(bad.1.gref)")]
+        guard let bad = zip(nodes, nodes.dropFirst()).first(where: { $0.0.gref >= $0.1.gref }) else { return }
+        findings.append(Finding(.treeOrder, in: .tree, expected: "grefs strictly increasing in order",
+                                seen: "\(bad.0.gref) before \(bad.1.gref)"))
     }
 
     /// `tree-balance`: the tree is a red-black tree (see `RedBlackRules`).
-    static func treeBalance(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>) -> [Finding] {
-        guard let problem = RedBlackRules.firstProblem(in: observed.tree) else { return [] }
-        return [Finding(.treeBalance, in: .tree, expected: "a red-black tree", seen: problem)]
+    static func treeBalance(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>,
+                            into findings: inout [Finding]) {
+        guard let problem = RedBlackRules.firstProblem(in: observed.tree) else { return }
+        findings.append(Finding(.treeBalance, in: .tree, expected: "a red-black tree", seen: problem))
     }
 
     /// `tree-contents`: the tree holds exactly the grefs the reference's tree holds.
-    static func treeContents(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>) -> [Finding] {
+    static func treeContents(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>,
+                             into findings: inout [Finding]) {
         // The usual case without building sets: grefs strictly increasing in
         // order are distinct, so as many of them as the reference holds, all
         // held by the reference, are exactly the reference's grefs.
@@ -44,22 +49,23 @@ extension Checks {
         if nodes.count == expected.grants.count,
            zip(nodes, nodes.dropFirst()).allSatisfy({ $0.0.gref < $0.1.gref }),
            nodes.allSatisfy({ expected.grants[$0.gref] != nil }) {
-            return []
+            return
         }
         let seenSet = Set(observed.tree.nodes.map(\.gref))
         let wantSet = Set(expected.grants.grefs)
-        guard seenSet != wantSet else { return [] }
+        guard seenSet != wantSet else { return }
         let missing = wantSet.subtracting(seenSet).sorted().map { "\($0)" }
         let extra = seenSet.subtracting(wantSet).sorted().map { "\($0)" }
-        return [Finding(.treeContents, in: .tree, expected: "grefs " + Wording.list(wantSet.sorted().map { "\($0)" }),
-                        seen: (missing.isEmpty ? "" : "missing " + Wording.list(missing) + " ")
-                            + (extra.isEmpty ? "" : "extra " + Wording.list(extra)))]
+        findings.append(Finding(.treeContents, in: .tree, expected: "grefs " + Wording.list(wantSet.sorted().map { "\($0)" }),
+                                seen: (missing.isEmpty ? "" : "missing " + Wording.list(missing) + " ")
+                                    + (extra.isEmpty ? "" : "extra " + Wording.list(extra))))
     }
 
     /// `tree-mapping`: every node's handle is a live, writable mapping of
     /// that node's gref in the connection's domain, and the handle its map
     /// returned.
-    static func treeMapping(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>) -> [Finding] {
+    static func treeMapping(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>,
+                            into findings: inout [Finding]) {
         var wrong: [String] = []
         for node in observed.tree.nodes {
             guard let mapping = observed.world.mapping(handle: node.handle) else {
@@ -74,9 +80,9 @@ extension Checks {
                 wrong.append("gref \(node.gref): handle \(node.handle), but its map returned \(predicted)")
             }
         }
-        guard !wrong.isEmpty else { return [] }
-        return [Finding(.treeMapping, in: .tree, expected: "every node a live writable mapping of its gref",
-                        seen: Wording.list(wrong, limit: 3))]
+        guard !wrong.isEmpty else { return }
+        findings.append(Finding(.treeMapping, in: .tree, expected: "every node a live writable mapping of its gref",
+                                seen: Wording.list(wrong, limit: 3)))
     }
 }
 
