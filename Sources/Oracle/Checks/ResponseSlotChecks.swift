@@ -16,7 +16,10 @@ extension Checks {
         guard environment.wroteResponses else { return }
         for observation in environment.observations {
             guard case let .responseSlot(write) = observation else { continue }
-            let problems = slotProblems(write, layout: write.ringProtocol.response)
+            let layout = write.ringProtocol.response
+            // The usual slot, told apart with three masks before anything is listed.
+            if isExactlyTheResponse(write, layout: layout) { continue }
+            let problems = slotProblems(write, layout: layout)
             guard !problems.isEmpty else { continue }
             findings.append(Finding(.responseSlot, in: .responses,
                                     expected: "slot \(write.slot) of vbd \(write.vbd) holding response \(write.index): "
@@ -25,17 +28,33 @@ extension Checks {
         }
     }
 
-    private static func slotProblems(_ write: ResponseSlotWrite, layout: BlkifProtocol.ResponseLayout) -> [String] {
-        var isField = [Bool](repeating: false, count: StackFrame.capacity)
-        for (offset, width) in [(layout.id, 8), (layout.operation, 1), (layout.status, 2)] {
-            for byte in offset..<(offset + width) { isField[byte] = true }
+    /// Bit i set: byte i of the slot belongs to one of the response's fields.
+    private static func fieldMask(_ layout: BlkifProtocol.ResponseLayout) -> UInt16 {
+        0xFF << UInt16(layout.id) | 1 << UInt16(layout.operation) | 0b11 << UInt16(layout.status)
+    }
+
+    /// Every field byte written, nothing past the response, padding written only as zero.
+    private static func isExactlyTheResponse(_ write: ResponseSlotWrite, layout: BlkifProtocol.ResponseLayout) -> Bool {
+        let fields = fieldMask(layout)
+        let response: UInt16 = layout.size >= 16 ? 0xFFFF : (1 << UInt16(layout.size)) - 1
+        guard write.written & fields == fields, write.written & ~response == 0 else { return false }
+        var padding = write.written & ~fields
+        while padding != 0 {
+            let offset = padding.trailingZeroBitCount
+            if write.byte(offset) != 0 { return false }
+            padding &= padding - 1
         }
+        return true
+    }
+
+    private static func slotProblems(_ write: ResponseSlotWrite, layout: BlkifProtocol.ResponseLayout) -> [String] {
+        let fields = fieldMask(layout)
         var unwritten: [Int] = [], dirtyPadding: [Int] = [], pastResponse: [Int] = []
         for offset in 0..<StackFrame.capacity {
             let written = write.wasWritten(offset)
             if offset >= layout.size {
                 if written { pastResponse.append(offset) }
-            } else if isField[offset] {
+            } else if fields & (1 << UInt16(offset)) != 0 {
                 if !written { unwritten.append(offset) }
             } else if written, write.byte(offset) != 0 {
                 dirtyPadding.append(offset)
