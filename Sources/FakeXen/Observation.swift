@@ -116,14 +116,17 @@ public final class ObservationLog {
 
 struct ObservationBuffer {
     var entries: [Observation] = []
+    /// What the previous drain handed out. Once its caller has let go of it,
+    /// the next drain reuses it (and its capacity) for new entries: an event
+    /// that observed something costs no allocation.
+    private var drained: [Observation] = []
 
     mutating func drain() -> [Observation] {
-        // Most events observe nothing; handing back the shared empty array
-        // spares the fresh buffer removeAll(keepingCapacity:) would make
-        // (the drained array still holds the old one).
+        // Most events observe nothing: the shared empty array.
         guard !entries.isEmpty else { return [] }
-        defer { entries.removeAll(keepingCapacity: true) }
-        return entries
+        swap(&entries, &drained)
+        entries.removeAll(keepingCapacity: true)
+        return drained
     }
 }
 

@@ -97,6 +97,9 @@ private struct TraceRun {
     let oracle: ConformanceOracle?
     var report: ReplayReport
     var latestResponses: [(vbd: UInt16, response: BlkifResponse)] = []
+    /// The event's publications as the oracle names them, rebuilt in place
+    /// for every event (the oracle lets go of it by the next one).
+    private var publicationsForOracle: [Publication] = []
 
     /// What the trace has set up: connected vbds, their protocols, held requests.
     private var state = TraceState()
@@ -276,8 +279,10 @@ private struct TraceRun {
         var found: [Violation] = []
         if !pendingExpectViolations.isEmpty { swap(&found, &pendingExpectViolations) }
         if let oracle {
+            publicationsForOracle.removeAll(keepingCapacity: true)
+            for publication in publications { publicationsForOracle.append(Publication(publication)) }
             let judged = oracle.check(event.kind, at: event.position, environment: observations,
-                                      publications: publications.map(Publication.init),
+                                      publications: publicationsForOracle,
                                       world: HarnessWorld(xen: xen, backend: backend))
             for violation in judged { report.record(violation, eventIndex: eventIndex) }
             found += judged
