@@ -14,6 +14,7 @@ extension Replay {
     /// same run, so the numbers compare across machines.
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "bench",
             abstract: "Measure replay, fuzz-entry and reading throughput on the workload of record (build with -c release).",
             discussion: """
                 Records a seeded workload against the fixed backend (by default the workload of record: persistent \

@@ -5,6 +5,7 @@ import Trace
 extension Replay {
     struct Convert: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "convert",
             abstract: "Convert a trace between text and pcap, by the files' extensions.",
             discussion: """
                 IN is a .trace, .pcap or .pcapng file; OUT a .trace (canonical text) or a .pcap (written through \

@@ -8,6 +8,7 @@ import Trace
 extension Replay {
     struct Decode: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "decode",
             abstract: "Print the trace a fuzz input stands for (or, with --encode, the fuzz input a trace stands for).",
             discussion: """
                 A fuzz input is any byte string, such as a crash file libFuzzer wrote for FuzzReplay; \

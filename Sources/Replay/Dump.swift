@@ -6,6 +6,7 @@ import Trace
 extension Replay {
     struct Dump: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "dump",
             abstract: "Print a trace (.trace, .pcap or .pcapng) in canonical text.",
             discussion: """
                 A ring-request packet prints as the request it encodes when encoding that request gives back \

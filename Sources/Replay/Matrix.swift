@@ -7,6 +7,7 @@ import Oracle
 extension Replay {
     struct Matrix: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "matrix",
             abstract: "Replay the suite under fixed and under fixed+QUIRK for every quirk; show which traces and checks detect each.",
             discussion: """
                 Exit status: 0 when fixed passes every trace and every quirk is detected; 1 when fixed fails a \

@@ -9,6 +9,7 @@ import Trace
 extension Replay {
     struct Minimize: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "minimize",
             abstract: "Shrink a failing trace to a smallest one that fails with the same first check; print it.",
             discussion: """
                 Removes events and simplifies arguments while the trace still fails under the backend \

@@ -7,6 +7,7 @@ import Recording
 extension Replay {
     struct Record: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "record",
             abstract: "Record a frontend workload against the fixed backend as a pcap trace.",
             discussion: """
                 A deterministic, seeded model of how blkfront drives the ring: the persistent frontend reuses a \

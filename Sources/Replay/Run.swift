@@ -8,6 +8,7 @@ import Trace
 extension Replay {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "run",
             abstract: "Replay every trace under the paths (recursively, in path order) and report.",
             discussion: """
                 The text report ends with exactly `N passed, M failed`.
