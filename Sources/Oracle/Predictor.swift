@@ -187,9 +187,14 @@ struct Predictor {
                 // The page as it stands now: a read completing earlier in this
                 // event may have filled it since the tokens were last taken.
                 let tokens = prediction.guestWrites.overlaid(on: segment.tokens, in: page)
-                withUnsafeBytes(of: tokens) { bytes in
+                if lanes.count == 8 {
+                    // The usual segment, a whole page: one store of the vector, no call to copy memory.
+                    UnsafeMutableRawPointer(run.baseAddress! + offset).storeBytes(of: tokens, as: SIMD8<UInt64>.self)
+                } else {
+                    withUnsafeBytes(of: tokens) { bytes in
                     let page = bytes.assumingMemoryBound(to: UInt64.self)
-                    (run.baseAddress! + offset).update(from: page.baseAddress! + lanes.lowerBound, count: lanes.count)
+                        (run.baseAddress! + offset).update(from: page.baseAddress! + lanes.lowerBound, count: lanes.count)
+                    }
                 }
                 offset += lanes.count
             } else {
@@ -214,9 +219,14 @@ struct Predictor {
             if let page = segment.page {
                 changedPages.append(page)
                 var tokens = SIMD8<UInt64>()
-                withUnsafeMutableBytes(of: &tokens) { bytes in
-                    let page = bytes.assumingMemoryBound(to: UInt64.self)
-                    (page.baseAddress! + lanes.lowerBound).update(from: run.baseAddress! + offset, count: lanes.count)
+                if lanes.count == 8 {
+                    // The usual segment, a whole page: one load of the vector, no call to copy memory.
+                    tokens = UnsafeRawPointer(run.baseAddress! + offset).loadUnaligned(as: SIMD8<UInt64>.self)
+                } else {
+                    withUnsafeMutableBytes(of: &tokens) { bytes in
+                        let page = bytes.assumingMemoryBound(to: UInt64.self)
+                        (page.baseAddress! + lanes.lowerBound).update(from: run.baseAddress! + offset, count: lanes.count)
+                    }
                 }
                 prediction.guestWrites.write(tokens, lanes: lanes, in: page)
             }

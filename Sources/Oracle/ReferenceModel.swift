@@ -486,7 +486,9 @@ enum SegmentDecision: Hashable {
 
 /// docs/design.md §6 validation, on the request as the backend will see it.
 enum RequestValidation {
-    static func status(of request: BlkifRequest, in model: ConnectionModel) -> BlkifResponseStatus? {
+    /// `segments` is `request.effectiveSegments`, which the caller already
+    /// holds (made again here, it was a list built per request).
+    static func status(of request: BlkifRequest, segments: [BlkifSegment], in model: ConnectionModel) -> BlkifResponseStatus? {
         guard let operation = request.knownOperation else { return .error }
         switch operation {
         case .reserved, .indirect:
@@ -498,7 +500,6 @@ enum RequestValidation {
         case .read, .write, .writeBarrier, .flushDiskcache:
             let count = Int(request.nrSegments)
             if count > Blkif.maxSegmentsPerRequest || (count == 0 && !operation.isFlushLike) { return .error }
-            let segments = request.effectiveSegments
             if segments.contains(where: { Int($0.lastSect) >= Blkif.sectorsPerPage || $0.lastSect < $0.firstSect }) {
                 return .error
             }

@@ -37,7 +37,7 @@ extension Predictor {
             segmentScratch.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect, page: page, tokens: tokens))
         }
 
-        if let status = RequestValidation.status(of: request, in: model) {
+        if let status = RequestValidation.status(of: request, segments: segments, in: model) {
             prediction.mapOps = .noBatch(because: "the request is invalid (answer \(status))")
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id,
                                                              status: status, operation: request.operation))
