@@ -197,7 +197,7 @@ final class ConnectionModel {
         state.inFlightIDs.append(request.id)
         if !request.oneOffHandles.isEmpty { state.mappedVersion &+= 1 }
         guard request.isWrite else { return }
-        for segment in request.segments { if let page = segment.page { state.heldWritePages.increment(page) } }
+        state.heldWritePages.increment(pagesOf: request.segments)
     }
 
     /// The held request `id` completes: it is no longer in flight.
@@ -207,9 +207,7 @@ final class ConnectionModel {
         let request = state.inFlight.remove(at: index)
         if !request.oneOffHandles.isEmpty { state.mappedVersion &+= 1 }
         // Every page was counted in when the request was held.
-        if request.isWrite {
-            for segment in request.segments { if let page = segment.page { state.heldWritePages.decrement(page) } }
-        }
+        if request.isWrite { state.heldWritePages.decrement(pagesOf: request.segments) }
         return request
     }
 
