@@ -258,7 +258,10 @@ private struct TraceRun {
     private mutating func judge(_ event: TraceEvent) -> [Violation] {
         let observations = xen.log.drain()
         let publications = backend.drainPublications()
-        latestResponses.removeAll(keepingCapacity: true)
+        // Emptied only when it holds something: most events publish no
+        // response, and emptying an empty list still went through the
+        // generic range replacement.
+        if !latestResponses.isEmpty { latestResponses.removeAll(keepingCapacity: true) }
         for publication in publications {
             if case let .response(vbd, response) = publication {
                 lastResponses.record(response.status, vbd: vbd, id: response.id)
@@ -279,7 +282,7 @@ private struct TraceRun {
         var found: [Violation] = []
         if !pendingExpectViolations.isEmpty { swap(&found, &pendingExpectViolations) }
         if let oracle {
-            publicationsForOracle.removeAll(keepingCapacity: true)
+            if !publicationsForOracle.isEmpty { publicationsForOracle.removeAll(keepingCapacity: true) }
             for publication in publications { publicationsForOracle.append(Publication(publication)) }
             let judged = oracle.check(event.kind, at: event.position, environment: observations,
                                       publications: publicationsForOracle,
