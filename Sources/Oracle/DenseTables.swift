@@ -96,6 +96,68 @@ struct GuestPageCounts {
         return sparse[page] != nil
     }
 
+    /// One count in for the page of each segment that has one: a held
+    /// write's pages, counted in one access to the dense counts rather
+    /// than a call (and a uniqueness check of the list) per segment.
+    mutating func increment(pagesOf segments: [SegmentIO]) {
+        var largest = -1
+        for segment in segments {
+            if let page = segment.page, page.number < Self.denseLimit { largest = max(largest, Int(page.number)) }
+        }
+        if largest >= dense.count { growDense(toHold: largest) }
+        var newlyCounted = 0
+        var sparsePages = false
+        dense.withUnsafeMutableBufferPointer { counts in
+            for segment in segments {
+                guard let page = segment.page else { continue }
+                guard page.number < Self.denseLimit else {
+                    sparsePages = true
+                    continue
+                }
+                // In range: the list was grown above to hold the largest such page.
+                let index = Int(page.number)
+                counts[index] += 1
+                if counts[index] == 1 { newlyCounted += 1 }
+            }
+        }
+        pagesCounted += newlyCounted
+        guard sparsePages else { return }
+        for segment in segments {
+            if let page = segment.page, page.number >= Self.denseLimit { increment(page) }
+        }
+    }
+
+    /// One count out for the page of each segment that has one; each must
+    /// have been counted in (see `increment(pagesOf:)`).
+    mutating func decrement(pagesOf segments: [SegmentIO]) {
+        var newlyUncounted = 0
+        var sparsePages = false
+        dense.withUnsafeMutableBufferPointer { counts in
+            for segment in segments {
+                guard let page = segment.page else { continue }
+                guard page.number < Self.denseLimit else {
+                    sparsePages = true
+                    continue
+                }
+                let index = Int(page.number)
+                precondition(index < counts.count && counts[index] > 0, "a held page counted out that was never counted in")
+                counts[index] -= 1
+                if counts[index] == 0 { newlyUncounted += 1 }
+            }
+        }
+        pagesCounted -= newlyUncounted
+        guard sparsePages else { return }
+        for segment in segments {
+            if let page = segment.page, page.number >= Self.denseLimit { decrement(page) }
+        }
+    }
+
+    /// The dense counts made long enough to index `index` (doubling, as appending would).
+    private mutating func growDense(toHold index: Int) {
+        let size = max(index + 1, dense.count * 2, 64)
+        dense.append(contentsOf: repeatElement(0, count: size - dense.count))
+    }
+
     mutating func increment(_ page: GuestPage) {
         guard page.number < Self.denseLimit else {
             sparse[page, default: 0] += 1
@@ -103,10 +165,7 @@ struct GuestPageCounts {
             return
         }
         let index = Int(page.number)
-        if index >= dense.count {
-            let size = max(index + 1, dense.count * 2, 64)
-            dense.append(contentsOf: repeatElement(0, count: size - dense.count))
-        }
+        if index >= dense.count { growDense(toHold: index) }
         dense[index] += 1
         if dense[index] == 1 { pagesCounted += 1 }
     }

@@ -5,8 +5,10 @@ import FakeXen
 struct EnvironmentRecord {
     /// Everything, in the order it happened (alarms are reported in this order).
     let observations: [Observation]
-    private(set) var mapBatches: [MapBatch] = []
-    private(set) var unmapBatches: [UnmapBatch] = []
+    /// Where the first map batch is among `observations`; nil when none ran.
+    private var firstMapBatch: Int?
+    private(set) var mapBatchCount = 0
+    private(set) var unmapBatchCount = 0
     /// `pr_alert` lines.
     private(set) var alerts = 0
     private(set) var allocationFailed = false
@@ -19,12 +21,17 @@ struct EnvironmentRecord {
     /// `observations` by the one check that needs them, with no list per event).
     private(set) var wroteResponses = false
 
+    /// The batches are counted, not listed: most events run none, and two
+    /// lists kept per event cost their making and releasing every time.
+    /// They are listed on demand (`mapBatches`, `unmapBatches`).
     init(_ observations: [Observation]) {
         self.observations = observations
-        for observation in observations {
+        for (index, observation) in observations.enumerated() {
             switch observation {
-            case .mapBatch(let batch): mapBatches.append(batch)
-            case .unmapBatch(let batch): unmapBatches.append(batch)
+            case .mapBatch:
+                if firstMapBatch == nil { firstMapBatch = index }
+                mapBatchCount += 1
+            case .unmapBatch: unmapBatchCount += 1
             case .allocationFailed: allocationFailed = true
             case .alert: alerts += 1
             case .panic: panicked = true; hasAlarms = true
@@ -37,11 +44,27 @@ struct EnvironmentRecord {
         }
     }
 
+    /// Whether a map or unmap batch ran during the event.
+    var ranBatches: Bool { mapBatchCount + unmapBatchCount > 0 }
+
+    /// The map batches, in order.
+    var mapBatches: [MapBatch] {
+        guard mapBatchCount > 0 else { return [] }
+        return observations.compactMap { if case .mapBatch(let batch) = $0 { batch } else { nil } }
+    }
+
+    /// The unmap batches, in order.
+    var unmapBatches: [UnmapBatch] {
+        guard unmapBatchCount > 0 else { return [] }
+        return observations.compactMap { if case .unmapBatch(let batch) = $0 { batch } else { nil } }
+    }
+
     /// What the hypervisor answered to op `op` of the event's map batch (the
     /// first, if there were several); nil when the hypercall failed as a
     /// whole or never got that far.
     func mapResult(op: Int) -> MapResult? {
-        guard let results = mapBatches.first?.results, op < results.count else { return nil }
+        guard let firstMapBatch, case .mapBatch(let batch) = observations[firstMapBatch],
+              let results = batch.results, op < results.count else { return nil }
         return results[op]
     }
 }
@@ -69,7 +92,8 @@ struct EventObservation {
          reading prediction: borrowing Prediction) {
         // The ledger first, while the record is still the argument: read
         // after the record was moved into `self`, it was copied to be read.
-        unmaps = UnmapLedger(expected: prediction.unmaps, batches: environment.unmapBatches)
+        unmaps = UnmapLedger(expected: prediction.unmaps,
+                             batches: environment.unmapBatchCount > 0 ? environment.unmapBatches : [])
         self.environment = environment
         self.publications = publications
         connection = prediction.connectionVbd.flatMap { world.connection(vbd: $0) }

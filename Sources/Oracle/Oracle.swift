@@ -20,7 +20,14 @@ public struct OracleStatistics: Hashable, Sendable {
 /// event must do (`Prediction`), then each check holds one part of that
 /// against what was observed (`Checks`).
 public final class ConformanceOracle {
-    private var judge: EventJudge
+    // Unchecked exclusivity: private to this final class and reached only by
+    // `check` (one mutating access per event) and the `statistics` getter.
+    // During `check` the judge calls out only to the world it is handed, and
+    // no world can reach this object (the harness's world is the fake
+    // environment and the backend, which never see the oracle). So no two
+    // accesses can overlap; the runtime check was a begin and an end call
+    // on every event.
+    @exclusivity(unchecked) private var judge: EventJudge
 
     public var statistics: OracleStatistics { judge.predictor.reference.statistics }
 

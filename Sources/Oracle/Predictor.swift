@@ -24,6 +24,14 @@ struct Predictor {
     /// The latest request's segment decisions: kept here, with its capacity,
     /// so deciding a request allocates nothing.
     var decisions: [SegmentDecision] = []
+    /// The latest request's segments, built here before it is known to run
+    /// (kept with its capacity; a request that runs takes the list and
+    /// leaves the one of the request object it reuses in its place).
+    var segmentScratch: [SegmentIO] = []
+    /// Finished requests nothing else holds, to be reused by later ones:
+    /// as many as were ever in flight at once, so a request allocates
+    /// neither its object nor its segment list.
+    var spareRequests: [PendingRequest] = []
 
     init(reference: ReferenceModel) {
         self.reference = reference
@@ -60,7 +68,10 @@ struct Predictor {
             heldNow = self.request(request, vbd: raw.vbd, hold: raw.hold, environment: environment, world: world)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
-            if let request = reference.connection(vbd)?.release(id: id) { complete(request) }
+            if let request = reference.connection(vbd)?.release(id: id) {
+                complete(request)
+                recycle(consume request)
+            }
         case .disconnect(let vbd):
             prediction.completesHeldIO = true
             disconnect(vbd: vbd)
@@ -77,6 +88,16 @@ struct Predictor {
         prediction.mappedAfter = ExpectedMappings(connections: connections,
                                                   version: reference.mappedHandlesVersion(of: connections))
     }
+
+    /// A finished request is kept for reuse, if nothing else holds it (a
+    /// held object would change under its holder when reused).
+    mutating func recycle(_ request: consuming PendingRequest) {
+        var request = request
+        if isKnownUniquelyReferenced(&request) { spareRequests.append(request) }
+    }
+
+    /// A request object to start: a spare one if there is one.
+    mutating func freshRequest() -> PendingRequest { spareRequests.popLast() ?? PendingRequest() }
 
     /// A request to hold in flight, and the connection that holds it.
     typealias HeldRequest = (model: ConnectionModel, request: PendingRequest)
@@ -166,9 +187,14 @@ struct Predictor {
                 // The page as it stands now: a read completing earlier in this
                 // event may have filled it since the tokens were last taken.
                 let tokens = prediction.guestWrites.overlaid(on: segment.tokens, in: page)
-                withUnsafeBytes(of: tokens) { bytes in
+                if lanes.count == 8 {
+                    // The usual segment, a whole page: one store of the vector, no call to copy memory.
+                    UnsafeMutableRawPointer(run.baseAddress! + offset).storeBytes(of: tokens, as: SIMD8<UInt64>.self)
+                } else {
+                    withUnsafeBytes(of: tokens) { bytes in
                     let page = bytes.assumingMemoryBound(to: UInt64.self)
-                    (run.baseAddress! + offset).update(from: page.baseAddress! + lanes.lowerBound, count: lanes.count)
+                        (run.baseAddress! + offset).update(from: page.baseAddress! + lanes.lowerBound, count: lanes.count)
+                    }
                 }
                 offset += lanes.count
             } else {
@@ -193,9 +219,14 @@ struct Predictor {
             if let page = segment.page {
                 changedPages.append(page)
                 var tokens = SIMD8<UInt64>()
-                withUnsafeMutableBytes(of: &tokens) { bytes in
-                    let page = bytes.assumingMemoryBound(to: UInt64.self)
-                    (page.baseAddress! + lanes.lowerBound).update(from: run.baseAddress! + offset, count: lanes.count)
+                if lanes.count == 8 {
+                    // The usual segment, a whole page: one load of the vector, no call to copy memory.
+                    tokens = UnsafeRawPointer(run.baseAddress! + offset).loadUnaligned(as: SIMD8<UInt64>.self)
+                } else {
+                    withUnsafeMutableBytes(of: &tokens) { bytes in
+                        let page = bytes.assumingMemoryBound(to: UInt64.self)
+                        (page.baseAddress! + lanes.lowerBound).update(from: run.baseAddress! + offset, count: lanes.count)
+                    }
                 }
                 prediction.guestWrites.write(tokens, lanes: lanes, in: page)
             }

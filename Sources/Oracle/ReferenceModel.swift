@@ -197,7 +197,7 @@ final class ConnectionModel {
         state.inFlightIDs.append(request.id)
         if !request.oneOffHandles.isEmpty { state.mappedVersion &+= 1 }
         guard request.isWrite else { return }
-        for segment in request.segments { if let page = segment.page { state.heldWritePages.increment(page) } }
+        state.heldWritePages.increment(pagesOf: request.segments)
     }
 
     /// The held request `id` completes: it is no longer in flight.
@@ -207,9 +207,7 @@ final class ConnectionModel {
         let request = state.inFlight.remove(at: index)
         if !request.oneOffHandles.isEmpty { state.mappedVersion &+= 1 }
         // Every page was counted in when the request was held.
-        if request.isWrite {
-            for segment in request.segments { if let page = segment.page { state.heldWritePages.decrement(page) } }
-        }
+        if request.isWrite { state.heldWritePages.decrement(pagesOf: request.segments) }
         return request
     }
 
@@ -367,35 +365,70 @@ struct SegmentIO {
 /// and back out at completion, often as an optional, and a struct this large
 /// was copied and destroyed (an optional one through type metadata) at each
 /// step. Only the write tokens change, and only in the in-flight list.
+///
+/// Reused: once a request has finished and nothing else holds it, the
+/// predictor keeps the object, with its segment list's capacity, for a later
+/// request (`Predictor.spareRequests`), so a request allocates neither.
 final class PendingRequest {
-    let vbd: UInt16
-    let id: UInt64
-    /// The request's operation byte, which its response repeats.
-    let operation: UInt8
-    let isWrite: Bool
-    let sector: UInt64
-    // Unchecked exclusivity: private to this final class, read whole by the
-    // `segments` getter and changed only in `refreshTokens`, one element at
-    // a time in plain statements; the `tokens` closure runs between them,
-    // with no access open. So no two accesses can overlap.
-    @exclusivity(unchecked) private var storedSegments: [SegmentIO]
-    /// Handles of the one-off mappings to unmap when the I/O completes
-    /// (empty, and then no allocation, for the usual persistent request).
-    let oneOffHandles: [GrantHandle]
-    /// The unmap bitmap the backend must hold for it: one-offs and demoted segments.
-    let bitmap: UInt16
+    /// What a request is, besides its segments; set whole when it starts.
+    private struct Header {
+        var vbd: UInt16 = 0
+        var id: UInt64 = 0
+        var operation: UInt8 = 0
+        var isWrite = false
+        var sector: UInt64 = 0
+        var oneOffHandles: [GrantHandle] = []
+        var bitmap: UInt16 = 0
+    }
+
+    // Unchecked exclusivity (both): private to this final class. `header` is
+    // read by the getters below and replaced whole by `start`, in single
+    // statements. `storedSegments` is read whole by the `segments` getter,
+    // moved out and back by `takeSegments` and `start`, and changed only in
+    // `refreshTokens`, one element at a time in plain statements; the
+    // `tokens` closure runs between them, with no access open. So no two
+    // accesses can overlap.
+    @exclusivity(unchecked) private var header = Header()
+    @exclusivity(unchecked) private var storedSegments: [SegmentIO] = []
+
+    /// A request not yet started: `takeSegments`, fill the list, then `start`.
+    init() {}
 
     init(vbd: UInt16, id: UInt64, operation: UInt8, isWrite: Bool, sector: UInt64, segments: [SegmentIO],
          oneOffHandles: [GrantHandle], bitmap: UInt16) {
-        self.vbd = vbd
-        self.id = id
-        self.operation = operation
-        self.isWrite = isWrite
-        self.sector = sector
-        storedSegments = segments
-        self.oneOffHandles = oneOffHandles
-        self.bitmap = bitmap
+        start(vbd: vbd, id: id, operation: operation, isWrite: isWrite, sector: sector, segments: segments,
+              oneOffHandles: oneOffHandles, bitmap: bitmap)
     }
+
+    /// The request becomes this one, with `segments` as its list (usually
+    /// the list `takeSegments` handed out, refilled).
+    func start(vbd: UInt16, id: UInt64, operation: UInt8, isWrite: Bool, sector: UInt64, segments: consuming [SegmentIO],
+               oneOffHandles: [GrantHandle], bitmap: UInt16) {
+        header = Header(vbd: vbd, id: id, operation: operation, isWrite: isWrite, sector: sector,
+                        oneOffHandles: oneOffHandles, bitmap: bitmap)
+        storedSegments = segments
+    }
+
+    /// The segment list, moved out (the request keeps an empty one) and
+    /// emptied, to be refilled with its capacity for the next request.
+    func takeSegments() -> [SegmentIO] {
+        var segments: [SegmentIO] = []
+        swap(&segments, &storedSegments)
+        segments.removeAll(keepingCapacity: true)
+        return segments
+    }
+
+    var vbd: UInt16 { header.vbd }
+    var id: UInt64 { header.id }
+    /// The request's operation byte, which its response repeats.
+    var operation: UInt8 { header.operation }
+    var isWrite: Bool { header.isWrite }
+    var sector: UInt64 { header.sector }
+    /// Handles of the one-off mappings to unmap when the I/O completes
+    /// (empty, and then no allocation, for the usual persistent request).
+    var oneOffHandles: [GrantHandle] { header.oneOffHandles }
+    /// The unmap bitmap the backend must hold for it: one-offs and demoted segments.
+    var bitmap: UInt16 { header.bitmap }
 
     /// Each segment's lanes, page and (for writes) tokens, in segment order.
     var segments: [SegmentIO] { storedSegments }
@@ -451,7 +484,9 @@ enum SegmentDecision: Hashable {
 
 /// docs/design.md §6 validation, on the request as the backend will see it.
 enum RequestValidation {
-    static func status(of request: BlkifRequest, in model: ConnectionModel) -> BlkifResponseStatus? {
+    /// `segments` is `request.effectiveSegments`, which the caller already
+    /// holds (made again here, it was a list built per request).
+    static func status(of request: BlkifRequest, segments: [BlkifSegment], in model: ConnectionModel) -> BlkifResponseStatus? {
         guard let operation = request.knownOperation else { return .error }
         switch operation {
         case .reserved, .indirect:
@@ -463,7 +498,6 @@ enum RequestValidation {
         case .read, .write, .writeBarrier, .flushDiskcache:
             let count = Int(request.nrSegments)
             if count > Blkif.maxSegmentsPerRequest || (count == 0 && !operation.isFlushLike) { return .error }
-            let segments = request.effectiveSegments
             if segments.contains(where: { Int($0.lastSect) >= Blkif.sectorsPerPage || $0.lastSect < $0.firstSect }) {
                 return .error
             }

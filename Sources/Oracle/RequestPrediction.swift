@@ -25,8 +25,8 @@ extension Predictor {
         // request that does not run drops them); a second pass rewrote each
         // element of the list. (Made by appending: a list made through
         // `init(unsafeUninitializedCapacity:)` looked its type up at run time.)
-        var segmentIO: [SegmentIO] = []
-        segmentIO.reserveCapacity(segments.count)
+        // Into the predictor's own list, kept with its capacity.
+        segmentScratch.removeAll(keepingCapacity: true)
         for segment in segments {
             let page = world.guestPage(domid: domid, gref: segment.gref)
             var tokens = SIMD8<UInt64>()
@@ -34,10 +34,10 @@ extension Predictor {
                 if stampsPages { changedPages.append(page) }
                 if !isRead { tokens = world.guestTokens(page) }
             }
-            segmentIO.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect, page: page, tokens: tokens))
+            segmentScratch.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect, page: page, tokens: tokens))
         }
 
-        if let status = RequestValidation.status(of: request, in: model) {
+        if let status = RequestValidation.status(of: request, segments: segments, in: model) {
             prediction.mapOps = .noBatch(because: "the request is invalid (answer \(status))")
             prediction.responses.append(ExpectedResponse(vbd: vbd, id: request.id,
                                                              status: status, operation: request.operation))
@@ -133,11 +133,17 @@ extension Predictor {
                                                              status: .error, operation: request.operation))
             return nil
         }
-        let pending = PendingRequest(vbd: vbd, id: request.id, operation: request.operation, isWrite: !isRead,
-                                     sector: request.sectorNumber,
-                                     segments: segmentIO, oneOffHandles: oneOffHandles, bitmap: bitmap)
+        // The request takes the list just built; the list of the object it
+        // reuses (emptied, with its capacity) is the next request's scratch.
+        let pending = freshRequest()
+        var segmentIO = pending.takeSegments()
+        swap(&segmentIO, &segmentScratch)
+        pending.start(vbd: vbd, id: request.id, operation: request.operation, isWrite: !isRead,
+                      sector: request.sectorNumber,
+                      segments: consume segmentIO, oneOffHandles: oneOffHandles, bitmap: bitmap)
         if hold { return (model, pending) }
         complete(pending)
+        recycle(consume pending)
         return nil
     }
 }

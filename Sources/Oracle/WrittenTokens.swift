@@ -166,6 +166,11 @@ struct GuestPageWrites {
     /// Lanes `lanes` of `source` into the same lanes of `page`, as one copy
     /// of memory (lane-wise SIMD masks cost more than the copy they save).
     static func copy(_ lanes: ClosedRange<Int>, of source: SIMD8<UInt64>, into page: inout SIMD8<UInt64>) {
+        // The usual segment covers its whole page: an assignment, no call to copy memory.
+        if lanes.count == 8 {
+            page = source
+            return
+        }
         withUnsafeBytes(of: source) { from in
             withUnsafeMutableBytes(of: &page) { to in
                 let offset = lanes.lowerBound * MemoryLayout<UInt64>.stride

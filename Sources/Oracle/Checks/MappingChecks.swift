@@ -10,19 +10,22 @@ extension Checks {
     /// grant, in segment order, writable for new persistent grants and
     /// read-only for the one-offs of writes.
     static func mapOps(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
-        let batches = observed.environment.mapBatches
+        // Counted first: the batches are listed only for an event that ran one.
+        let batchCount = observed.environment.mapBatchCount
         switch prediction.mapOps {
         case .unjudged:
             return
         case .noneOutsideRequest:
-            guard !batches.isEmpty else { return }
+            guard batchCount > 0 else { return }
             findings.append(Finding(.mapOps, in: .mapOps, expected: "no map hypercall outside a request",
-                                    seen: "\(batches.count) map batch(es)"))
+                                    seen: "\(batchCount) map batch(es)"))
         case .noBatch(let reason):
-            guard !batches.isEmpty else { return }
+            guard batchCount > 0 else { return }
+            let batches = observed.environment.mapBatches
             findings.append(Finding(.mapOps, in: .mapOps, expected: "no map hypercall: \(reason)",
                                     seen: "\(batches.count) batch(es): " + Wording.list(batches.flatMap(\.ops).map(\.description))))
         case let .oneBatch(domid, ops):
+            let batches = observed.environment.mapBatches
             let describe = { (gref: GrantRef, readOnly: Bool) in
                 "map gref \(gref) of domain \(domid) [\(readOnly ? "host_map|readonly" : "host_map")]"
             }
@@ -60,10 +63,11 @@ extension Checks {
     /// and every handle the event had to unmap is unmapped (at a disconnect,
     /// that last rule is `teardown`'s).
     static func unmapOps(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
-        let batches = observed.environment.unmapBatches
         let ledger = observed.unmaps
         lazy var persistentHandles = prediction.mappedAfter.persistentHandles()
         var surprises = ledger.surprises[...]
+        // The batches are listed only for an event that ran one.
+        let batches = observed.environment.unmapBatchCount > 0 ? observed.environment.unmapBatches : []
         for (index, batch) in batches.enumerated() {
             if batch.ops.count > Blkif.maxSegmentsPerRequest {
                 findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap batches of at most 11",
@@ -145,7 +149,7 @@ extension Checks {
     /// nothing extra mapped, so its list of mappings is built only when it has some.
     static func requestLeak(_ prediction: Prediction, _ environment: EnvironmentRecord, in world: some ObservedWorld,
                             memo: inout LeakCheckMemo, into findings: inout [Finding]) {
-        let batchesRan = !environment.mapBatches.isEmpty || !environment.unmapBatches.isEmpty
+        let batchesRan = environment.ranBatches
         guard batchesRan || prediction.completesHeldIO else { return }
         let mapped = prediction.mappedAfter
         if !batchesRan && memo.stillPasses(mapped, in: world) { return }

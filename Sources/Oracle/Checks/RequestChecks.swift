@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Blkif
 import Trace
 
@@ -60,6 +65,11 @@ extension Checks {
         prediction.diskWrites.forEachRun { vbd, first, tokens, isOverwritten in
             withUnsafeTemporaryAllocation(of: UInt64.self, capacity: tokens.count) { seen in
                 world.readDisk(vbd: vbd, from: first, into: seen)
+                // The usual run is all as written: one comparison of memory
+                // says so, before any token is looked at on its own.
+                if tokens.isEmpty || memcmp(seen.baseAddress!, tokens.baseAddress!, tokens.count * MemoryLayout<UInt64>.stride) == 0 {
+                    return
+                }
                 for offset in 0..<tokens.count where seen[offset] != tokens[offset] {
                     let sector = first &+ UInt64(offset)
                     if isOverwritten(sector) { continue }
@@ -69,6 +79,8 @@ extension Checks {
         }
         for write in prediction.guestWrites.pages {
             let seen = world.guestTokens(write.page)
+            // A whole page written (the usual read segment) is compared at once.
+            if write.written == 0xff && seen == write.tokens { continue }
             // The written lanes compared first, through pointers to the lanes
             // (a SIMD vector indexed by a variable lane goes through memory
             // with a bounds check each time); they are named only for a page that differs.
