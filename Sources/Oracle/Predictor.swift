@@ -106,6 +106,13 @@ struct Predictor {
 
     private mutating func connect(_ connect: ConnectEvent) {
         if let persistent = connect.persistent { reference.setFrontendKey("feature-persistent", to: persistent ? "1" : "0") }
+        // A frontend announcing Connected again on a live vbd: xenbus ignores
+        // it, so nothing changes and nothing is negotiated (the key written
+        // above counts from the next real connect on).
+        if reference.connection(connect.vbd) != nil {
+            treeVbd = connect.vbd
+            return
+        }
         // The key is read as sscanf's %u would: "1", " 1" and "1\n" all mean 1.
         let frontendFeature = reference.frontendKey("feature-persistent")
         let mode = connect.backendPersistent && frontendFeature.flatMap(ReferenceModel.scanUnsigned) == 1

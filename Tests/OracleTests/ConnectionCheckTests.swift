@@ -21,6 +21,14 @@ import Trace
         #expect(found { Checks.negotiation(connect, observe(for: connect), into: &$0) }.map(\.seen) == ["no negotiation"])
     }
 
+    @Test func anyOtherEventNegotiatesNothing() {
+        let none = Prediction()
+        let observed = observe(publications: [.negotiated(vbd: 1, persistent: false)], for: none)
+        #expect(found { Checks.negotiation(none, observed, into: &$0) } == [
+            Finding(.negotiation, in: .connection, expected: "no negotiation now",
+                    seen: "vbd 1 negotiated persistent grants off")])
+    }
+
     @Test func aConnectionTheBackendDoesNotHold() {
         var prediction = Prediction()
         prediction.tree = TreeExpectation(vbd: 2, connection: connectionModel())

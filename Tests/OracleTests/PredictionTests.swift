@@ -19,6 +19,22 @@ import Trace
         reference.predict(event, environment: EnvironmentRecord(environment), world: world)
     }
 
+    @Test func connectedAgainChangesNothingButTheKey() {
+        _ = predict(requestEvent(id: 1, .write, grefs: [1, 2], hold: true),
+                    [mapBatch([(1, false), (2, false)], handles: [10, 11])])
+        let again = predict(.connect(ConnectEvent(domid: 3, persistent: false, maxPersistent: 9, sectors: 8)))
+        #expect(again.negotiation == nil)
+        #expect(again.tree?.vbd == 0)
+        #expect(again.tree?.limit == 2)
+        #expect(again.tree?.grants.dictionary == [1: 10, 2: 11])
+        #expect(again.mappedAfter.handles(of: 3) == [10, 11])
+        #expect(predict(.complete(id: 1, vbd: 0)).responses == [ExpectedResponse(vbd: 0, id: 1, status: .okay,
+                                                                                 operation: .write)])
+        // the key the repeated connect wrote decides the next real one
+        _ = predict(.disconnect(vbd: 0))
+        #expect(predict(.connect(ConnectEvent(domid: 3))).negotiation?.persistent == false)
+    }
+
     @Test func aConnectNegotiatesWhatBothSidesOffer() {
         let prediction = predict(.connect(ConnectEvent(domid: 3, persistent: false, vbd: 1)))
         #expect(prediction.negotiation == ExpectedNegotiation(vbd: 1, persistent: false, backendOffers: true,

@@ -2,10 +2,11 @@ import FakeXen
 import Trace
 
 extension Checks {
-    /// `negotiation`: a connect publishes exactly one negotiated mode, and it
-    /// is persistent grants on exactly when the backend offers them and the
-    /// frontend's `feature-persistent` reads as 1. After a connect or a
-    /// request, the backend holds that vbd's connection.
+    /// `negotiation`: a connect of a vbd not connected publishes exactly one
+    /// negotiated mode, and it is persistent grants on exactly when the
+    /// backend offers them and the frontend's `feature-persistent` reads as
+    /// 1; every other event, a repeated Connected among them, publishes none.
+    /// After a connect or a request, the backend holds that vbd's connection.
     static func negotiation(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
         if let expected = prediction.negotiation {
             let seen = observed.publications.compactMap { publication -> Bool? in
@@ -17,6 +18,11 @@ extension Checks {
                     .negotiation, in: .connection,
                     expected: "persistent grants \(expected.persistent ? "on" : "off") (backend offers: \(expected.backendOffers), frontend feature-persistent: \(expected.frontendFeature ?? "absent"))",
                     seen: seen.isEmpty ? "no negotiation" : seen.map { $0 ? "on" : "off" }.joined(separator: ", ")))
+            }
+        } else {
+            for case let .negotiated(vbd, persistent) in observed.publications {
+                findings.append(Finding(.negotiation, in: .connection, expected: "no negotiation now",
+                                        seen: "vbd \(vbd) negotiated persistent grants \(persistent ? "on" : "off")"))
             }
         }
         if let tree = prediction.tree, observed.connection == nil {
