@@ -181,7 +181,6 @@ public final class BlockDevice {
 
     public let disk: Ramdisk
     private let grants: GrantTable
-    private let kernel: FakeKernel
     private let memory: GuestMemory
     private let log: ObservationLog
     /// The bios in flight and the slots they live in, in one value so that
@@ -196,10 +195,9 @@ public final class BlockDevice {
 
     public var inFlightCount: Int { slots.inFlightCount }
 
-    init(disk: Ramdisk, grants: GrantTable, kernel: FakeKernel, memory: GuestMemory, log: ObservationLog) {
+    init(disk: Ramdisk, grants: GrantTable, memory: GuestMemory, log: ObservationLog) {
         self.disk = disk
         self.grants = grants
-        self.kernel = kernel
         self.memory = memory
         self.log = log
     }
@@ -244,10 +242,11 @@ public final class BlockDevice {
         // The segments are read in place: the slot goes back for reuse only
         // after the loop, so no bio can refill them meanwhile.
         for segment in bio.segmentBuffer {
-            // Ending the page's use first finds its mapping in the same
-            // lookup; the use count is not what the transfer looks at.
-            let mapping = grants.endIO(on: segment.page)
-            transfer(bio.direction, segment, through: mapping, diskSector: sector)
+            // Ending the page's use first finds its mapping and the frame's
+            // liveness in the same lookup; the use count is not what the
+            // transfer looks at.
+            let use = grants.endIO(on: segment.page)
+            transfer(bio.direction, segment, through: use.mapping, pageIsLive: use.pageIsLive, diskSector: sector)
             sector += UInt64(segment.lastSect - segment.firstSect + 1)
         }
         slots.release(id)
@@ -255,10 +254,11 @@ public final class BlockDevice {
 
     public func discard(sector: UInt64, count: UInt64) { disk.discard(from: sector, count: count) }
 
-    /// `mapping` is what `segment.page` backs now.
+    /// `mapping` is what `segment.page` backs now, `pageIsLive` whether the
+    /// page's frame is allocated now (`PageAllocator.isLive`).
     private func transfer(_ direction: BioDirection, _ segment: BioSegment, through mapping: GrantMapping?,
-                          diskSector: UInt64) {
-        guard kernel.pages.isLive(segment.page) else {
+                          pageIsLive: Bool, diskSector: UInt64) {
+        guard pageIsLive else {
             log.record(.useAfterFree(address: segment.page.description, access: direction == .read ? .write : .read,
                                      what: "block I/O on a freed page"))
             return
@@ -404,7 +404,7 @@ public final class FakeXen {
     /// A fresh disk for a vbd (each connect brings its disk up anew).
     @discardableResult
     public func attachDisk(vbd: UInt16, sectors: UInt64) -> BlockDevice {
-        let device = BlockDevice(disk: Ramdisk(sectors: sectors), grants: grants, kernel: kernel, memory: memory, log: log)
+        let device = BlockDevice(disk: Ramdisk(sectors: sectors), grants: grants, memory: memory, log: log)
         if let index = devices.firstIndex(where: { $0.vbd == vbd }) {
             devices[index].device = device
         } else {
