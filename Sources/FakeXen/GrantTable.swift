@@ -26,7 +26,10 @@ public final class GrantTable {
 
     private let log: ObservationLog
     private let faults: FaultInjector
-    private let kernel: FakeKernel
+    /// The kernel's page allocator (`kernel.pages`), held directly: a
+    /// completing segment asks it for the free count, and reaching it
+    /// through the kernel retained and released it every time.
+    private let pages: PageAllocator
     private let memory: GuestMemory
     /// Entries by `entryKey(domid:gref:)`: grefs are small numbers in
     /// practice (they index the guest's table), so one domain's entries sit
@@ -66,7 +69,7 @@ public final class GrantTable {
     init(log: ObservationLog, faults: FaultInjector, kernel: FakeKernel, memory: GuestMemory) {
         self.log = log
         self.faults = faults
-        self.kernel = kernel
+        self.pages = kernel.pages
         self.memory = memory
     }
 
@@ -158,7 +161,7 @@ public final class GrantTable {
         let readOnly = op.flags.contains(.readOnly)
         if entry.readOnly && !readOnly { return failed(.generalError) }
         if !op.flags.contains(.hostMap) { return failed(.generalError) }
-        if !kernel.pages.isLive(op.hostPage) {
+        if !pages.isLive(op.hostPage) {
             log.record(.useAfterFree(address: op.hostPage.description, access: .write, what: "grant mapped into a freed page"))
             return failed(.badVirtAddr)
         }
@@ -171,7 +174,7 @@ public final class GrantTable {
         mappingCounts.modify(UInt64(op.domid), default: 0) { $0 += 1 }
         totalMappings += 1
         // The frame was found live just above, and no page has been freed since.
-        let liveStamp = kernel.pages.freeCount
+        let liveStamp = pages.freeCount
         hostPages.modify(op.hostPage.number, default: HostPageUse()) { use in
             use.mapping = mapping
             use.liveAtFreeCount = liveStamp
@@ -240,7 +243,6 @@ public final class GrantTable {
     /// found in the same lookup: the page allocator is asked about the frame
     /// only when a page was freed since the frame was last seen live.
     func endIO(on page: PageFrame) -> (mapping: GrantMapping?, pageIsLive: Bool) {
-        let pages = kernel.pages
         let freeCount = pages.freeCount
         let found = hostPages.modify(page.number) { use -> (mapping: GrantMapping?, knownLive: Bool, unused: Bool) in
             use.segmentsInFlight -= 1
