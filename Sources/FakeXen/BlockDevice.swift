@@ -120,9 +120,18 @@ final class SectorBlocks {
     }
 
     /// The block holding `sector`, nil when nothing in it was ever written (or it was discarded whole).
+    ///
+    /// The last block's answer is inlined into the ramdisk's per-segment
+    /// reads and writes; a table lookup stays out of line.
+    @inline(__always)
     func existing(_ sector: UInt64) -> UnsafeMutablePointer<UInt64>? {
         let number = sector >> Self.blockShift
         if number == lastNumber { return lastBlock }
+        return lookUp(number)
+    }
+
+    @inline(never)
+    private func lookUp(_ number: UInt64) -> UnsafeMutablePointer<UInt64>? {
         let block = table[number]
         lastNumber = number
         lastBlock = block
@@ -130,8 +139,14 @@ final class SectorBlocks {
     }
 
     /// The block holding `sector`, allocated (all zero) if it did not exist.
+    @inline(__always)
     func creating(_ sector: UInt64) -> UnsafeMutablePointer<UInt64> {
         if let block = existing(sector) { return block }
+        return allocateBlock(for: sector)
+    }
+
+    @inline(never)
+    private func allocateBlock(for sector: UInt64) -> UnsafeMutablePointer<UInt64> {
         let block = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(Self.sectorsPerBlock))
         block.initialize(repeating: 0, count: Int(Self.sectorsPerBlock))
         let number = sector >> Self.blockShift
