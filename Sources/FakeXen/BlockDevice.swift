@@ -40,6 +40,10 @@ public final class Ramdisk {
     }
 
     /// Moves a run of sectors from a guest page into the disk.
+    ///
+    /// A whole page's move, the usual one, is inlined into the block
+    /// device's transfer; any other run is moved out of line.
+    @inline(__always)
     func write(from page: SIMD8<UInt64>, pageSectors: ClosedRange<Int>, to sector: UInt64) {
         if Self.isWholePageInOneBlock(pageSectors, at: sector) {
             let block = blocks.creating(sector) + Int(sector & SectorBlocks.offsetMask)
@@ -47,6 +51,11 @@ public final class Ramdisk {
                                                       as: SIMD8<UInt64>.self)
             return
         }
+        writeSectorBySector(from: page, pageSectors: pageSectors, to: sector)
+    }
+
+    @inline(never)
+    private func writeSectorBySector(from page: SIMD8<UInt64>, pageSectors: ClosedRange<Int>, to sector: UInt64) {
         var diskSector = sector
         var block = blocks.creating(diskSector)
         for pageSector in pageSectors {
@@ -58,15 +67,23 @@ public final class Ramdisk {
         }
     }
 
-    /// Reads a run of sectors into a guest page.
+    /// Reads a run of sectors into a guest page (a whole page inline, as `write`).
+    @inline(__always)
     func read(into page: inout SIMD8<UInt64>, pageSectors: ClosedRange<Int>, from sector: UInt64) {
         if Self.isWholePageInOneBlock(pageSectors, at: sector) {
-            let stored = blocks.existing(sector).map {
-                UnsafeRawPointer($0 + Int(sector & SectorBlocks.offsetMask)).loadUnaligned(as: SIMD8<UInt64>.self)
-            } ?? SIMD8()
+            var stored = SIMD8<UInt64>()
+            if let block = blocks.existing(sector) {
+                stored = UnsafeRawPointer(block + Int(sector & SectorBlocks.offsetMask))
+                    .loadUnaligned(as: SIMD8<UInt64>.self)
+            }
             page = stored ^ Self.initialTokens(from: sector)
             return
         }
+        readSectorBySector(into: &page, pageSectors: pageSectors, from: sector)
+    }
+
+    @inline(never)
+    private func readSectorBySector(into page: inout SIMD8<UInt64>, pageSectors: ClosedRange<Int>, from sector: UInt64) {
         var diskSector = sector
         var block = blocks.existing(diskSector)
         for pageSector in pageSectors {
