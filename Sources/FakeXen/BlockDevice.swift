@@ -254,7 +254,9 @@ public final class BlockDevice {
     }
 
     /// Fills a new bio's own segment storage with `segment(0..<count)` and
-    /// marks each page in use.
+    /// marks each page in use. Inlined into each public `submit`, so that
+    /// `segment` is too (called through a closure, it cost a call per segment).
+    @inline(__always)
     private func submit(_ direction: BioDirection, sector: UInt64, count: Int,
                         segment: (Int) -> BioSegment) -> BioID {
         precondition(count <= Self.maxSegmentsPerBio, "a bio holds at most a request's segments")
