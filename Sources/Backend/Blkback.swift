@@ -212,8 +212,10 @@ public final class Blkback {
     /// `dispatch_rw_block_io`: validate, map, submit.
     private func dispatchReadWrite(_ connection: Connection, _ request: BlkifRequest, operation: BlkifOperation,
                                    hold: Bool) throws(KernelPanic) {
-        let fail = { (status: BlkifResponseStatus) in
-            self.respond(connection, id: request.id, operation: request.operation, status: status)
+        // A method, not a closure over `request`: the closure's context
+        // retained and released the request's segments on every request.
+        func fail(_ status: BlkifResponseStatus) {
+            respond(connection, id: request.id, operation: request.operation, status: status)
         }
         let nseg = Int(request.nrSegments)
         guard (nseg > 0 || operation.isFlushLike) && nseg <= Blkif.maxSegmentsPerRequest else { return fail(.error) }

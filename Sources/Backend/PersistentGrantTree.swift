@@ -48,11 +48,23 @@ struct PersistentGrantTree {
 
     /// `searchRecord(_:)` for a caller that holds the heap's generation as it
     /// is now (a per-segment loop reads it once, not once per segment).
+    ///
+    /// The remembered answer, the usual one, is inlined into the caller's
+    /// per-segment loop (the call and the result returned through memory
+    /// cost more than the memo's lookup); the walk stays out of line.
+    @inline(__always)
     mutating func searchRecord(_ gref: GrantRef, heapGeneration: UInt64)
         -> (address: KernelAddress?, live: LiveGrantFields?) {
         assert(heapGeneration == store.heap.generation, "a search with a stale heap generation")
         let state = SearchMemo.State(heapGeneration: heapGeneration, treeVersion: version)
         if let remembered = searches.result(for: gref, in: state) { return remembered }
+        return walkAndRemember(gref, in: state)
+    }
+
+    /// The walk of a search the memo cannot answer, remembered when it observed nothing.
+    @inline(never)
+    private mutating func walkAndRemember(_ gref: GrantRef, in state: SearchMemo.State)
+        -> (address: KernelAddress?, live: LiveGrantFields?) {
         var walker = store
         walker.tookObservedRead = false
         let found = tree.search(gref, in: &walker)

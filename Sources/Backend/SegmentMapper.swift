@@ -205,6 +205,9 @@ struct SegmentMapper {
         // The heap's generation, read once and again only after the loop
         // changes the heap (a failed map's rollback, a new record's handle).
         var heapGeneration = heap.generation
+        // Read once: the variant is a value holding a set and a name, and
+        // reaching it per segment copied (retained and released) both.
+        let handleZeroUnmapped = variant.has(.handleZeroUnmapped)
         do {
             pending.unmapBitmap = 0
             var failed = false
@@ -218,7 +221,7 @@ struct SegmentMapper {
                     continue
                 }
                 let isNew: Bool
-                if variant.has(.handleZeroUnmapped) {
+                if handleZeroUnmapped {
                     isNew = scratch.records[index].map { handle(of: $0, segment: index, scratch, heapGeneration: heapGeneration) == 0 } ?? true
                 } else {
                     isNew = scratch.opIndex[index] != nil

@@ -40,6 +40,10 @@ public final class Ramdisk {
     }
 
     /// Moves a run of sectors from a guest page into the disk.
+    ///
+    /// A whole page's move, the usual one, is inlined into the block
+    /// device's transfer; any other run is moved out of line.
+    @inline(__always)
     func write(from page: SIMD8<UInt64>, pageSectors: ClosedRange<Int>, to sector: UInt64) {
         if Self.isWholePageInOneBlock(pageSectors, at: sector) {
             let block = blocks.creating(sector) + Int(sector & SectorBlocks.offsetMask)
@@ -47,6 +51,11 @@ public final class Ramdisk {
                                                       as: SIMD8<UInt64>.self)
             return
         }
+        writeSectorBySector(from: page, pageSectors: pageSectors, to: sector)
+    }
+
+    @inline(never)
+    private func writeSectorBySector(from page: SIMD8<UInt64>, pageSectors: ClosedRange<Int>, to sector: UInt64) {
         var diskSector = sector
         var block = blocks.creating(diskSector)
         for pageSector in pageSectors {
@@ -58,15 +67,23 @@ public final class Ramdisk {
         }
     }
 
-    /// Reads a run of sectors into a guest page.
+    /// Reads a run of sectors into a guest page (a whole page inline, as `write`).
+    @inline(__always)
     func read(into page: inout SIMD8<UInt64>, pageSectors: ClosedRange<Int>, from sector: UInt64) {
         if Self.isWholePageInOneBlock(pageSectors, at: sector) {
-            let stored = blocks.existing(sector).map {
-                UnsafeRawPointer($0 + Int(sector & SectorBlocks.offsetMask)).loadUnaligned(as: SIMD8<UInt64>.self)
-            } ?? SIMD8()
+            var stored = SIMD8<UInt64>()
+            if let block = blocks.existing(sector) {
+                stored = UnsafeRawPointer(block + Int(sector & SectorBlocks.offsetMask))
+                    .loadUnaligned(as: SIMD8<UInt64>.self)
+            }
             page = stored ^ Self.initialTokens(from: sector)
             return
         }
+        readSectorBySector(into: &page, pageSectors: pageSectors, from: sector)
+    }
+
+    @inline(never)
+    private func readSectorBySector(into page: inout SIMD8<UInt64>, pageSectors: ClosedRange<Int>, from sector: UInt64) {
         var diskSector = sector
         var block = blocks.existing(diskSector)
         for pageSector in pageSectors {
@@ -120,9 +137,18 @@ final class SectorBlocks {
     }
 
     /// The block holding `sector`, nil when nothing in it was ever written (or it was discarded whole).
+    ///
+    /// The last block's answer is inlined into the ramdisk's per-segment
+    /// reads and writes; a table lookup stays out of line.
+    @inline(__always)
     func existing(_ sector: UInt64) -> UnsafeMutablePointer<UInt64>? {
         let number = sector >> Self.blockShift
         if number == lastNumber { return lastBlock }
+        return lookUp(number)
+    }
+
+    @inline(never)
+    private func lookUp(_ number: UInt64) -> UnsafeMutablePointer<UInt64>? {
         let block = table[number]
         lastNumber = number
         lastBlock = block
@@ -130,8 +156,14 @@ final class SectorBlocks {
     }
 
     /// The block holding `sector`, allocated (all zero) if it did not exist.
+    @inline(__always)
     func creating(_ sector: UInt64) -> UnsafeMutablePointer<UInt64> {
         if let block = existing(sector) { return block }
+        return allocateBlock(for: sector)
+    }
+
+    @inline(never)
+    private func allocateBlock(for sector: UInt64) -> UnsafeMutablePointer<UInt64> {
         let block = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(Self.sectorsPerBlock))
         block.initialize(repeating: 0, count: Int(Self.sectorsPerBlock))
         let number = sector >> Self.blockShift
@@ -181,7 +213,6 @@ public final class BlockDevice {
 
     public let disk: Ramdisk
     private let grants: GrantTable
-    private let kernel: FakeKernel
     private let memory: GuestMemory
     private let log: ObservationLog
     /// The bios in flight and the slots they live in, in one value so that
@@ -196,10 +227,9 @@ public final class BlockDevice {
 
     public var inFlightCount: Int { slots.inFlightCount }
 
-    init(disk: Ramdisk, grants: GrantTable, kernel: FakeKernel, memory: GuestMemory, log: ObservationLog) {
+    init(disk: Ramdisk, grants: GrantTable, memory: GuestMemory, log: ObservationLog) {
         self.disk = disk
         self.grants = grants
-        self.kernel = kernel
         self.memory = memory
         self.log = log
     }
@@ -224,7 +254,9 @@ public final class BlockDevice {
     }
 
     /// Fills a new bio's own segment storage with `segment(0..<count)` and
-    /// marks each page in use.
+    /// marks each page in use. Inlined into each public `submit`, so that
+    /// `segment` is too (called through a closure, it cost a call per segment).
+    @inline(__always)
     private func submit(_ direction: BioDirection, sector: UInt64, count: Int,
                         segment: (Int) -> BioSegment) -> BioID {
         precondition(count <= Self.maxSegmentsPerBio, "a bio holds at most a request's segments")
@@ -244,10 +276,11 @@ public final class BlockDevice {
         // The segments are read in place: the slot goes back for reuse only
         // after the loop, so no bio can refill them meanwhile.
         for segment in bio.segmentBuffer {
-            // Ending the page's use first finds its mapping in the same
-            // lookup; the use count is not what the transfer looks at.
-            let mapping = grants.endIO(on: segment.page)
-            transfer(bio.direction, segment, through: mapping, diskSector: sector)
+            // Ending the page's use first finds its mapping and the frame's
+            // liveness in the same lookup; the use count is not what the
+            // transfer looks at.
+            let use = grants.endIO(on: segment.page)
+            transfer(bio.direction, segment, through: use.mapping, pageIsLive: use.pageIsLive, diskSector: sector)
             sector += UInt64(segment.lastSect - segment.firstSect + 1)
         }
         slots.release(id)
@@ -255,10 +288,11 @@ public final class BlockDevice {
 
     public func discard(sector: UInt64, count: UInt64) { disk.discard(from: sector, count: count) }
 
-    /// `mapping` is what `segment.page` backs now.
+    /// `mapping` is what `segment.page` backs now, `pageIsLive` whether the
+    /// page's frame is allocated now (`PageAllocator.isLive`).
     private func transfer(_ direction: BioDirection, _ segment: BioSegment, through mapping: GrantMapping?,
-                          diskSector: UInt64) {
-        guard kernel.pages.isLive(segment.page) else {
+                          pageIsLive: Bool, diskSector: UInt64) {
+        guard pageIsLive else {
             log.record(.useAfterFree(address: segment.page.description, access: direction == .read ? .write : .read,
                                      what: "block I/O on a freed page"))
             return
@@ -404,7 +438,7 @@ public final class FakeXen {
     /// A fresh disk for a vbd (each connect brings its disk up anew).
     @discardableResult
     public func attachDisk(vbd: UInt16, sectors: UInt64) -> BlockDevice {
-        let device = BlockDevice(disk: Ramdisk(sectors: sectors), grants: grants, kernel: kernel, memory: memory, log: log)
+        let device = BlockDevice(disk: Ramdisk(sectors: sectors), grants: grants, memory: memory, log: log)
         if let index = devices.firstIndex(where: { $0.vbd == vbd }) {
             devices[index].device = device
         } else {

@@ -26,7 +26,10 @@ public final class GrantTable {
 
     private let log: ObservationLog
     private let faults: FaultInjector
-    private let kernel: FakeKernel
+    /// The kernel's page allocator (`kernel.pages`), held directly: a
+    /// completing segment asks it for the free count, and reaching it
+    /// through the kernel retained and released it every time.
+    private let pages: PageAllocator
     private let memory: GuestMemory
     /// Entries by `entryKey(domid:gref:)`: grefs are small numbers in
     /// practice (they index the guest's table), so one domain's entries sit
@@ -52,8 +55,9 @@ public final class GrantTable {
     @exclusivity(unchecked) private var totalMappings = 0
     /// Host frame number to what uses the page: the mapping it backs and the
     /// bio segments in flight on it. One table for both, so that a segment's
-    /// completion finds its page's mapping and ends its use in one lookup.
-    /// A page is present while it backs a mapping or has a segment in flight.
+    /// completion finds its page's mapping, whether the frame is still live,
+    /// and ends its use in one lookup. A page is present while it backs a
+    /// mapping or has a segment in flight.
     // Unchecked exclusivity: every access is one call into the table whose
     // closures never reach back into this object, so accesses cannot overlap;
     // the runtime check cost more than the lookup on this per-segment path.
@@ -65,7 +69,7 @@ public final class GrantTable {
     init(log: ObservationLog, faults: FaultInjector, kernel: FakeKernel, memory: GuestMemory) {
         self.log = log
         self.faults = faults
-        self.kernel = kernel
+        self.pages = kernel.pages
         self.memory = memory
     }
 
@@ -157,19 +161,24 @@ public final class GrantTable {
         let readOnly = op.flags.contains(.readOnly)
         if entry.readOnly && !readOnly { return failed(.generalError) }
         if !op.flags.contains(.hostMap) { return failed(.generalError) }
-        if !kernel.pages.isLive(op.hostPage) {
+        if !pages.isLive(op.hostPage) {
             log.record(.useAfterFree(address: op.hostPage.description, access: .write, what: "grant mapped into a freed page"))
             return failed(.badVirtAddr)
         }
         // A host address already backed by a mapping cannot take another.
-        if hostPages[op.hostPage.number]?.handle != nil { return failed(.generalError) }
+        if hostPages[op.hostPage.number]?.mapping != nil { return failed(.generalError) }
         let handle = takeHandle()
         let mapping = GrantMapping(handle: handle, domid: op.domid, gref: op.gref, guestPage: entry.page,
                                    readOnly: readOnly, hostPage: op.hostPage)
         if Int(handle) == mappings.count { mappings.append(mapping) } else { mappings[Int(handle)] = mapping }
         mappingCounts.modify(UInt64(op.domid), default: 0) { $0 += 1 }
         totalMappings += 1
-        hostPages.modify(op.hostPage.number, default: HostPageUse()) { $0.handle = handle }
+        // The frame was found live just above, and no page has been freed since.
+        let liveStamp = pages.freeCount
+        hostPages.modify(op.hostPage.number, default: HostPageUse()) { use in
+            use.mapping = mapping
+            use.liveAtFreeCount = liveStamp
+        }
         modifyEntry(domid: op.domid, gref: op.gref) { $0.mapCount += 1 }
         return MapResult(status: .okay, handle: handle)
     }
@@ -194,7 +203,7 @@ public final class GrantTable {
         }
         totalMappings -= 1
         let stillInFlight = hostPages.modify(mapping.hostPage.number) { use -> Bool in
-            use.handle = nil
+            use.mapping = nil
             return use.isInFlight
         }
         if stillInFlight == false { hostPages[mapping.hostPage.number] = nil }
@@ -217,27 +226,36 @@ public final class GrantTable {
         Int(handle) < mappings.count ? mappings[Int(handle)] : nil
     }
     public func mapping(hostPage: PageFrame) -> GrantMapping? {
-        hostPages[hostPage.number]?.handle.flatMap { mapping(handle: $0) }
+        hostPages[hostPage.number]?.mapping
     }
 
     // MARK: block I/O on host pages
 
     /// A submitted bio segment starts using `page`: unmapping the page is
     /// reported as an unmap in use until the segment completes.
+    // Inlined into the block device's per-segment loops (the only callers):
+    // a call cost about as much as the change, and returning the mapping
+    // through memory more.
+    @inline(__always)
     func beginIO(on page: PageFrame) {
         hostPages.modify(page.number, default: HostPageUse()) { $0.segmentsInFlight += 1 }
     }
 
     /// A bio segment on `page` completes. Returns the mapping the page backs
-    /// (what the segment's data moves through), found in the same lookup.
-    func endIO(on page: PageFrame) -> GrantMapping? {
-        let found = hostPages.modify(page.number) { use -> (handle: GrantHandle?, unused: Bool) in
+    /// (what the segment's data moves through) and whether the frame is
+    /// still allocated (`PageAllocator.isLive`), both as they are now and
+    /// found in the same lookup: the page allocator is asked about the frame
+    /// only when a page was freed since the frame was last seen live.
+    @inline(__always)
+    func endIO(on page: PageFrame) -> (mapping: GrantMapping?, pageIsLive: Bool) {
+        let freeCount = pages.freeCount
+        let found = hostPages.modify(page.number) { use -> (mapping: GrantMapping?, knownLive: Bool, unused: Bool) in
             use.segmentsInFlight -= 1
-            return (use.handle, use.handle == nil && !use.isInFlight)
+            return (use.mapping, use.liveAtFreeCount == freeCount, use.mapping == nil && !use.isInFlight)
         }
-        guard let found else { return nil }
+        guard let found else { return (nil, pages.isLive(page)) }
         if found.unused { hostPages[page.number] = nil }
-        return found.handle.flatMap { mapping(handle: $0) }
+        return (found.mapping, found.knownLive || pages.isLive(page))
     }
 
     /// How many of the backend's mappings of `domid`'s grants are live.
@@ -262,8 +280,18 @@ public final class GrantTable {
 /// submitted, uncompleted bio segments touch it (an unmap of a page still in
 /// flight is a defect the grant table reports).
 struct HostPageUse {
-    var handle: GrantHandle?
+    /// The same value as `GrantTable.mappings[handle]` while the page backs
+    /// it (a mapping never changes while it lives), kept here so that a
+    /// completing segment finds it without a second lookup.
+    var mapping: GrantMapping?
     var segmentsInFlight = 0
+    /// `PageAllocator.freeCount` when the frame was last seen allocated, nil
+    /// when unknown. A frame stops being live only by being freed, which
+    /// bumps that count, and frames are never handed out again; so while
+    /// the count is unchanged the frame is still live, and its liveness
+    /// needs no lookup. Any free at all (of any frame) makes the stamp stale,
+    /// and the page allocator is asked again.
+    var liveAtFreeCount: UInt64?
 
     var isInFlight: Bool { segmentsInFlight > 0 }
 }

@@ -270,6 +270,14 @@ public final class PageAllocator {
     private var reservedRuns: [ReservedPages] = []
     private(set) public var liveCount = 0
     private var nextFrame: UInt64 = 0x10_0000
+    /// How many frames were freed so far. Frames are never handed out
+    /// again, so a frame seen live is live for as long as this count stays
+    /// the same: the grant table's host-page entries keep the count at which
+    /// they saw their frame live, and skip asking `isLive` while it holds.
+    var freeCount: UInt64 { storedFreeCount }
+    // Unchecked exclusivity: a plain counter, only ever read or bumped by one
+    // statement and never passed inout, so no two accesses can overlap.
+    @exclusivity(unchecked) private var storedFreeCount: UInt64 = 0
 
     init(log: ObservationLog, faults: FaultInjector, tally: AllocationTally) {
         self.log = log
@@ -305,6 +313,7 @@ public final class PageAllocator {
 
     public func free(_ frame: PageFrame) {
         if let owner = frames[frame.number] {
+            storedFreeCount &+= 1
             frames[frame.number] = nil
             liveCount -= 1
             tally.freed(by: owner)

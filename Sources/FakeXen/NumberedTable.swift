@@ -82,7 +82,11 @@ struct NumberedTable<Value>: ~Copyable {
     func contains(_ number: UInt64) -> Bool { self[number] != nil }
 
     /// Changes the value stored under `number` in place; nil (and no call) when there is none.
-    @discardableResult
+    ///
+    /// Always inlined, so that `body` is too: called through a closure, the
+    /// per-segment changes (a host page's use count) spent more on passing
+    /// the value and the result back and forth than on the change itself.
+    @inline(__always) @discardableResult
     mutating func modify<Result>(_ number: UInt64, _ body: (inout Value) -> Result) -> Result? {
         let offset = (number >> chunkShift) &- firstChunk
         if offset < UInt64(chunks.count) {
@@ -96,7 +100,7 @@ struct NumberedTable<Value>: ~Copyable {
     }
 
     /// Changes the value under `number` in place, storing `fresh` first when there is none.
-    @discardableResult
+    @inline(__always) @discardableResult
     mutating func modify<Result>(_ number: UInt64, default fresh: @autoclosure () -> Value,
                                  _ body: (inout Value) -> Result) -> Result {
         if let result = modify(number, body) { return result }

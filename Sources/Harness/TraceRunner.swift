@@ -216,13 +216,17 @@ private struct TraceRun {
         let segmentCount = request.isDiscard ? 0 : request.effectiveSegmentCount
         report.statistics.segments += segmentCount
         if request.knownOperation?.isWrite == true {
+            // Reached once, not per segment: each reach through `xen`
+            // retained and released the object.
+            let grants = xen.grants
+            let memory = xen.memory
             for index in 0..<segmentCount {
                 let segment = request.effectiveSegment(at: index)
-                guard segment.isWellFormed, let page = xen.grants.guestPage(domid: domid, gref: segment.gref) else {
+                guard segment.isWellFormed, let page = grants.guestPage(domid: domid, gref: segment.gref) else {
                     continue
                 }
                 let sectors = Int(segment.firstSect)...Int(segment.lastSect)
-                xen.memory.stamp(page, sectors: sectors, firstToken: nextToken)
+                memory.stamp(page, sectors: sectors, firstToken: nextToken)
                 nextToken &+= UInt64(sectors.count)
             }
         }

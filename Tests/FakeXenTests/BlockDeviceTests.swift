@@ -48,6 +48,36 @@ import Blkif
         #expect(rig.device.inFlightCount == 0)
     }
 
+    /// The grant table remembers that a mapped frame was live until any page
+    /// is freed: freeing the mapped page itself while its bio is in flight
+    /// is still a use after free at completion, and freeing another page
+    /// only sends the liveness question back to the page allocator.
+    @Test func aPageFreedWhileItsBioIsInFlightIsAUseAfterFreeAtCompletion() throws {
+        let rig = Rig()
+        let mapped = try #require(rig.xen.kernel.pages.allocate(owner: owner))
+        let other = try #require(rig.xen.kernel.pages.allocate(owner: owner))
+        let page = [BioSegment(page: mapped, firstSect: 0, lastSect: 7)]
+        #expect(rig.xen.mapOne(mapped, 1)?.status == .okay)
+        rig.stamp(1, base: 500)
+
+        // Another page freed: the mapped one is still live and its data moves.
+        rig.xen.kernel.pages.free(other)
+        let first = rig.device.submit(.write, sector: 0, segments: page)
+        _ = rig.xen.log.drain()
+        rig.device.complete(first)
+        #expect(rig.xen.log.drain().isEmpty)
+        #expect(rig.device.disk.token(at: 3) == 503)
+
+        // The mapped page itself freed mid-flight: reported, and nothing moves.
+        let second = rig.device.submit(.read, sector: 8, segments: page)
+        rig.xen.kernel.pages.free(mapped)
+        _ = rig.xen.log.drain()
+        rig.device.complete(second)
+        let seen = rig.xen.log.drain()
+        #expect(seen == [.useAfterFree(address: mapped.description, access: .write, what: "block I/O on a freed page")])
+        #expect(rig.tokens(1) == (0..<8).map { 500 + UInt64($0) })
+    }
+
     @Test func theDiskAnswersAsAPlainMapOfSectorsWould() {
         let disk = Ramdisk(sectors: 1 << 40)
         var model: [UInt64: UInt64] = [:]
