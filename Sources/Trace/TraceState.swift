@@ -65,7 +65,12 @@ public struct TraceState: Sendable {
         case .frontendKey, .fail, .expect(.response, _), .expect(.violation, _):
             return nil
         case .connect(let connect):
-            return connected[connect.vbd] == nil ? nil : "vbd \(connect.vbd) is already connected; disconnect it first"
+            // On a live vbd, the frontend announcing Connected again: allowed,
+            // but it cannot bring another domain or ring with it.
+            guard let live = connected[connect.vbd],
+                  live.domid != connect.domid || live.ringProtocol != connect.protocolName else { return nil }
+            return "vbd \(connect.vbd) is connected for domain \(live.domid) with protocol \(live.ringProtocol); "
+                + "a connect again must name the same domain and protocol (or disconnect it first)"
         case .grant(let grant):
             return Self.rangeRefusal(grant.grefs)
         case .revoke(let revoke):
@@ -94,9 +99,16 @@ public struct TraceState: Sendable {
     public mutating func apply(_ kind: TraceEventKind) {
         switch kind {
         case .connect(let connect):
-            // A second connect of a live vbd is refused by a replay; here the
-            // newer one wins, as it does for a printer reading what it is given.
-            connected[connect.vbd] = ConnectedVbd(domid: connect.domid, ringProtocol: connect.protocolName)
+            // Connected again on a live vbd (same domain and ring) keeps its
+            // held requests. Another domain or protocol is refused by a
+            // replay; here the newer one wins, as it does for a printer
+            // reading what it is given.
+            let again = connected[connect.vbd].map {
+                $0.domid == connect.domid && $0.ringProtocol == connect.protocolName
+            } ?? false
+            if !again {
+                connected[connect.vbd] = ConnectedVbd(domid: connect.domid, ringProtocol: connect.protocolName)
+            }
             latestProtocols[connect.vbd] = connect.protocolName
             latestDomid = connect.domid
         case .request(let request):

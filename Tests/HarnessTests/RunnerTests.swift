@@ -105,7 +105,8 @@ import Trace
 
     @Test(arguments: [
         ("request id=1 op=read sector=0 seg=1:0-7", 2, "vbd 0 is not connected"),
-        ("connect domid=1\nconnect domid=2", 3, "vbd 0 is already connected; disconnect it first"),
+        ("connect domid=1\nconnect domid=2", 3,
+         "vbd 0 is connected for domain 1 with protocol native; a connect again must name the same domain and protocol (or disconnect it first)"),
         ("connect domid=1\ncomplete id=4", 3, "id 4 is not held on vbd 0"),
         ("connect domid=1\nraw hex=0001", 3, "raw request is 2 bytes; protocol native takes 112"),
         ("connect domid=1\ndisconnect vbd=2", 3, "vbd 2 is not connected"),

@@ -17,7 +17,21 @@ import Trace
         #expect(state.latestDomid == 5)
         #expect(state.ringProtocol(ofVbd: 2) == .x86_32)
         #expect(state.ringProtocol(ofVbd: 0) == nil)
-        #expect(state.refusal(of: Self.connect) == "vbd 2 is already connected; disconnect it first")
+        // Connected again: the same domain and ring is allowed, another is not.
+        #expect(state.refusal(of: Self.connect) == nil)
+        let otherRing = TraceEventKind.connect(ConnectEvent(domid: 5, protocolName: .x86_64, vbd: 2))
+        let otherDomain = TraceEventKind.connect(ConnectEvent(domid: 6, protocolName: .x86_32, vbd: 2))
+        for kind in [otherRing, otherDomain] {
+            #expect(state.refusal(of: kind) == "vbd 2 is connected for domain 5 with protocol x86_32; "
+                    + "a connect again must name the same domain and protocol (or disconnect it first)")
+        }
+    }
+
+    @Test func connectedAgainKeepsTheHeldRequests() {
+        var state = TraceState(after: [Self.connect, Self.request(id: 7), Self.request(id: 8)])
+        state.apply(.connect(ConnectEvent(domid: 5, protocolName: .x86_32, persistent: false, sectors: 8, vbd: 2)))
+        #expect(state.connected[2]?.held == [7, 8])
+        #expect(state.refusal(of: .complete(id: 7, vbd: 2)) == nil)
     }
 
     @Test func disconnectKeepsTheLatestProtocol() {
