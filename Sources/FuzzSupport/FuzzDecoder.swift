@@ -1,14 +1,19 @@
 import Blkif
 import Trace
 
-// MARK: - The fuzz input format, version 1
+// MARK: - The fuzz input format, versions 1 and 2
 //
 // Any byte string is a valid fuzz input: `FuzzDecoder.decode` turns it into a
 // sequence of trace events that always replays without a trace error. The
 // format is stable: a saved crash file keeps its meaning as the decoder
-// grows. New choices take reserved opcode values (today's no-ops); the
-// parameter bytes of an existing choice never change meaning. Expectation
-// events are never produced.
+// grows. New choices take reserved opcode values (no-ops until then) in a
+// new format version, and every version stays decodable: a file saved under
+// version N is decoded with version N (`replay decode --fuzz-format N`).
+// The parameter bytes of an existing choice never change meaning.
+// Expectation events are never produced.
+//
+// Version 2 adds `connect again` (0x90...0x93); version 1 is everything else
+// below, with 0x90...0xFF reserved.
 //
 // An input is a sequence of *choices*. Each starts with one opcode byte; its
 // parameters follow. Reading past the end of the input yields zero bytes, so a
@@ -28,7 +33,8 @@ import Trace
 // | 0x80...0x83 | revoke        | gref pick(G), shape, [domid pick(D)], [count pick(C)]       |
 // | 0x84...0x8B | raw           | flags, then 112 bytes (mode 0) or request body + patches (mode 1) |
 // | 0x8C...0x8F | frontend-key  | key byte                                                   |
-// | 0x90...0xFF | reserved      | none: a no-op, for later choices                           |
+// | 0x90...0x93 | connect again | vbd index, flags                                           |
+// | 0x94...0xFF | reserved      | none: a no-op, for later choices                           |
 //
 // A *pick* is one byte b: 0xFC, 0xFD, 0xFE, 0xFF are followed by an explicit
 // little-endian value of 1, 2, 4, 8 bytes; any other b picks pool[b % pool.count]
@@ -79,6 +85,11 @@ import Trace
 // complete: picks among the vbds holding requests (index % count), then one
 //   of its held ids (index % held); dropped when nothing is held.
 // disconnect: picks among the connected vbds; dropped when none is.
+// connect again (added within format 1, on reserved opcodes): the frontend
+//   announces Connected again on a live vbd. Picks among the connected vbds
+//   (index % count) and repeats that vbd's domain and protocol; flags bits
+//   2-3 give persistent= as for connect; the rest are the defaults (the
+//   backend must ignore them all). Dropped when none is connected.
 // fail kind (byte & 3): 0 map gref: pick(G), pick(T), status byte;
 //   1 map nth: pick(H), status byte; 2 alloc nth: pick(H); 3 hypercall nth:
 //   pick(H). Status byte: GNTST -1 - (byte % 13).
@@ -86,9 +97,12 @@ import Trace
 //   feature-persistent-grants); bits 1-3 the value
 //   (1, 0, 2, 01, 0x1, yes, -1, 4294967297).
 
-/// The constants and pools of fuzz input format version 1.
+/// The constants and pools of the fuzz input format.
 public enum FuzzFormat {
-    public static let version = 1
+    /// The version the fuzz targets and the encoder use.
+    public static let version = 2
+    /// Every version the decoder still reads.
+    public static let versions = 1...2
     public static let maxEvents = 256
     public static let maxInput = 65536
     /// Grefs granted or revoked over one input, at most (keeps runs fast).
@@ -106,8 +120,10 @@ public enum FuzzFormat {
         public static let revoke: ClosedRange<UInt8> = 0x80...0x83
         public static let raw: ClosedRange<UInt8> = 0x84...0x8B
         public static let frontendKey: ClosedRange<UInt8> = 0x8C...0x8F
+        /// Version 2 on; a no-op in version 1.
+        public static let connectAgain: ClosedRange<UInt8> = 0x90...0x93
         /// No-ops today; the next choices take values from here.
-        public static let reserved: ClosedRange<UInt8> = 0x90...0xFF
+        public static let reserved: ClosedRange<UInt8> = 0x94...0xFF
     }
 
     enum Pool {
@@ -220,10 +236,11 @@ struct FuzzState {
     }
 }
 
-/// Turns any byte string into a valid trace (format version 1, above).
+/// Turns any byte string into a valid trace (the format above).
 public enum FuzzDecoder {
-    /// The events the bytes stand for.
-    public static func decode(_ input: some Sequence<UInt8>) -> [TraceEventKind] {
+    /// The events the bytes stand for under format `version` (one of `FuzzFormat.versions`).
+    public static func decode(_ input: some Sequence<UInt8>, version: Int = FuzzFormat.version) -> [TraceEventKind] {
+        precondition(FuzzFormat.versions.contains(version), "fuzz input format \(version) is not one this decoder reads")
         // libFuzzer's bytes and the corpus arrive contiguous: copy them in one
         // go; element by element through a generic sequence cost a tenth of an execution.
         let bytes = input.withContiguousStorageIfAvailable { Array($0.prefix(FuzzFormat.maxInput)) }
@@ -232,7 +249,7 @@ public enum FuzzDecoder {
         var state = FuzzState()
         var events: [TraceEventKind] = []
         while !reader.atEnd && events.count < FuzzFormat.maxEvents {
-            guard let event = decodeChoice(&reader, state: state) else { continue }
+            guard let event = decodeChoice(&reader, state: state, version: version) else { continue }
             state.apply(event)
             events.append(event)
         }
@@ -240,12 +257,13 @@ public enum FuzzDecoder {
     }
 
     /// The decoded events as a text trace.
-    public static func text(_ input: some Sequence<UInt8>) -> String {
-        TextTracePrinter.render(decode(input))
+    public static func text(_ input: some Sequence<UInt8>, version: Int = FuzzFormat.version) -> String {
+        TextTracePrinter.render(decode(input, version: version))
     }
 
     /// One choice; nil when it is a no-op or dropped in this state.
-    static func decodeChoice(_ reader: inout FuzzReader, state: FuzzState) -> TraceEventKind? {
+    static func decodeChoice(_ reader: inout FuzzReader, state: FuzzState,
+                             version: Int = FuzzFormat.version) -> TraceEventKind? {
         let opcode = reader.byte()
         switch opcode {
         case FuzzFormat.Opcode.request: return request(&reader, state: state)
@@ -257,6 +275,7 @@ public enum FuzzDecoder {
         case FuzzFormat.Opcode.revoke: return revoke(&reader, state: state)
         case FuzzFormat.Opcode.raw: return raw(&reader, state: state)
         case FuzzFormat.Opcode.frontendKey: return frontendKey(&reader)
+        case FuzzFormat.Opcode.connectAgain where version >= 2: return connectAgain(&reader, state: state)
         default: return nil
         }
     }
@@ -441,6 +460,17 @@ public enum FuzzDecoder {
         let vbds = state.connectedVbds
         guard !vbds.isEmpty else { return nil }
         return .disconnect(vbd: vbds[index % vbds.count])
+    }
+
+    static func connectAgain(_ reader: inout FuzzReader, state: FuzzState) -> TraceEventKind? {
+        let index = Int(reader.byte())
+        let flags = reader.byte()
+        let vbds = state.connectedVbds
+        guard !vbds.isEmpty else { return nil }
+        let vbd = vbds[index % vbds.count]
+        guard let live = state.trace.connected[vbd] else { return nil }
+        return .connect(ConnectEvent(domid: live.domid, protocolName: live.ringProtocol,
+                                     persistent: FuzzFormat.Pool.persistent[Int(flags >> 2 & 3)], vbd: vbd))
     }
 
     static func frontendKey(_ reader: inout FuzzReader) -> TraceEventKind? {

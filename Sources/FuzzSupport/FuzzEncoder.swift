@@ -92,6 +92,7 @@ public enum FuzzEncoder {
                   let v = FuzzFormat.Pool.keyValues.firstIndex(of: value) else { return nil }
             return [FuzzFormat.Opcode.frontendKey.lowerBound, UInt8(n) | UInt8(v) << 1]
         case .connect(let connect):
+            if let live = state.trace.connected[connect.vbd] { return connectAgain(connect, live: live, state: state) }
             return self.connect(connect)
         case .grant(let grant):
             return range(FuzzFormat.Opcode.grant.lowerBound, grant.grefs, readOnly: grant.readOnly,
@@ -134,6 +135,16 @@ public enum FuzzEncoder {
             return [FuzzFormat.explicitPick + UInt8(k)] + (0..<width).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
         }
         return []
+    }
+
+    /// A connect of a live vbd, which only the connect-again choice makes:
+    /// its domain and protocol, a persistent= from the pool, the rest default.
+    static func connectAgain(_ connect: ConnectEvent, live: TraceState.ConnectedVbd, state: FuzzState) -> [UInt8]? {
+        guard let index = state.connectedVbds.firstIndex(of: connect.vbd), index < 256,
+              let persistentIndex = FuzzFormat.Pool.persistent.firstIndex(of: connect.persistent),
+              connect == ConnectEvent(domid: live.domid, protocolName: live.ringProtocol,
+                                      persistent: connect.persistent, vbd: connect.vbd) else { return nil }
+        return [FuzzFormat.Opcode.connectAgain.lowerBound, UInt8(index), UInt8(persistentIndex) << 2]
     }
 
     static func connect(_ connect: ConnectEvent) -> [UInt8]? {

@@ -12,8 +12,8 @@ extension Replay {
             abstract: "Print the trace a fuzz input stands for (or, with --encode, the fuzz input a trace stands for).",
             discussion: """
                 A fuzz input is any byte string, such as a crash file libFuzzer wrote for FuzzReplay; \
-                it is decoded with fuzz input format \(FuzzFormat.version) (Sources/FuzzSupport/FuzzDecoder.swift) \
-                into a canonical text trace. With --encode, FILE is a trace (text or pcap) and the fuzz \
+                it is decoded with fuzz input format \(FuzzFormat.version) (Sources/FuzzSupport/FuzzDecoder.swift), \
+                or the older one --fuzz-format names (for a file saved under it), into a canonical text trace. With --encode, FILE is a trace (text or pcap) and the fuzz \
                 input it stands for is written to --output; events outside the decoder's domain \
                 (expectations, values no choice produces) are left out and listed on standard error.
                 Exit status: 0; 1 with --encode --exact when an event other than an expectation was left out; \
@@ -22,6 +22,10 @@ extension Replay {
 
         @Argument(help: "A fuzz input (with --encode: a trace).")
         var file: String
+
+        @Option(help: ArgumentHelp("The fuzz input format to decode with: \(FuzzFormat.versions.map(String.init).joined(separator: " or ")) (default: \(FuzzFormat.version), what today's fuzz targets use).",
+                                   valueName: "version"))
+        var fuzzFormat: Int = FuzzFormat.version
 
         @Flag(help: "Encode the trace FILE as a fuzz input instead.")
         var encode = false
@@ -36,15 +40,22 @@ extension Replay {
                                    valueName: "directory"))
         var abiSeeds: String?
 
+        func validate() throws {
+            guard FuzzFormat.versions.contains(fuzzFormat) else {
+                throw ValidationError("--fuzz-format \(fuzzFormat) is not a fuzz input format; expected "
+                                      + FuzzFormat.versions.map(String.init).joined(separator: " or "))
+            }
+        }
+
         func run() throws {
             if encode { return try encodeTrace() }
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw ReplayFailure.invalid("\(file): cannot read the fuzz input; expected a readable file of any bytes")
             }
-            let events = FuzzDecoder.decode(data)
+            let events = FuzzDecoder.decode(data, version: fuzzFormat)
             let consumed = min(data.count, FuzzFormat.maxInput)
             var text = "# decoded from \((file as NSString).lastPathComponent) by replay decode "
-                + "(fuzz input format \(FuzzFormat.version), \(consumed) bytes, \(events.count) events)\n"
+                + "(fuzz input format \(fuzzFormat), \(consumed) bytes, \(events.count) events)\n"
             text += TextTracePrinter.render(events)
             try Output.write(Data(text.utf8), to: output)
         }

@@ -90,6 +90,17 @@ import Trace
         }
     }
 
+    @Test func connectAgainRepeatsALiveVbdsDomainAndRing() {
+        // connect (x86_32, domid 2, vbd 1), connect again (index 0, persistent=0), then again with nothing connected
+        let connect: [UInt8] = [0x5C, 0x01, 0x01, 0x01, 0x00, 0x00]
+        let events = FuzzDecoder.decode(connect + [0x90, 0x07, 0x04, 0x68, 0x00, 0x93, 0x00, 0x00])
+        #expect(events == [
+            .connect(ConnectEvent(domid: 2, protocolName: .x86_32, persistent: true, vbd: 1)),
+            .connect(ConnectEvent(domid: 2, protocolName: .x86_32, persistent: false, vbd: 1)),
+            .disconnect(vbd: 1),
+        ])
+    }
+
     /// Golden inputs: the format is stable, so these bytes mean these traces forever.
     @Test func theFormatIsStable() {
         let cases: [([UInt8], String)] = [
@@ -126,8 +137,12 @@ import Trace
 
              """),
         ]
+        // Written under format 1, where 0x90 was reserved: read as format 1 they keep their meaning.
         for (bytes, text) in cases {
-            #expect(FuzzDecoder.text(bytes) == text)
+            #expect(FuzzDecoder.text(bytes, version: 1) == text)
         }
+        // Format 2 reads 0x90 as connect again (see connectAgainRepeatsALiveVbdsDomainAndRing),
+        // so the second input means something else there: a saved file names its format.
+        #expect(FuzzDecoder.text(cases[2].0, version: 2) != cases[2].1)
     }
 }

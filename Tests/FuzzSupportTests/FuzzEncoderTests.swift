@@ -42,6 +42,25 @@ import Trace
         #expect(decoded == expected)
     }
 
+    /// Connected again on a live vbd goes through the connect-again choice, which
+    /// can say only the vbd's own domain and protocol, a persistent=, and defaults.
+    @Test func connectedAgainRoundTripsWhereTheChoiceCanSayIt() throws {
+        let text = """
+            xenblk-trace 1
+            connect domid=3 protocol=x86_32 vbd=1 max-persistent=4
+            grant gref=1
+            request id=4 op=read sector=0 seg=1:0-7 vbd=1 hold
+            connect domid=3 protocol=x86_32 persistent=0 vbd=1
+            complete id=4 vbd=1
+            connect domid=3 protocol=x86_32 vbd=1 sectors=8
+            """
+        let events = try TextTraceReader.parseAll(text: text, file: "t.trace").map(\.kind)
+        let encoding = FuzzEncoder.encode(events)
+        #expect(encoding.skipped.map(\.index) == [5])   // sectors=8 is beyond what the choice says
+        let decoded = FuzzDecoder.decode(encoding.bytes)
+        #expect(decoded == Array(events.prefix(5)))
+    }
+
     @Test func eventsOutsideTheDomainAreReported() throws {
         let text = """
             xenblk-trace 1
