@@ -238,36 +238,42 @@ final class ConnectionModel {
 /// segment touches one block, or two, and never hashes.
 struct DiskModel {
     private static let sectorsPerBlock = 512
+    /// Blocks are kept in chunks of this many, each allocated whole when the
+    /// first of its blocks is made: a growing disk never copies what it
+    /// holds (one array grown by appending copied it at every doubling, and
+    /// a large workload's disk model is tens of megabytes).
+    private static let blocksPerChunk = 64
     private static let denseBlockLimit: UInt64 = 1 << 20
     /// Block number → 1 + its place among the blocks; 0 for a block never written.
     /// Grows only as far as the largest block number written.
     private var denseIndex: [Int32] = []
     /// Block number → its place among the blocks, for numbers too large for `denseIndex`.
     private var sparseIndex: [UInt64: Int] = [:]
-    /// The blocks' sectors, block after block: the block in place p holds
-    /// its sectors at `p * sectorsPerBlock ..< (p + 1) * sectorsPerBlock`.
-    private var storage: [UInt64] = []
+    /// The blocks' sectors: the block in place p holds its sectors in chunk
+    /// `p / blocksPerChunk`, from `(p % blocksPerChunk) * sectorsPerBlock` on.
+    private var chunks: [[UInt64]] = []
+    private var blockCount = 0
 
-    /// Where in `storage` the block starts; nil when it was never written.
-    private func start(ofBlock number: UInt64) -> Int? {
+    /// The block's place; nil when it was never written.
+    private func place(ofBlock number: UInt64) -> Int? {
         if number < Self.denseBlockLimit {
             let index = Int(number)
             guard index < denseIndex.count, denseIndex[index] != 0 else { return nil }
-            return Int(denseIndex[index] - 1) * Self.sectorsPerBlock
+            return Int(denseIndex[index] - 1)
         }
-        return sparseIndex[number].map { $0 * Self.sectorsPerBlock }
+        return sparseIndex[number]
     }
 
-    /// Where in `storage` the block starts, made (reading as the initial tokens) if new.
-    private mutating func startCreating(block number: UInt64) -> Int {
-        if let start = start(ofBlock: number) { return start }
-        let place = storage.count / Self.sectorsPerBlock
+    /// The block's place, made (reading as the initial tokens) if new.
+    private mutating func placeCreating(block number: UInt64) -> Int {
+        if let place = place(ofBlock: number) { return place }
+        let place = blockCount
+        blockCount += 1
+        if place / Self.blocksPerChunk == chunks.count {
+            chunks.append([UInt64](repeating: 0, count: Self.blocksPerChunk * Self.sectorsPerBlock))
+        }
         let first = number &* UInt64(Self.sectorsPerBlock)
-        // Made zeroed, then filled through a pointer: appending a lazily
-        // mapped range went through the generic sequence path a sector at a time.
-        storage.append(contentsOf: repeatElement(0, count: Self.sectorsPerBlock))
-        storage.withUnsafeMutableBufferPointer { blocks in
-            let block = blocks.baseAddress! + place * Self.sectorsPerBlock
+        withBlock(place) { block in
             for offset in 0..<Self.sectorsPerBlock {
                 block[offset] = Ramdisk.initialToken(sector: first &+ UInt64(offset))
             }
@@ -282,19 +288,33 @@ struct DiskModel {
         } else {
             sparseIndex[number] = place
         }
-        return place * Self.sectorsPerBlock
+        return place
+    }
+
+    /// `body` with the sectors of the block in `place`, to change in place.
+    private mutating func withBlock<Result>(_ place: Int, _ body: (UnsafeMutablePointer<UInt64>) -> Result) -> Result {
+        chunks[place / Self.blocksPerChunk].withUnsafeMutableBufferPointer { chunk in
+            body(chunk.baseAddress! + (place % Self.blocksPerChunk) * Self.sectorsPerBlock)
+        }
+    }
+
+    /// `body` with the sectors of the block in `place`, to read.
+    private func readingBlock<Result>(_ place: Int, _ body: (UnsafePointer<UInt64>) -> Result) -> Result {
+        chunks[place / Self.blocksPerChunk].withUnsafeBufferPointer { chunk in
+            body(chunk.baseAddress! + (place % Self.blocksPerChunk) * Self.sectorsPerBlock)
+        }
     }
 
     /// The sector's token.
     func token(_ sector: UInt64) -> UInt64 {
         let number = sector / UInt64(Self.sectorsPerBlock)
-        guard let start = start(ofBlock: number) else { return Ramdisk.initialToken(sector: sector) }
-        return storage[start + Int(sector % UInt64(Self.sectorsPerBlock))]
+        guard let place = place(ofBlock: number) else { return Ramdisk.initialToken(sector: sector) }
+        return readingBlock(place) { $0[Int(sector % UInt64(Self.sectorsPerBlock))] }
     }
 
     mutating func write(_ token: UInt64, at sector: UInt64) {
-        let start = startCreating(block: sector / UInt64(Self.sectorsPerBlock))
-        storage[start + Int(sector % UInt64(Self.sectorsPerBlock))] = token
+        let place = placeCreating(block: sector / UInt64(Self.sectorsPerBlock))
+        withBlock(place) { $0[Int(sector % UInt64(Self.sectorsPerBlock))] = token }
     }
 
     /// Consecutive sectors from `sector` on, read into `tokens`: one block
@@ -305,9 +325,9 @@ struct DiskModel {
         while done < tokens.count {
             let offset = Int(sector % UInt64(Self.sectorsPerBlock))
             let count = min(tokens.count - done, Self.sectorsPerBlock - offset)
-            if let start = start(ofBlock: sector / UInt64(Self.sectorsPerBlock)) {
-                storage.withUnsafeBufferPointer { blocks in
-                    (tokens.baseAddress! + done).update(from: blocks.baseAddress! + start + offset, count: count)
+            if let place = place(ofBlock: sector / UInt64(Self.sectorsPerBlock)) {
+                readingBlock(place) { block in
+                    (tokens.baseAddress! + done).update(from: block + offset, count: count)
                 }
             } else {
                 for step in 0..<count { tokens[done + step] = Ramdisk.initialToken(sector: sector &+ UInt64(step)) }
@@ -325,9 +345,9 @@ struct DiskModel {
         while done < tokens.count {
             let offset = Int(sector % UInt64(Self.sectorsPerBlock))
             let count = min(tokens.count - done, Self.sectorsPerBlock - offset)
-            let start = startCreating(block: sector / UInt64(Self.sectorsPerBlock))
-            storage.withUnsafeMutableBufferPointer { blocks in
-                (blocks.baseAddress! + start + offset).update(from: tokens.baseAddress! + done, count: count)
+            let place = placeCreating(block: sector / UInt64(Self.sectorsPerBlock))
+            withBlock(place) { block in
+                (block + offset).update(from: tokens.baseAddress! + done, count: count)
             }
             done += count
             sector &+= UInt64(count)
@@ -336,7 +356,7 @@ struct DiskModel {
 
     /// A discard: the sector reads as new again.
     mutating func erase(_ sector: UInt64) {
-        guard start(ofBlock: sector / UInt64(Self.sectorsPerBlock)) != nil else { return }
+        guard place(ofBlock: sector / UInt64(Self.sectorsPerBlock)) != nil else { return }
         write(Ramdisk.initialToken(sector: sector), at: sector)
     }
 }

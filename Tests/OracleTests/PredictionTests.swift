@@ -181,6 +181,28 @@ import Trace
         }
     }
 
+    /// Runs written and read across block and chunk edges (more blocks than
+    /// one chunk holds), against a plain dictionary of sectors.
+    @Test func runsAgreeWithASectorDictionaryAcrossChunks() {
+        var disk = DiskModel()
+        var reference: [UInt64: UInt64] = [:]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 11 }
+        for round in 0..<400 {
+            let sector = next() % (200 * 512)
+            let count = Int(next() % 1100) + 1
+            let tokens = (0..<count).map { UInt64(round) << 32 | UInt64($0) }
+            tokens.withUnsafeBufferPointer { disk.write($0, at: sector) }
+            for (offset, token) in tokens.enumerated() { reference[sector + UInt64(offset)] = token }
+        }
+        var run = [UInt64](repeating: 0, count: 200 * 512)
+        run.withUnsafeMutableBufferPointer { disk.read(into: $0, from: 0) }
+        for sector in 0..<UInt64(200 * 512) {
+            #expect(run[Int(sector)] == (reference[sector] ?? Ramdisk.initialToken(sector: sector)))
+            #expect(disk.token(sector) == run[Int(sector)])
+        }
+    }
+
     @Test func anErasedSectorReadsAsNewAgain() {
         var disk = DiskModel()
         disk.write(5, at: 600)
