@@ -6,9 +6,25 @@ import RedBlackTree
 
 /// The oracle's window on one run: the environment's state and what the
 /// backend publishes, converted to the oracle's own types.
-struct HarnessWorld: ObservedWorld {
+///
+/// A class made once per run and handed to the oracle for every event:
+/// handing it over is one retain, where a value made per event retained
+/// each object it holds. Its references are constants, so reading them
+/// from the object needs no retain and no exclusivity check. The grant
+/// table and guest memory are held as well as the environment: the oracle
+/// reads them for every segment, and each reach through `xen` was a load more.
+final class HarnessWorld: ObservedWorld {
     let xen: FakeXen
     let backend: Blkback
+    private let grants: GrantTable
+    private let memory: GuestMemory
+
+    init(xen: FakeXen, backend: Blkback) {
+        self.xen = xen
+        self.backend = backend
+        grants = xen.grants
+        memory = xen.memory
+    }
 
     func connection(vbd: UInt16) -> ObservedConnection? {
         backend.connectionSummary(vbd: vbd).map {
@@ -25,13 +41,13 @@ struct HarnessWorld: ObservedWorld {
         }
     }
 
-    func liveMappings(of domid: DomainID) -> [GrantMapping] { xen.grants.liveMappings(of: domid) }
-    func liveMappingCount(of domid: DomainID) -> Int { xen.grants.liveMappingCount(of: domid) }
-    func mapping(handle: GrantHandle) -> GrantMapping? { xen.grants.mapping(handle: handle) }
+    func liveMappings(of domid: DomainID) -> [GrantMapping] { grants.liveMappings(of: domid) }
+    func liveMappingCount(of domid: DomainID) -> Int { grants.liveMappingCount(of: domid) }
+    func mapping(handle: GrantHandle) -> GrantMapping? { grants.mapping(handle: handle) }
     func liveAllocations(of owner: AllocationOwner) -> [String] { xen.kernel.liveAllocations(of: owner) }
     func liveAllocationCount(of owner: AllocationOwner) -> Int { xen.kernel.liveAllocationCount(of: owner) }
-    func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { xen.grants.guestPage(domid: domid, gref: gref) }
-    func guestTokens(_ page: GuestPage) -> SIMD8<UInt64> { xen.memory.pageTokens(page) }
+    func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { grants.guestPage(domid: domid, gref: gref) }
+    func guestTokens(_ page: GuestPage) -> SIMD8<UInt64> { memory.pageTokens(page) }
     func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>) {
         guard let disk = xen.device(vbd: vbd)?.disk else {
             // No disk attached: every sector reads as new.

@@ -95,6 +95,8 @@ private struct TraceRun {
     let xen = FakeXen()
     let backend: Blkback
     let oracle: ConformanceOracle?
+    /// The oracle's window on this run, made once (see `HarnessWorld`).
+    private let world: HarnessWorld
     var report: ReplayReport
     var latestResponses: [(vbd: UInt16, response: BlkifResponse)] = []
     /// The event's publications as the oracle names them, rebuilt in place
@@ -114,6 +116,7 @@ private struct TraceRun {
         self.variant = variant
         backend = Blkback(variant: variant, xen: xen)
         self.oracle = oracle
+        world = HarnessWorld(xen: xen, backend: backend)
         report = ReplayReport(file: file, backend: variant.name)
     }
 
@@ -290,7 +293,7 @@ private struct TraceRun {
             for publication in publications { publicationsForOracle.append(Publication(publication)) }
             let judged = oracle.check(event.kind, at: event.position, environment: observations,
                                       publications: publicationsForOracle,
-                                      world: HarnessWorld(xen: xen, backend: backend))
+                                      world: world)
             // The usual event finds nothing: appending an empty list still
             // cost a call and a uniqueness check per event.
             if !judged.isEmpty {
