@@ -99,38 +99,23 @@ struct GuestPageCounts {
     /// One count in for the page of each segment that has one: a held
     /// write's pages, counted in one access to the dense counts rather
     /// than a call (and a uniqueness check of the list) per segment.
-    mutating func increment(pagesOf segments: [SegmentIO]) {
-        var largest = -1
-        for segment in segments {
-            if let page = segment.page, page.number < Self.denseLimit { largest = max(largest, Int(page.number)) }
-        }
-        if largest >= dense.count { growDense(toHold: largest) }
-        var newlyCounted = 0
-        var sparsePages = false
-        dense.withUnsafeMutableBufferPointer { counts in
-            for segment in segments {
-                guard let page = segment.page else { continue }
-                guard page.number < Self.denseLimit else {
-                    sparsePages = true
-                    continue
-                }
-                // In range: the list was grown above to hold the largest such page.
-                let index = Int(page.number)
-                counts[index] += 1
-                if counts[index] == 1 { newlyCounted += 1 }
-            }
-        }
-        pagesCounted += newlyCounted
-        guard sparsePages else { return }
-        for segment in segments {
-            if let page = segment.page, page.number >= Self.denseLimit { increment(page) }
-        }
-    }
+    mutating func increment(pagesOf segments: [SegmentIO]) { adjust(pagesOf: segments, by: 1) }
 
     /// One count out for the page of each segment that has one; each must
     /// have been counted in (see `increment(pagesOf:)`).
-    mutating func decrement(pagesOf segments: [SegmentIO]) {
-        var newlyUncounted = 0
+    mutating func decrement(pagesOf segments: [SegmentIO]) { adjust(pagesOf: segments, by: -1) }
+
+    /// `step` (1 or -1) added to the count of each segment's page.
+    private mutating func adjust(pagesOf segments: [SegmentIO], by step: Int32) {
+        if step > 0 {
+            var largest = -1
+            for segment in segments {
+                if let page = segment.page, page.number < Self.denseLimit { largest = max(largest, Int(page.number)) }
+            }
+            if largest >= dense.count { growDense(toHold: largest) }
+        }
+        // Pages whose count leaves zero (counting in) or reaches it (counting out).
+        var crossed = 0
         var sparsePages = false
         dense.withUnsafeMutableBufferPointer { counts in
             for segment in segments {
@@ -139,16 +124,20 @@ struct GuestPageCounts {
                     sparsePages = true
                     continue
                 }
+                // Counting in, the list was grown above to hold the largest such page.
                 let index = Int(page.number)
-                precondition(index < counts.count && counts[index] > 0, "a held page counted out that was never counted in")
-                counts[index] -= 1
-                if counts[index] == 0 { newlyUncounted += 1 }
+                precondition(step > 0 || (index < counts.count && counts[index] > 0),
+                             "a held page counted out that was never counted in")
+                let before = counts[index]
+                counts[index] += step
+                if before == 0 || counts[index] == 0 { crossed += 1 }
             }
         }
-        pagesCounted -= newlyUncounted
+        pagesCounted += step > 0 ? crossed : -crossed
         guard sparsePages else { return }
         for segment in segments {
-            if let page = segment.page, page.number >= Self.denseLimit { decrement(page) }
+            guard let page = segment.page, page.number >= Self.denseLimit else { continue }
+            if step > 0 { increment(page) } else { decrement(page) }
         }
     }
 

@@ -33,4 +33,28 @@ import Testing
         counts.decrement(large)
         #expect(!counts.contains(small) && !counts.contains(large) && counts.isEmpty)
     }
+
+    /// A held write's pages counted in and out as one list: repeats, pages
+    /// beyond the dense range and segments with no page, against one-by-one counting.
+    @Test func segmentListsCountLikeOneByOne() {
+        func io(_ page: UInt64?) -> SegmentIO {
+            SegmentIO(firstSect: 0, lastSect: 7, page: page.map(GuestPage.init), tokens: SIMD8())
+        }
+        let large = GuestPageCounts.denseLimit + 3
+        let first = [io(5), io(5), io(nil), io(large), io(700)]
+        let second = [io(5), io(large), io(9)]
+        var listed = GuestPageCounts()
+        var single = GuestPageCounts()
+        listed.increment(pagesOf: first)
+        listed.increment(pagesOf: second)
+        for segment in first + second { if let page = segment.page { single.increment(page) } }
+        let pages = [5, 9, 700, large, 6].map(GuestPage.init)
+        for page in pages { #expect(listed.contains(page) == single.contains(page)) }
+        #expect(listed.pagesCounted == 4 && single.pagesCounted == 4)
+        listed.decrement(pagesOf: first)
+        #expect(listed.pagesCounted == 3)   // 5 and the large page stay, held by the second list
+        #expect(listed.contains(GuestPage(5)) && !listed.contains(GuestPage(700)))
+        listed.decrement(pagesOf: second)
+        #expect(listed.isEmpty)
+    }
 }
