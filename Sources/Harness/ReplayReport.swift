@@ -51,6 +51,10 @@ public struct ReplayReport: Sendable {
     /// Expected violations that apply to this backend.
     public internal(set) var expectedChecks: Set<CheckID> = []
     public internal(set) var traceError: TraceError?
+    /// What the trace says that cannot mean what its author meant, though the
+    /// format allows it (an `expect violation` naming no backend). A warning
+    /// does not change the verdict.
+    public internal(set) var warnings: [TraceError] = []
     public internal(set) var panicked = false
     public static let keptViolations = 200
 
@@ -58,6 +62,8 @@ public struct ReplayReport: Sendable {
         self.file = file
         self.backend = backend
     }
+
+    mutating func warn(_ warning: TraceError) { warnings.append(warning) }
 
     mutating func record(_ violation: Violation, eventIndex: Int) {
         violationCount += 1

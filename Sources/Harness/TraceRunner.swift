@@ -145,15 +145,25 @@ private struct TraceRun {
 
     /// After a panic only `expect violation` lines still count.
     mutating func registerExpectation(_ event: TraceEvent) {
-        if case let .expect(.violation(check, backendName), _) = event.kind, applies(backendName) {
+        if case let .expect(.violation(check, backendName), _) = event.kind,
+           applies(backendName, at: event.position) {
             report.expectedChecks.insert(check)
         }
     }
 
-    /// Whether an `expect violation … backend=NAME` line speaks of this backend.
-    private func applies(_ backendName: String?) -> Bool {
+    /// Whether an `expect violation … backend=NAME` line speaks of this
+    /// backend. A NAME that is no backend at all (a misspelt quirk) never
+    /// applies, as the format says; the report warns of it, since the line
+    /// then guards nothing.
+    private mutating func applies(_ backendName: String?, at position: TracePosition) -> Bool {
         guard let backendName else { return true }
-        return (try? BackendVariant(name: backendName))?.name == variant.name
+        do {
+            return try BackendVariant(name: backendName).name == variant.name
+        } catch {
+            report.warn(TraceError(file: report.file, position: position,
+                                   message: "expect violation names no backend, so it never applies: \(error)"))
+            return false
+        }
     }
 
     /// Applies one event and judges it; returns what was found.
@@ -239,7 +249,7 @@ private struct TraceRun {
     private mutating func expect(_ expectation: Expectation, vbd: UInt16, at position: TracePosition) {
         switch expectation {
         case let .violation(check, backendName):
-            if applies(backendName) { report.expectedChecks.insert(check) }
+            if applies(backendName, at: position) { report.expectedChecks.insert(check) }
         case let .response(id, status):
             let seen = lastResponses.status(vbd: vbd, id: id)
             if seen != status.rawValue {

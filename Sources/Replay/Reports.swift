@@ -27,6 +27,9 @@ enum TextReport {
         for report in failures {
             lines.append(contentsOf: failureLines(report))
         }
+        let warnings = reports.flatMap(\.warnings)
+        if !warnings.isEmpty { lines.append("") }
+        for warning in warnings { lines.append("\(warning.description) (warning)") }
         var total = ReplayStatistics()
         for report in reports { total.add(report.statistics) }
         lines.append("")
@@ -99,6 +102,7 @@ enum JSONReport {
                 },
             ]
             if let error = report.traceError { object["error"] = error.description }
+            if !report.warnings.isEmpty { object["warnings"] = report.warnings.map(\.description) }
             return object
         }
         guard let data = try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys]) else {

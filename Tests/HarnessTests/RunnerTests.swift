@@ -103,6 +103,23 @@ import Trace
         #expect(report.failingViolations.map(\.violation.check) == [.expect])
     }
 
+    /// A backend name that names no backend never applies (the format allows
+    /// it), and the report says so; a real name of another backend does not.
+    @Test func anExpectationNamingNoBackendIsWarnedOf() throws {
+        let report = try replay("""
+            expect violation panic backend=fixed+duplcate-dangles
+            expect violation panic backend=seed
+            connect domid=1
+            """)
+        #expect(report.verdict == .pass)
+        #expect(report.expectedChecks.isEmpty)
+        #expect(report.warnings.map(\.description) == [
+            "inline.trace:2:1: expect violation names no backend, so it never applies: unknown quirk "
+                + "'duplcate-dangles' in backend 'fixed+duplcate-dangles'; expected one of "
+                + Quirk.allCases.map(\.rawValue).joined(separator: ", "),
+        ])
+    }
+
     @Test(arguments: [
         ("request id=1 op=read sector=0 seg=1:0-7", 2, "vbd 0 is not connected"),
         ("connect domid=1\nconnect domid=2", 3,
