@@ -29,8 +29,8 @@ enum Schema {
     static let expectPersistent: [Param] = [.key("persistent", "N"), .key("vbd", "N")]
     static let expectViolation: [Param] = [.key("backend", "NAME")]
 
-    static let keywords = ["frontend-key", "connect", "grant", "revoke", "fail", "request", "raw",
-                           "complete", "expect", "disconnect"]
+    static let keywords = ["frontend-key", "frontend-key-hex", "connect", "grant", "revoke", "fail", "request",
+                           "raw", "complete", "expect", "disconnect"]
     static let faults = ["map", "alloc", "hypercall"]
     static let expectations = ["response", "persistent=N", "violation"]
 }
@@ -53,6 +53,7 @@ struct EventParser: Sendable {
         // A String compares with the literals by its bits (small-string fast path).
         switch String(keyword.text) {
         case "frontend-key": kind = try frontendKey(arguments, context)
+        case "frontend-key-hex": kind = try frontendKeyHex(arguments, context)
         case "connect": kind = try connect(arguments, context)
         case "grant": kind = try grant(arguments, context)
         case "revoke": kind = try revoke(arguments, context)
@@ -82,6 +83,29 @@ struct EventParser: Sendable {
         }
         let name = try context.read(Piece(words[0]), as: "NAME", .xenstoreKey)
         return .frontendKey(name: name, value: String(words[1].text))
+    }
+
+    /// `frontend-key-hex NAME [HEX]`: a value no word can spell (empty, or
+    /// with spaces, tabs, line breaks or `#`), as the hex of its UTF-8 bytes;
+    /// no HEX is the empty value.
+    private func frontendKeyHex(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let words = Array(tokens)
+        guard !words.isEmpty else {
+            throw context.error(at: context.keywordColumn,
+                                "missing NAME for 'frontend-key-hex'; expected frontend-key-hex NAME [HEX]")
+        }
+        guard words.count <= 2 else {
+            throw context.error(at: words[2].column,
+                                "unexpected \(quoted(words[2].text)) after the value of 'frontend-key-hex'; expected frontend-key-hex NAME [HEX]")
+        }
+        let name = try context.read(Piece(words[0]), as: "NAME", .xenstoreKey)
+        guard words.count == 2 else { return .frontendKey(name: name, value: "") }
+        let bytes = try context.read(Piece(words[1]), as: "HEX", .hex)
+        guard let value = String(validating: bytes, as: UTF8.self) else {
+            throw context.error(at: words[1].column,
+                                "the value's bytes are not UTF-8; expected the hex of a UTF-8 xenstore value")
+        }
+        return .frontendKey(name: name, value: value)
     }
 
     private func connect(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {

@@ -30,12 +30,26 @@ public struct TextTracePrinter: Sendable {
     /// The canonical line of one event, without a newline, after what
     /// `state` says the trace has set up. `expect` prints `vbd=` when it is
     /// not 0 (on response and persistent; an extension of format version 1).
-    /// Values the text cannot carry (a frontend-key value with spaces or `#`,
-    /// a raw request of no bytes) are printed as they are and will not read back.
+    /// A frontend-key value no word can spell prints as `frontend-key-hex`.
+    /// Values the text cannot carry (a raw request of no bytes) are printed
+    /// as they are and will not read back.
+    /// Whether `value` reads back as the one word after `frontend-key NAME`:
+    /// not empty, and nothing the lexer splits at or takes for a comment.
+    static func isOneWord(_ value: String) -> Bool {
+        !value.isEmpty && !value.utf8.contains { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A || $0 == 0x23 }
+    }
+
     public static func line(for kind: TraceEventKind, after state: TraceState) -> String {
         let latestDomid = state.latestDomid
         switch kind {
         case let .frontendKey(name, value):
+            guard Self.isOneWord(value) else {
+                let hex = value.utf8.map { byte in
+                    let digits = String(byte, radix: 16)
+                    return digits.count == 1 ? "0" + digits : digits
+                }.joined()
+                return hex.isEmpty ? "frontend-key-hex \(name)" : "frontend-key-hex \(name) \(hex)"
+            }
             return "frontend-key \(name) \(value)"
         case let .connect(event):
             return Self.words(for: event).line

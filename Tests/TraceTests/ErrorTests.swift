@@ -15,8 +15,8 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
 /// One test per class of error; each checks file, line, column and wording exactly.
 @Suite struct ErrorTests {
     @Test func unknownKeyword() {
-        #expect(error(in: "gran gref=5") == "t.trace:2:1: unknown keyword 'gran'; expected one of frontend-key, connect, grant, revoke, fail, request, raw, complete, expect, disconnect")
-        #expect(error(in: "connect domid=1\n  xenblk-trace 1") == "t.trace:3:3: unknown keyword 'xenblk-trace'; expected one of frontend-key, connect, grant, revoke, fail, request, raw, complete, expect, disconnect")
+        #expect(error(in: "gran gref=5") == "t.trace:2:1: unknown keyword 'gran'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect")
+        #expect(error(in: "connect domid=1\n  xenblk-trace 1") == "t.trace:3:3: unknown keyword 'xenblk-trace'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect")
     }
 
     @Test func unknownKey() {
@@ -55,6 +55,10 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
         #expect(error(in: "expect") == "t.trace:2:1: missing expectation for 'expect'; expected one of response, persistent=N, violation")
         #expect(error(in: "expect persistent") == "t.trace:2:8: key 'persistent' needs a value; expected persistent=N")
         #expect(error(in: "frontend-key feature-persistent") == "t.trace:2:1: missing VALUE for 'frontend-key'; expected frontend-key NAME VALUE")
+        #expect(error(in: "frontend-key-hex") == "t.trace:2:1: missing NAME for 'frontend-key-hex'; expected frontend-key-hex NAME [HEX]")
+        #expect(error(in: "frontend-key-hex k 20 x") == "t.trace:2:23: unexpected 'x' after the value of 'frontend-key-hex'; expected frontend-key-hex NAME [HEX]")
+        #expect(error(in: "frontend-key-hex k 2") == "t.trace:2:20: 'HEX' has 1 hex digits, an odd count; expected two digits per byte")
+        #expect(error(in: "frontend-key-hex k ff") == "t.trace:2:20: the value's bytes are not UTF-8; expected the hex of a UTF-8 xenstore value")
         #expect(error(in: "frontend-key") == "t.trace:2:1: missing NAME and VALUE for 'frontend-key'; expected frontend-key NAME VALUE")
         #expect(error(in: "raw vbd=1") == "t.trace:2:1: missing required key 'hex' for 'raw'; expected hex=HEX")
         #expect(error(in: "complete") == "t.trace:2:1: missing required key 'id' for 'complete'; expected id=N")
@@ -201,7 +205,7 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
         #expect(error(in: "connect domid=1\u{0B}") == "t.trace:2:15: '1\\u{b}' is not a number for 'domid'; expected 1..32767 in decimal or 0x hex")
         #expect(error(in: "", header: "\u{FEFF}xenblk-trace 1\n") == "t.trace:1:1: found '\\u{feff}xenblk-trace' where the header belongs; expected 'xenblk-trace 1' as the first line")
         let long = String(repeating: "z", count: 100)
-        #expect(error(in: long) == "t.trace:2:1: unknown keyword '\(String(repeating: "z", count: 40))…'; expected one of frontend-key, connect, grant, revoke, fail, request, raw, complete, expect, disconnect")
+        #expect(error(in: long) == "t.trace:2:1: unknown keyword '\(String(repeating: "z", count: 40))…'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect")
     }
 
     /// A reader that failed does not guess where to resume: it keeps failing.
