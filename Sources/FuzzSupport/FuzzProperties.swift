@@ -131,20 +131,20 @@ public enum FuzzProperties {
         let encoded = ringProtocol.encode(request)
         let mask = fieldMask(ringProtocol, isDiscard: request.isDiscard)
         for index in bytes.indices where encoded[index] != (mask[index] ? bytes[index] : 0) {
-            return "\(ringProtocol) request byte \(index): \(hex(bytes)) re-encodes as \(hex(encoded))"
+            return "\(ringProtocol) request byte \(index): \(TextTracePrinter.hex(bytes)) re-encodes as \(TextTracePrinter.hex(encoded))"
         }
         guard let again = try? ringProtocol.decodeRequest(encoded), again == request else {
-            return "\(ringProtocol): the re-encoded request decodes differently: \(hex(encoded))"
+            return "\(ringProtocol): the re-encoded request decodes differently: \(TextTracePrinter.hex(encoded))"
         }
         for other in BlkifProtocol.allCases {
             guard let carried = try? other.decodeRequest(other.encode(request)), carried == request else {
-                return "\(ringProtocol) → \(other): the request does not survive the other ABI: \(hex(bytes))"
+                return "\(ringProtocol) → \(other): the request does not survive the other ABI: \(TextTracePrinter.hex(bytes))"
             }
         }
         guard let event = RequestEvent(ringBytes: encoded, protocol: ringProtocol),
               ringProtocol.encode(event.blkifRequest) == encoded,
               ringProtocol.encode(event.canonical.blkifRequest) == encoded else {
-            return "\(ringProtocol): no canonical request event encodes to \(hex(encoded))"
+            return "\(ringProtocol): no canonical request event encodes to \(TextTracePrinter.hex(encoded))"
         }
         return nil
     }
@@ -156,10 +156,10 @@ public enum FuzzProperties {
         let layout = ringProtocol.response
         let kept = Set(Array(layout.id..<(layout.id + 8)) + [layout.operation, layout.status, layout.status + 1])
         for index in bytes.indices where encoded[index] != (kept.contains(index) ? bytes[index] : 0) {
-            return "\(ringProtocol) response byte \(index): \(hex(bytes)) re-encodes as \(hex(encoded))"
+            return "\(ringProtocol) response byte \(index): \(TextTracePrinter.hex(bytes)) re-encodes as \(TextTracePrinter.hex(encoded))"
         }
         guard let again = try? ringProtocol.decodeResponse(encoded), again == response else {
-            return "\(ringProtocol): the re-encoded response decodes differently: \(hex(encoded))"
+            return "\(ringProtocol): the re-encoded response decodes differently: \(TextTracePrinter.hex(encoded))"
         }
         return nil
     }
@@ -180,10 +180,5 @@ public enum FuzzProperties {
             for slot in 0..<Blkif.maxSegmentsPerRequest { keep(layout.segments + slot * blkifSegmentSize, 6) }
         }
         return mask
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef")
-        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
     }
 }

@@ -44,10 +44,7 @@ public struct TextTracePrinter: Sendable {
         switch kind {
         case let .frontendKey(name, value):
             guard Self.isOneWord(value) else {
-                let hex = value.utf8.map { byte in
-                    let digits = String(byte, radix: 16)
-                    return digits.count == 1 ? "0" + digits : digits
-                }.joined()
+                let hex = Self.hex(value.utf8)
                 return hex.isEmpty ? "frontend-key-hex \(name)" : "frontend-key-hex \(name) \(hex)"
             }
             return "frontend-key \(name) \(value)"
@@ -96,7 +93,7 @@ public struct TextTracePrinter: Sendable {
 
     private static func words(for event: RawRequestEvent) -> Words {
         var words = Words("raw")
-        words.key("hex", event.bytes.map(Self.hexByte).joined())
+        words.key("hex", Self.hex(event.bytes))
         words.key("vbd", event.vbd, unless: 0)
         words.flag("hold", event.hold)
         return words
@@ -180,9 +177,11 @@ public struct TextTracePrinter: Sendable {
 
     private static func bit(_ value: Bool) -> String { value ? "1" : "0" }
 
-    private static func hexByte(_ byte: UInt8) -> String {
+    /// Bytes as lower-case hex, two digits each, as traces write them (and
+    /// as reports quote bytes, with a separator).
+    public static func hex(_ bytes: some Sequence<UInt8>, separator: String = "") -> String {
         let digits = Array("0123456789abcdef")
-        return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+        return bytes.map { String([digits[Int($0 >> 4)], digits[Int($0 & 0xF)]]) }.joined(separator: separator)
     }
 }
 

@@ -101,10 +101,7 @@ enum Wording {
 
     /// The bytes of a response slot at `offsets`, in two-digit hex: "90 5c 3a".
     static func bytes(of write: ResponseSlotWrite, at offsets: [Int]) -> String {
-        offsets.map { offset in
-            let digits = String(write.byte(offset), radix: 16)
-            return digits.count == 1 ? "0" + digits : digits
-        }.joined(separator: " ")
+        TextTracePrinter.hex(offsets.map(write.byte), separator: " ")
     }
 
     static func status(_ status: Int16) -> String {
