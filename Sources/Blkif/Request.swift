@@ -187,21 +187,16 @@ extension BlkifProtocol {
         return request
     }
 
+    /// The response as it stands in a ring slot, padding zero.
     public func encode(_ response: BlkifResponse) -> [UInt8] {
-        withEncoded(response) { Array($0) }
-    }
-
-    /// Runs `body` on the bytes of an encoded response, held on the stack:
-    /// what the backend writes to a ring slot, with no array per response.
-    public func withEncoded<Result>(_ response: BlkifResponse, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
         let layout = self.response
-        return withUnsafeTemporaryAllocation(byteCount: layout.size, alignment: 8) { raw in
-            _ = raw.initializeMemory(as: UInt8.self, repeating: 0)
+        var bytes = [UInt8](repeating: 0, count: layout.size)
+        bytes.withUnsafeMutableBytes { raw in
             raw.storeLE(response.id, at: layout.id)
             raw[layout.operation] = response.operation
             raw.storeLE(UInt16(bitPattern: response.status), at: layout.status)
-            return body(UnsafeRawBufferPointer(raw))
         }
+        return bytes
     }
 
     public func decodeResponse(_ bytes: some RandomAccessCollection<UInt8>) throws(BlkifDecodingError) -> BlkifResponse {

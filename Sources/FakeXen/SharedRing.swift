@@ -104,7 +104,6 @@ public struct ResponseSlotWrite: Hashable, Sendable {
 public final class SharedRing {
     public let vbd: UInt16
     public let ringProtocol: BlkifProtocol
-    public let size: Int
     private let log: ObservationLog
 
     /// Everything that changes, in one value: each method below is one
@@ -132,7 +131,6 @@ public final class SharedRing {
     public init(vbd: UInt16, ringProtocol: BlkifProtocol, log: ObservationLog) {
         self.vbd = vbd
         self.ringProtocol = ringProtocol
-        size = ringProtocol.ringSize
         self.log = log
         state = State(slots: Array(repeating: ResponseBytes(), count: ringProtocol.ringSize),
                       size: UInt32(ringProtocol.ringSize))
