@@ -72,9 +72,8 @@ public final class TraceRunner {
 
     /// The end of a trace is a disconnect of everything still connected.
     public func finish() {
-        guard backend.panic == nil else { return }
-        for vbd in run.connectedVbds {
-            try? apply(TraceEvent(kind: .disconnect(vbd: vbd), position: run.lastPosition))
+        for event in run.closingDisconnects {
+            try? apply(event)
             if backend.panic != nil { return }
         }
     }
@@ -109,7 +108,7 @@ private struct TraceRun {
     private var frontendKeys: [String: String] = [:]
     private var nextToken: UInt64 = 0x7000_0000_0000_0000
     private var eventIndex = 0
-    private(set) var lastPosition: TracePosition = .line(0, column: 0)
+    private var lastPosition: TracePosition = .line(0, column: 0)
     private var pendingExpectViolations: [Violation] = []
 
     init(file: String, variant: BackendVariant, oracle: ConformanceOracle?) {
@@ -120,16 +119,19 @@ private struct TraceRun {
         report = ReplayReport(file: file, backend: variant.name)
     }
 
-    var connectedVbds: [UInt16] { state.connectedVbds }
+    /// The end of a trace is a disconnect of everything still connected,
+    /// judged as if it stood at the last event's position; none after a panic.
+    var closingDisconnects: [TraceEvent] {
+        guard backend.panic == nil else { return [] }
+        return state.connectedVbds.map { TraceEvent(kind: .disconnect(vbd: $0), position: lastPosition) }
+    }
 
-    /// The end of a trace is a disconnect of everything still connected;
-    /// `onEvent` hears of each as of any event. For a caller holding the run
-    /// itself (`TraceRunner.run`); a runner calls its callback outside its
-    /// access to the run instead (`TraceRunner.finish`).
+    /// Applies the closing disconnects, stopping at a panic; `onEvent` hears
+    /// of each as of any event. For a caller holding the run itself
+    /// (`TraceRunner.run`); a runner calls its callback outside its access
+    /// to the run instead (`TraceRunner.finish`).
     mutating func finish(reporting onEvent: ((TraceEvent, [Violation]) -> Void)?) {
-        guard backend.panic == nil else { return }
-        for vbd in connectedVbds {
-            let event = TraceEvent(kind: .disconnect(vbd: vbd), position: lastPosition)
+        for event in closingDisconnects {
             if let found = try? apply(event) { onEvent?(event, found) }
             if backend.panic != nil { return }
         }
