@@ -41,12 +41,6 @@ public struct BlkifIndirectRequest: Hashable, Sendable {
         self.indirectGrefs = indirectGrefs
             + Array(repeating: 0, count: Blkif.maxIndirectPagesPerRequest - indirectGrefs.count)
     }
-
-    /// The pages the backend reads descriptors from: `INDIRECT_PAGES(nr_segments)`
-    /// of the carried grefs (capped at the eight the slot holds).
-    public var usedIndirectGrefs: ArraySlice<GrantRef> {
-        indirectGrefs.prefix(min(Blkif.indirectPages(forSegments: Int(nrSegments)), Blkif.maxIndirectPagesPerRequest))
-    }
 }
 
 extension BlkifProtocol {
