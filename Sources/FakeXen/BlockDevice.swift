@@ -420,6 +420,9 @@ public final class FakeXen {
     public let memory = GuestMemory()
     public let grants: GrantTable
     public let xenstore = Xenstore()
+    public let clock = KernelClock()
+    /// Written by the trace between events, read by the backend during them.
+    public var parameters = ModuleParameters()
     /// The disk of each vbd that ever connected, by vbd. A host has a handful,
     /// and the oracle asks for one per sector it checks: a scan of a short
     /// array costs less than hashing the vbd each time.

@@ -229,6 +229,24 @@ public final class GrantTable {
         hostPages[hostPage.number]?.mapping
     }
 
+    // MARK: the backend reading guest bytes
+
+    /// The backend reads `count` bytes at `offset` of the guest page mapped
+    /// at `hostPage` (a `kmap` of a mapped grant and a load from it). A page
+    /// with no live mapping is reported and reads as zeros. Every read is
+    /// observed, and any armed guest write it completes lands right after it.
+    public func readGuestBytes(hostPage: PageFrame, offset: Int, count: Int) -> [UInt8] {
+        guard let mapping = mapping(hostPage: hostPage) else {
+            log.record(.accessUnmapped(page: hostPage, detail: "read of \(count) bytes at offset \(offset) with no live grant mapping"))
+            return [UInt8](repeating: 0, count: count)
+        }
+        let (bytes, landed) = memory.backendRead(mapping.guestPage, offset: offset, count: count)
+        log.record(.guestRead(GuestByteRead(domid: mapping.domid, gref: mapping.gref, page: mapping.guestPage,
+                                            offset: offset, count: count)))
+        for write in landed { log.record(.armedWriteLanded(write)) }
+        return bytes
+    }
+
     // MARK: block I/O on host pages
 
     /// A submitted bio segment starts using `page`: unmapping the page is
@@ -294,61 +312,4 @@ struct HostPageUse {
     var liveAtFreeCount: UInt64?
 
     var isInFlight: Bool { segmentsInFlight > 0 }
-}
-
-/// Guest memory as the harness sees it: 8 sector tokens per page.
-///
-/// Pages are numbered up from 1 and never reused, so the number indexes the
-/// page directly; a released page is absent, reads as zeros and takes no writes.
-public final class GuestMemory {
-    // Unchecked exclusivity: every access is one call into the table whose
-    // closures never reach back into this object, so accesses cannot overlap;
-    // the runtime check cost more than the lookup on this per-segment path.
-    @exclusivity(unchecked) private var pages = NumberedTable<SIMD8<UInt64>>()
-    private var next: UInt64 = 1
-
-    public init() {}
-
-    func newPage() -> GuestPage {
-        let page = GuestPage(next)
-        next += 1
-        pages[page.number] = SIMD8<UInt64>()
-        return page
-    }
-
-    func release(_ page: GuestPage) { pages[page.number] = nil }
-
-    public func token(_ page: GuestPage, sector: Int) -> UInt64 { pages[page.number]?[sector] ?? 0 }
-
-    public func setToken(_ page: GuestPage, sector: Int, _ token: UInt64) {
-        pages.modify(page.number) { $0[sector] = token }
-    }
-
-    /// The guest stamps consecutive tokens into a run of a page's sectors
-    /// (`sectors` within 0...7): what `setToken` per sector does, with one
-    /// lookup of the page instead of one per sector. A released page takes nothing.
-    public func stamp(_ page: GuestPage, sectors: ClosedRange<Int>, firstToken: UInt64) {
-        pages.modify(page.number) { tokens in
-            // The usual segment is a whole page: its eight tokens are one vector.
-            if sectors.lowerBound == 0 && sectors.upperBound == 7 {
-                tokens = SIMD8(repeating: firstToken) &+ SIMD8(0, 1, 2, 3, 4, 5, 6, 7)
-                return
-            }
-            var token = firstToken
-            for sector in sectors {
-                tokens[sector] = token
-                token &+= 1
-            }
-        }
-    }
-
-    /// A whole page at once, for the block device's transfers.
-    func tokens(of page: GuestPage) -> SIMD8<UInt64> { pages[page.number] ?? SIMD8<UInt64>() }
-
-    /// A device read: `disk`'s sectors from `diskSector` on land in the page's
-    /// `sectors`. A released guest page takes nothing, as a whole-page write
-    /// to it would.
-    func receive(from disk: Ramdisk, sectors: ClosedRange<Int>, at diskSector: UInt64, into page: GuestPage) {
-        pages.modify(page.number) { tokens in disk.read(into: &tokens, pageSectors: sectors, from: diskSector) }
-    }
 }

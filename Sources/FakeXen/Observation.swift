@@ -53,6 +53,28 @@ public enum Observation: Hashable, Sendable {
     case alert(message: String)
     /// The backend pushed a response: what it wrote into the ring slot.
     case responseSlot(ResponseSlotWrite)
+    /// The backend read bytes of a guest page through a mapping.
+    case guestRead(GuestByteRead)
+    /// A guest write armed by the trace landed, right after the read before it.
+    case armedWriteLanded(ArmedWrite)
+}
+
+/// One read of guest-shared bytes by the backend.
+public struct GuestByteRead: Hashable, Sendable {
+    public let domid: DomainID
+    public let gref: GrantRef
+    public let page: GuestPage
+    public let offset: Int
+    public let count: Int
+    public init(domid: DomainID, gref: GrantRef, page: GuestPage, offset: Int, count: Int) {
+        self.domid = domid
+        self.gref = gref
+        self.page = page
+        self.offset = offset
+        self.count = count
+    }
+    /// The bytes read, as offsets in the page.
+    public var range: Range<Int> { offset..<offset + count }
 }
 
 /// One `GNTTABOP_map_grant_ref` hypercall and what it answered.

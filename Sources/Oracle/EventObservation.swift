@@ -39,7 +39,7 @@ struct EnvironmentRecord {
             case .responseSlot(let write):
                 wroteResponses = true
                 if write.host != 0 { hasAlarms = true }
-            case .revoke: break
+            case .revoke, .guestRead, .armedWriteLanded: break
             }
         }
     }
