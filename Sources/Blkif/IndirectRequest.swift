@@ -110,6 +110,24 @@ extension BlkifProtocol {
     }
 }
 
+extension BlkifSegment {
+    /// The segment's 8 bytes as a descriptor in an indirect page: gref (u32
+    /// little-endian), first_sect, last_sect, two zero bytes of padding.
+    public var descriptorBytes: [UInt8] {
+        [UInt8(truncatingIfNeeded: gref), UInt8(truncatingIfNeeded: gref >> 8),
+         UInt8(truncatingIfNeeded: gref >> 16), UInt8(truncatingIfNeeded: gref >> 24), firstSect, lastSect, 0, 0]
+    }
+
+    /// The segment of 8 descriptor bytes; nil when they are not 8 or their
+    /// padding is not zero (no event writes such a descriptor).
+    public init?(descriptorBytes bytes: some Collection<UInt8>) {
+        let bytes = Array(bytes)
+        guard bytes.count == blkifSegmentSize, bytes[6] == 0, bytes[7] == 0 else { return nil }
+        self.init(gref: UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24,
+                  firstSect: bytes[4], lastSect: bytes[5])
+    }
+}
+
 /// The segment descriptors of an indirect request as they lie in its pages:
 /// descriptor `i` is at byte `(i % 512) * 8` of page `i / 512`, in the same
 /// 8-byte form as a ring segment, identical in every ABI.
@@ -121,11 +139,8 @@ public enum IndirectSegmentPages {
         var pages = Array(repeating: [UInt8](repeating: 0, count: Blkif.pageSize), count: pageCount)
         for (index, segment) in segments.enumerated() {
             let offset = (index % Blkif.segmentsPerIndirectPage) * blkifSegmentSize
-            pages[index / Blkif.segmentsPerIndirectPage].withUnsafeMutableBytes { raw in
-                raw.storeLE(segment.gref, at: offset)
-                raw[offset + 4] = segment.firstSect
-                raw[offset + 5] = segment.lastSect
-            }
+            pages[index / Blkif.segmentsPerIndirectPage].replaceSubrange(offset..<offset + blkifSegmentSize,
+                                                                         with: segment.descriptorBytes)
         }
         return pages
     }

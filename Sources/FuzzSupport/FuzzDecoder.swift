@@ -12,8 +12,10 @@ import Trace
 // The parameter bytes of an existing choice never change meaning.
 // Expectation events are never produced.
 //
-// Version 2 adds `connect again` (0x90...0x93); version 1 is everything else
-// below, with 0x90...0xFF reserved.
+// Version 2 adds `connect again` (0x90...0x93); version 3 adds the events of
+// trace format 2: indirect requests (0x94...0x9F), guest writes (0xA0...0xA3),
+// ticks (0xA4...0xA7) and module parameters (0xA8...0xAB). Version 1 is
+// everything else below, with 0x90...0xFF reserved.
 //
 // An input is a sequence of *choices*. Each starts with one opcode byte; its
 // parameters follow. Reading past the end of the input yields zero bytes, so a
@@ -34,7 +36,11 @@ import Trace
 // | 0x84...0x8B | raw           | flags, then 112 bytes (mode 0) or request body + patches (mode 1) |
 // | 0x8C...0x8F | frontend-key  | key byte                                                   |
 // | 0x90...0x93 | connect again | vbd index, flags                                           |
-// | 0x94...0xFF | reserved      | none: a no-op, for later choices                           |
+// | 0x94...0x9F | indirect      | flags, [op byte], [nr u16], [handle u16], id pick(I), sector pick(K), count pick(X), per descriptor gref pick(G) and sectors byte, then per page needed a gref pick(G) |
+// | 0xA0...0xA3 | write         | gref pick(G), offset pick(O), length byte, bytes, after-reads pick(R) |
+// | 0xA4...0xA7 | tick          | milliseconds pick(MS)                                      |
+// | 0xA8...0xAB | param         | parameter byte, value pick (per parameter)                 |
+// | 0xAC...0xFF | reserved      | none: a no-op, for later choices                           |
 //
 // A *pick* is one byte b: 0xFC, 0xFD, 0xFE, 0xFF are followed by an explicit
 // little-endian value of 1, 2, 4, 8 bytes; any other b picks pool[b % pool.count]
@@ -51,6 +57,14 @@ import Trace
 //   C range length    16, 32, 64, 352          explicit: min(max(v, 1), 8192)
 //   T fail times      1, 2, 3, 4               explicit: min(max(v, 1), 1000)
 //   H fail nth        1...8                    explicit: min(max(v, 1), 1000000)
+//   X descriptors     12, 1, 11, 2, 16, 24, 0, 256   explicit: min(v, 4096)
+//   O write offset    4, 5, 0, 12, 13, 8, 20, 21     explicit: v % 4096
+//   R after-reads     none, 1, 2, 3                explicit: min(max(v, 1), 1000)
+//   MS tick           100, 1, 99, 101, 1000, 60000, 61000, 10   explicit: min(v, 2^40)
+//   max_persistent_grants 1056, 0, 1, 2, 8, 11, 16, 352   explicit: min(v, 2^31 - 1)
+//   max_buffer_pages  1024, 0, 1, 10           explicit: min(v, 2^31 - 1)
+//   feature_persistent 0, 1                    explicit: v & 1
+//   persistent_grant_unused_seconds 60, 0, 1, 2   explicit: min(v, 2^32 - 1)
 //
 // connect flags: bits 0-1 protocol (native, x86_32, x86_64, native);
 //   bits 2-3 persistent= (1, 0, absent, 1); bit 4 backend-persistent=0;
@@ -93,6 +107,18 @@ import Trace
 // fail kind (byte & 3): 0 map gref: pick(G), pick(T), status byte;
 //   1 map nth: pick(H), status byte; 2 alloc nth: pick(H); 3 hypercall nth:
 //   pick(H). Status byte: GNTST -1 - (byte % 13).
+// indirect (version 3): flags as a request body's: bits 0-2 the inner op
+//   (read, write, read, write, barrier, flush, discard, an op byte follows),
+//   bit 3 hold, bit 4 a u16 nr_segments follows (a lie when it differs),
+//   bits 5-6 vbd index, bit 7 a u16 handle follows. Descriptors as request
+//   segments; the pages are as many as the descriptors fill (at least one).
+//   Dropped as a request is.
+// write (version 3): length = 1 + byte % 8, capped at the page's end; the
+//   guest writes into its page behind gref G of the latest connect's domain
+//   (1 before any), at once or armed with after-reads (a page not granted
+//   takes nothing, at run time).
+// param (version 3): byte % 4 picks max_persistent_grants, max_buffer_pages,
+//   feature_persistent, persistent_grant_unused_seconds.
 // frontend-key byte: bit 0 the key (feature-persistent,
 //   feature-persistent-grants); bits 1-3 the value
 //   (1, 0, 2, 01, 0x1, yes, -1, 4294967297).
@@ -100,9 +126,9 @@ import Trace
 /// The constants and pools of the fuzz input format.
 public enum FuzzFormat {
     /// The version the fuzz targets and the encoder use.
-    public static let version = 2
+    public static let version = 3
     /// Every version the decoder still reads.
-    public static let versions = 1...2
+    public static let versions = 1...3
     public static let maxEvents = 256
     public static let maxInput = 65536
     /// Grefs granted or revoked over one input, at most (keeps runs fast).
@@ -122,8 +148,13 @@ public enum FuzzFormat {
         public static let frontendKey: ClosedRange<UInt8> = 0x8C...0x8F
         /// Version 2 on; a no-op in version 1.
         public static let connectAgain: ClosedRange<UInt8> = 0x90...0x93
+        /// Version 3 on; no-ops before.
+        public static let indirect: ClosedRange<UInt8> = 0x94...0x9F
+        public static let write: ClosedRange<UInt8> = 0xA0...0xA3
+        public static let tick: ClosedRange<UInt8> = 0xA4...0xA7
+        public static let parameter: ClosedRange<UInt8> = 0xA8...0xAB
         /// No-ops today; the next choices take values from here.
-        public static let reserved: ClosedRange<UInt8> = 0x94...0xFF
+        public static let reserved: ClosedRange<UInt8> = 0xAC...0xFF
     }
 
     enum Pool {
@@ -146,6 +177,18 @@ public enum FuzzFormat {
         static let operations: [UInt8] = [0, 1, 0, 1, 2, 3, 5]
         static let keyNames = ["feature-persistent", "feature-persistent-grants"]
         static let keyValues = ["1", "0", "2", "01", "0x1", "yes", "-1", "4294967297"]
+        static let descriptors: [UInt64] = [12, 1, 11, 2, 16, 24, 0, 256]
+        static let writeOffset: [UInt64] = [4, 5, 0, 12, 13, 8, 20, 21]
+        /// nil: the write lands at once.
+        static let afterReads: [UInt64?] = [nil, 1, 2, 3]
+        static let tick: [UInt64] = [100, 1, 99, 101, 1000, 60000, 61000, 10]
+        /// Per parameter, in `ModuleParameter.allCases` order.
+        static let parameters: [(parameter: ModuleParameter, pool: [UInt64])] = [
+            (.maxPersistentGrants, [1056, 0, 1, 2, 8, 11, 16, 352]),
+            (.maxBufferPages, [1024, 0, 1, 10]),
+            (.featurePersistent, [0, 1]),
+            (.persistentGrantUnusedSeconds, [60, 0, 1, 2]),
+        ]
     }
 
     enum Limit {
@@ -156,6 +199,8 @@ public enum FuzzFormat {
         static let rangeLength: UInt64 = UInt64(maxRangePages)
         static let times: UInt64 = 1000
         static let nth: UInt64 = 1_000_000
+        static let descriptors = UInt64(IndirectRequestEvent.maxSegments)
+        static let afterReads: UInt64 = 1000
     }
 
     /// First byte of an explicit pick: 1, 2, 4 or 8 value bytes follow.
@@ -276,6 +321,10 @@ public enum FuzzDecoder {
         case FuzzFormat.Opcode.raw: return raw(&reader, state: state)
         case FuzzFormat.Opcode.frontendKey: return frontendKey(&reader)
         case FuzzFormat.Opcode.connectAgain where version >= 2: return connectAgain(&reader, state: state)
+        case FuzzFormat.Opcode.indirect where version >= 3: return indirect(&reader, state: state)
+        case FuzzFormat.Opcode.write where version >= 3: return write(&reader, state: state)
+        case FuzzFormat.Opcode.tick where version >= 3: return tick(&reader)
+        case FuzzFormat.Opcode.parameter where version >= 3: return parameter(&reader)
         default: return nil
         }
     }
@@ -387,22 +436,68 @@ public enum FuzzDecoder {
             event.nrSectors = reader.pick(FuzzFormat.Pool.discardLength) { min($0, FuzzFormat.Limit.discardLength) }
         } else {
             let count = Int(reader.byte()) % FuzzFormat.segmentCountModulus
-            for _ in 0..<count {
-                let gref = gref(&reader)
-                let sectors = reader.byte()
-                if sectors >= FuzzFormat.explicitSectors {
-                    let first = reader.byte()
-                    event.segments.append(BlkifSegment(gref: gref, firstSect: first, lastSect: reader.byte()))
-                } else {
-                    let first = sectors & 7
-                    event.segments.append(BlkifSegment(gref: gref, firstSect: first,
-                                                       lastSect: min(7, first + (sectors >> 3 & 7))))
-                }
-            }
+            for _ in 0..<count { event.segments.append(segment(&reader)) }
         }
         // The default nr_segments is the number carried (0 for a discard): canonical as nil.
         if let lie, lie != UInt8(event.segments.count) { event.nrSegments = lie }
         return RequestBody(event: event, vbdIndex: Int(flags >> 5 & 3))
+    }
+
+    /// A segment (or descriptor): a gref pick and a sectors byte.
+    static func segment(_ reader: inout FuzzReader) -> BlkifSegment {
+        let gref = gref(&reader)
+        let sectors = reader.byte()
+        if sectors >= FuzzFormat.explicitSectors {
+            let first = reader.byte()
+            return BlkifSegment(gref: gref, firstSect: first, lastSect: reader.byte())
+        }
+        let first = sectors & 7
+        return BlkifSegment(gref: gref, firstSect: first, lastSect: min(7, first + (sectors >> 3 & 7)))
+    }
+
+    static func indirect(_ reader: inout FuzzReader, state: FuzzState) -> TraceEventKind? {
+        let flags = reader.byte()
+        let opIndex = Int(flags & 7)
+        let operation = opIndex < FuzzFormat.Pool.operations.count ? FuzzFormat.Pool.operations[opIndex] : reader.byte()
+        let lie: UInt16? = flags & 0x10 != 0 ? reader.u16() : nil
+        let handle: UInt16 = flags & 0x80 != 0 ? reader.u16() : 0
+        let id = reader.pick(FuzzFormat.Pool.id)
+        let sector = reader.pick(FuzzFormat.Pool.sector)
+        let count = Int(reader.pick(FuzzFormat.Pool.descriptors) { min($0, FuzzFormat.Limit.descriptors) })
+        let segments = (0..<count).map { _ in segment(&reader) }
+        let pages = (0..<max(1, Blkif.indirectPages(forSegments: count))).map { _ in gref(&reader) }
+        let vbds = state.connectedVbds
+        guard !vbds.isEmpty else { return nil }
+        let vbd = vbds[Int(flags >> 5 & 3) % vbds.count]
+        guard state.canSubmit(vbd: vbd) else { return nil }
+        let event = IndirectRequestEvent(id: id, operation: operation, sector: sector, segments: segments,
+                                         nrSegments: lie, pages: pages, handle: handle, vbd: vbd,
+                                         hold: flags & 0x08 != 0)
+        return .indirect(event.canonical)
+    }
+
+    static func write(_ reader: inout FuzzReader, state: FuzzState) -> TraceEventKind? {
+        let gref = gref(&reader)
+        let offset = Int(reader.pick(FuzzFormat.Pool.writeOffset) { $0 % UInt64(Blkif.pageSize) })
+        let length = min(1 + Int(reader.byte() % 8), Blkif.pageSize - offset)
+        let bytes = reader.bytes(length)
+        let afterReads: UInt64?
+        switch reader.pick(poolCount: FuzzFormat.Pool.afterReads.count) {
+        case .pool(let index): afterReads = FuzzFormat.Pool.afterReads[index]
+        case .explicit(let value): afterReads = min(max(value, 1), FuzzFormat.Limit.afterReads)
+        }
+        return .write(GuestWriteEvent(gref: gref, domid: state.defaultDomid, offset: offset, bytes: bytes,
+                                      afterReads: afterReads.map(Int.init)))
+    }
+
+    static func tick(_ reader: inout FuzzReader) -> TraceEventKind? {
+        .tick(milliseconds: reader.pick(FuzzFormat.Pool.tick) { min($0, TraceEventKind.maxTickMilliseconds) })
+    }
+
+    static func parameter(_ reader: inout FuzzReader) -> TraceEventKind? {
+        let (parameter, pool) = FuzzFormat.Pool.parameters[Int(reader.byte() % 4)]
+        let value = reader.pick(pool) { parameter == .featurePersistent ? $0 & 1 : min($0, parameter.maximum) }
+        return .parameter(parameter, value: value)
     }
 
     static func request(_ reader: inout FuzzReader, state: FuzzState) -> TraceEventKind? {

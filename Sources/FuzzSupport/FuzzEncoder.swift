@@ -66,8 +66,11 @@ public enum FuzzEncoder {
     /// requests in canonical form (raw requests are left as they are here;
     /// see `TraceEventKind.canonical(after:)`, which knows the vbd's protocol).
     public static func canonical(_ kind: TraceEventKind) -> TraceEventKind {
-        guard case .request(let request) = kind else { return kind }
-        return .request(request.canonical)
+        switch kind {
+        case .request(let request): .request(request.canonical)
+        case .indirect(let request): .indirect(request.canonical)
+        default: kind
+        }
     }
 
     // MARK: choices
@@ -119,9 +122,75 @@ public enum FuzzEncoder {
         case .disconnect(let vbd):
             guard let index = state.connectedVbds.firstIndex(of: vbd), index < 256 else { return nil }
             return [FuzzFormat.Opcode.disconnect.lowerBound, UInt8(index)]
+        case .indirect(let request):
+            guard let index = state.connectedVbds.firstIndex(of: request.vbd), index < 4 else { return nil }
+            return indirect(request, vbdIndex: index)
+        case .write(let write):
+            guard write.domid == state.defaultDomid, (1...8).contains(write.bytes.count) else { return nil }
+            var bytes = [FuzzFormat.Opcode.write.lowerBound] + pick(UInt64(write.gref), FuzzFormat.Pool.gref)
+            bytes += pick(UInt64(write.offset), FuzzFormat.Pool.writeOffset)
+            bytes.append(UInt8(write.bytes.count - 1))
+            bytes += write.bytes
+            if let index = FuzzFormat.Pool.afterReads.firstIndex(of: write.afterReads.map(UInt64.init)) {
+                bytes.append(UInt8(index))
+            } else if let reads = write.afterReads {
+                bytes += explicit(UInt64(reads))
+            }
+            return bytes
+        case .tick(let milliseconds):
+            return [FuzzFormat.Opcode.tick.lowerBound] + pick(milliseconds, FuzzFormat.Pool.tick)
+        case let .parameter(parameter, value):
+            guard let index = FuzzFormat.Pool.parameters.firstIndex(where: { $0.parameter == parameter }) else { return nil }
+            return [FuzzFormat.Opcode.parameter.lowerBound, UInt8(index)] + pick(value, FuzzFormat.Pool.parameters[index].pool)
         case .expect:
             return nil
         }
+    }
+
+    /// An indirect choice for the vbd at `vbdIndex`: its descriptors and the
+    /// pages they fill (a request naming other pages is outside the domain).
+    static func indirect(_ request: IndirectRequestEvent, vbdIndex: Int) -> [UInt8]? {
+        // The choice names as many pages as the descriptors fill, at least
+        // one; canonical form drops a trailing zero gref past those, so the
+        // dropped ones are picked back as zeros.
+        let pageCount = max(1, Blkif.indirectPages(forSegments: request.segments.count))
+        guard request.pages.count <= pageCount else { return nil }
+        let pages = request.pages + Array(repeating: 0, count: pageCount - request.pages.count)
+        var flags = UInt8(vbdIndex) << 5
+        var after: [UInt8] = []
+        if let index = FuzzFormat.Pool.operations.firstIndex(of: request.operation) {
+            flags |= UInt8(index)
+        } else {
+            flags |= 7
+            after.append(request.operation)
+        }
+        if request.hold { flags |= 0x08 }
+        if let nr = request.nrSegments {
+            flags |= 0x10
+            after += [UInt8(truncatingIfNeeded: nr), UInt8(truncatingIfNeeded: nr >> 8)]
+        }
+        if request.handle != 0 {
+            flags |= 0x80
+            after += [UInt8(truncatingIfNeeded: request.handle), UInt8(truncatingIfNeeded: request.handle >> 8)]
+        }
+        var bytes = [FuzzFormat.Opcode.indirect.lowerBound, flags] + after
+        bytes += pick(request.id, FuzzFormat.Pool.id)
+        bytes += pick(request.sector, FuzzFormat.Pool.sector)
+        bytes += pick(UInt64(request.segments.count), FuzzFormat.Pool.descriptors)
+        for segment in request.segments { bytes += self.segment(segment) }
+        for page in pages { bytes += pick(UInt64(page), FuzzFormat.Pool.gref) }
+        return bytes
+    }
+
+    /// A segment's gref pick and sectors byte (or explicit sectors).
+    static func segment(_ segment: BlkifSegment) -> [UInt8] {
+        var bytes = pick(UInt64(segment.gref), FuzzFormat.Pool.gref)
+        if segment.firstSect <= segment.lastSect && segment.lastSect <= 7 {
+            bytes.append(segment.firstSect | (segment.lastSect - segment.firstSect) << 3)
+        } else {
+            bytes += [FuzzFormat.explicitSectors, segment.firstSect, segment.lastSect]
+        }
+        return bytes
     }
 
     /// A pick of `value`: its index in the pool, else the narrowest explicit form.
@@ -238,14 +307,7 @@ public enum FuzzEncoder {
         } else {
             guard request.nrSectors == nil else { return nil }
             bytes.append(UInt8(request.segments.count))
-            for segment in request.segments {
-                bytes += pick(UInt64(segment.gref), FuzzFormat.Pool.gref)
-                if segment.firstSect <= segment.lastSect && segment.lastSect <= 7 {
-                    bytes.append(segment.firstSect | (segment.lastSect - segment.firstSect) << 3)
-                } else {
-                    bytes += [FuzzFormat.explicitSectors, segment.firstSect, segment.lastSect]
-                }
-            }
+            for segment in request.segments { bytes += self.segment(segment) }
         }
         return bytes
     }

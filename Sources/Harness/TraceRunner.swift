@@ -212,6 +212,34 @@ private struct TraceRun {
             if let request = try? vbd.ringProtocol.decodeRequest(raw.bytes) {
                 submit(request, domid: vbd.domid, number: raw.vbd, hold: raw.hold)
             }
+        case .indirect(let indirect):
+            let vbd = state.connected[indirect.vbd]!
+            writeDescriptors(of: indirect, domid: vbd.domid)
+            // The backend takes the slot as its generation reads one; a G2012
+            // backend knows no indirect layout and reads read/write fields.
+            let slot = vbd.ringProtocol.encode(indirect.blkifRequest)
+            if let request = try? vbd.ringProtocol.decodeRequest(slot) {
+                submit(request, domid: vbd.domid, number: indirect.vbd, hold: indirect.hold)
+            }
+        case .write(let write):
+            // A gref not granted now (never, or revoked) has no page behind
+            // it: the write does nothing, as stamping does nothing there.
+            // (Whether a revoke took effect is only known at run time.)
+            guard let page = xen.grants.guestPage(domid: write.domid, gref: write.gref) else { break }
+            if let reads = write.afterReads {
+                xen.memory.armWrite(page, offset: write.offset, write.bytes, afterReads: reads)
+            } else {
+                xen.memory.writeBytes(page, offset: write.offset, write.bytes)
+            }
+        case .tick(let milliseconds):
+            xen.clock.advance(milliseconds: milliseconds)
+        case let .parameter(parameter, value):
+            switch parameter {
+            case .maxPersistentGrants: xen.parameters.maxPersistentGrants = Int(value)
+            case .maxBufferPages: xen.parameters.maxBufferPages = Int(value)
+            case .featurePersistent: xen.parameters.featurePersistent = value != 0
+            case .persistentGrantUnusedSeconds: xen.parameters.persistentGrantUnusedSeconds = UInt32(value)
+            }
         case let .complete(id, vbd):
             backend.complete(vbd: vbd, id: id)
         case .disconnect(let vbd):
@@ -246,6 +274,29 @@ private struct TraceRun {
             }
         }
         backend.submit(vbd: number, request: request, hold: hold)
+    }
+
+    /// The guest side of an indirect request: it writes each descriptor into
+    /// its page (descriptor `i` at byte `(i % 512) * 8` of page `i / 512`),
+    /// into pages its domain grants (others have no page to write), and, for
+    /// a write, stamps fresh data into the pages the descriptors name, as for
+    /// a direct write. The oracle is told of the stamped pages the same way.
+    private mutating func writeDescriptors(of indirect: IndirectRequestEvent, domid: DomainID) {
+        let grants = xen.grants
+        let memory = xen.memory
+        let perPage = Blkif.segmentsPerIndirectPage
+        for (index, gref) in indirect.pages.enumerated() where index * perPage < indirect.segments.count {
+            guard let page = grants.guestPage(domid: domid, gref: gref) else { continue }
+            let descriptors = indirect.segments[(index * perPage)..<min(indirect.segments.count, (index + 1) * perPage)]
+            memory.writeBytes(page, offset: 0, descriptors.flatMap(\.descriptorBytes))
+        }
+        guard BlkifOperation(rawValue: indirect.operation)?.isWrite == true else { return }
+        for segment in indirect.segments {
+            guard segment.isWellFormed, let page = grants.guestPage(domid: domid, gref: segment.gref) else { continue }
+            let sectors = Int(segment.firstSect)...Int(segment.lastSect)
+            memory.stamp(page, sectors: sectors, firstToken: nextToken)
+            nextToken &+= UInt64(sectors.count)
+        }
     }
 
     private mutating func expect(_ expectation: Expectation, vbd: UInt16, at position: TracePosition) {

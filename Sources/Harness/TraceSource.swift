@@ -5,6 +5,9 @@ import TracePcap
 /// events already in memory).
 public protocol TraceEventSource {
     var file: String { get }
+    /// The format version the trace declares; known once the first `next()`
+    /// has read the header (converters write their output in it).
+    var formatVersion: Int { get }
     mutating func next() throws(TraceError) -> TraceEvent?
 }
 
@@ -20,6 +23,7 @@ struct TextTraceSource: TraceEventSource {
         file = path
         reader = try TextTraceReader.open(path: path)
     }
+    var formatVersion: Int { reader.state.formatVersion }
     mutating func next() throws(TraceError) -> TraceEvent? { try reader.next() }
 }
 
@@ -34,6 +38,8 @@ struct EventListSource: TraceEventSource {
         self.file = file
         self.events = events
     }
+    /// A list has no header: the lowest version that carries its events.
+    var formatVersion: Int { TraceFormat.version(carrying: events.lazy.map(\.kind)) }
     init(file: String, kinds: [TraceEventKind]) {
         self.init(file: file, events: kinds.enumerated().map { TraceEvent(kind: $1, position: .line($0 + 2, column: 1)) })
     }
@@ -45,7 +51,9 @@ struct EventListSource: TraceEventSource {
 }
 
 /// The pcap reader streams packet by packet, like the text reader streams lines.
-extension PcapTraceReader: TraceEventSource {}
+extension PcapTraceReader: TraceEventSource {
+    public var formatVersion: Int { state.formatVersion }
+}
 
 /// Trace files, opened by their extension.
 public enum TraceFile {

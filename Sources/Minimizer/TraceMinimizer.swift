@@ -243,6 +243,9 @@ public struct TraceMinimizer {
                 if case .request(let request) = event, numbers[request.id] == nil {
                     numbers[request.id] = UInt64(numbers.count + 1)
                 }
+                if case .indirect(let request) = event, numbers[request.id] == nil {
+                    numbers[request.id] = UInt64(numbers.count + 1)
+                }
             }
             guard numbers.contains(where: { $0.key != $0.value }) else { return false }
             let candidate = current.map { event -> TraceEventKind in
@@ -250,6 +253,9 @@ public struct TraceMinimizer {
                 case .request(var request):
                     request.id = numbers[request.id] ?? request.id
                     return .request(request)
+                case .indirect(var request):
+                    request.id = numbers[request.id] ?? request.id
+                    return .indirect(request)
                 case let .complete(id, vbd):
                     return .complete(id: numbers[id] ?? id, vbd: vbd)
                 case let .expect(.response(id, status), vbd):
@@ -274,22 +280,49 @@ public struct TraceMinimizer {
             copy.replaceSubrange(index...index, with: kinds)
             candidates.append(copy)
         }
+        /// The trace with the hold of the request at `index` dropped,
+        /// together with the complete that ends it.
+        func unheld(_ plain: TraceEventKind, id: UInt64, vbd: UInt16) -> [TraceEventKind] {
+            var copy = events
+            copy[index] = plain
+            if let later = copy[(index + 1)...].firstIndex(where: {
+                if case let .complete(completed, on) = $0 { completed == id && on == vbd } else { false }
+            }) {
+                copy.remove(at: later)
+            }
+            return copy
+        }
         switch events[index] {
         case .request(let request):
             if request.hold {
-                // Drop the hold together with the complete that ends it.
-                var copy = events
                 var plain = request
                 plain.hold = false
-                copy[index] = .request(plain)
-                if let later = copy[(index + 1)...].firstIndex(where: {
-                    if case let .complete(id, vbd) = $0 { id == request.id && vbd == request.vbd } else { false }
-                }) {
-                    copy.remove(at: later)
-                }
-                candidates.append(copy)
+                candidates.append(unheld(.request(plain), id: request.id, vbd: request.vbd))
             }
             for variant in simplerRequests(request) { replace(.request(variant)) }
+        case .indirect(let request):
+            if request.hold {
+                var plain = request
+                plain.hold = false
+                candidates.append(unheld(.indirect(plain), id: request.id, vbd: request.vbd))
+            }
+            for variant in simplerIndirectRequests(request) { replace(.indirect(variant)) }
+        case .write(let write):
+            // Fewer bytes (halves, then one less), then the write landing at once.
+            for count in smallerCounts(write.bytes.count) {
+                var copy = write
+                copy.bytes = Array(write.bytes.prefix(count))
+                replace(.write(copy))
+            }
+            if let reads = write.afterReads {
+                for smaller in smallerCounts(reads) {
+                    var copy = write
+                    copy.afterReads = smaller
+                    replace(.write(copy))
+                }
+            }
+        case .tick(let milliseconds):
+            for smaller in smallerCounts(Int(clamping: milliseconds)) { replace(.tick(milliseconds: UInt64(smaller))) }
         case .raw(let raw):
             if let protocolName = TraceState(after: events[..<index]).ringProtocol(ofVbd: raw.vbd),
                let decoded = try? protocolName.decodeRequest(raw.bytes) {
@@ -337,10 +370,36 @@ public struct TraceMinimizer {
             case .hypercallNth(let nth):
                 for smaller in smallerCounts(nth) { replace(.fail(.hypercallNth(nth: smaller))) }
             }
-        case .frontendKey, .complete, .disconnect, .expect:
+        case .frontendKey, .complete, .disconnect, .expect, .parameter:
             break
         }
         return candidates
+    }
+
+    /// An indirect request with fewer descriptors (half, then each one
+    /// from the end), no lie in `nr=`, sector and handle 0, whole-page
+    /// descriptors, and only the pages the descriptors need.
+    static func simplerIndirectRequests(_ request: IndirectRequestEvent) -> [IndirectRequestEvent] {
+        var variants: [IndirectRequestEvent] = []
+        func with(_ change: (inout IndirectRequestEvent) -> Void) {
+            var copy = request
+            change(&copy)
+            if copy != request, !variants.contains(copy) { variants.append(copy) }
+        }
+        let count = request.segments.count
+        if count > 1 { with { $0.segments.removeLast(count / 2) } }
+        for index in request.segments.indices.reversed().prefix(16) {
+            with { $0.segments.remove(at: index) }
+        }
+        if request.nrSegments != nil { with { $0.nrSegments = nil } }
+        if request.sector != 0 { with { $0.sector = 0 } }
+        if request.handle != 0 { with { $0.handle = 0 } }
+        let needed = Blkif.indirectPages(forSegments: count)
+        if request.pages.count > needed { with { $0.pages.removeLast(request.pages.count - needed) } }
+        with { copy in
+            for index in copy.segments.indices { copy.segments[index].firstSect = 0; copy.segments[index].lastSect = 7 }
+        }
+        return variants
     }
 
     static func simplerRequests(_ request: RequestEvent) -> [RequestEvent] {

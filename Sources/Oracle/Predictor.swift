@@ -66,6 +66,22 @@ struct Predictor {
                 break
             }
             heldNow = self.request(request, vbd: raw.vbd, hold: raw.hold, environment: environment, world: world)
+        case .indirect(let indirect):
+            // A G2012 backend reads every slot as a read/write request (it
+            // knows no BLKIF_OP_INDIRECT): the slot's bytes as it sees them.
+            guard let model = reference.connection(indirect.vbd),
+                  let request = try? model.ringProtocol.decodeRequest(model.ringProtocol.encode(indirect.blkifRequest))
+            else {
+                prediction.mapOps = .unjudged
+                break
+            }
+            // The guest stamped the pages its descriptors name for a write.
+            if BlkifOperation(rawValue: indirect.operation)?.isWrite == true {
+                for segment in indirect.segments where segment.isWellFormed {
+                    if let page = world.guestPage(domid: model.domid, gref: segment.gref) { changedPages.append(page) }
+                }
+            }
+            heldNow = self.request(request, vbd: indirect.vbd, hold: indirect.hold, environment: environment, world: world)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
             if let request = reference.connection(vbd)?.release(id: id) {
@@ -75,7 +91,7 @@ struct Predictor {
         case .disconnect(let vbd):
             prediction.completesHeldIO = true
             disconnect(vbd: vbd)
-        case .grant, .revoke, .fail, .expect:
+        case .grant, .revoke, .fail, .expect, .write, .tick, .parameter:
             break
         }
         refreshHeldWrites(world: world)

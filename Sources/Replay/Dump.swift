@@ -35,8 +35,11 @@ extension Replay {
                     print("\(file): \(events) events read in \(String(format: "%.2f", elapsed)) s (\(Int(Double(events) / max(elapsed, 1e-9))) events/s)")
                     return
                 }
+                // The header is read with the first event; the dump keeps its version.
+                let first = try source.next()
                 var printer = TextTracePrinter()
-                print(printer.header())
+                print(printer.header(version: source.formatVersion))
+                if let first { print(printer.line(for: first.kind)) }
                 while let event = try source.next() { print(printer.line(for: event.kind)) }
             } catch {
                 throw ReplayFailure.invalid(error.description)

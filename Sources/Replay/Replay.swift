@@ -21,8 +21,8 @@ struct Replay: ParsableCommand {
 
     /// The formats this build reads and writes: what a version means to a trace's author.
     private static var versionText: String {
-        var printer = TextTracePrinter()
-        return "replay (xenblk-harness): traces \(printer.header()), fuzz input format \(FuzzFormat.version)"
+        let traces = TraceFormat.versions.map { TraceFormat.header(version: $0) }.joined(separator: ", ")
+        return "replay (xenblk-harness): traces \(traces); fuzz input formats \(FuzzFormat.versions.lowerBound)-\(FuzzFormat.version)"
     }
 
     /// argument-parser's own `main` exits 64 for usage errors and 1 for other

@@ -8,13 +8,20 @@ enum TraceConversion {
     /// The number of events converted.
     static func convert(input: String, output: String) throws(TraceError) -> Int {
         var source = try TraceFile.open(path: input)
+        // The header comes with the first event: the output keeps the input's version.
+        var pending = try source.next()
+        let version = source.formatVersion
+        func nextEvent() throws(TraceError) -> TraceEvent? {
+            if let event = pending.take() { return event }
+            return try source.next()
+        }
         var count = 0
         if TraceFile.isPcap(path: output) {
             let writer: PcapTraceWriter
-            do { writer = try PcapTraceWriter(path: output) } catch {
+            do { writer = try PcapTraceWriter(path: output, version: version) } catch {
                 throw TraceError(file: output, position: .packet(0), message: error.message)
             }
-            while let event = try source.next() {
+            while let event = try nextEvent() {
                 do { try writer.write(event.kind) } catch {
                     throw TraceError(file: input, position: event.position, message: "cannot be written as pcap: \(error.message)")
                 }
@@ -27,8 +34,8 @@ enum TraceConversion {
                                  message: "cannot write: \(String(cString: strerror(errno)))")
             }
             var printer = TextTracePrinter()
-            file.write(printer.header())
-            while let event = try source.next() {
+            file.write(printer.header(version: version))
+            while let event = try nextEvent() {
                 file.write(printer.line(for: event.kind))
                 count += 1
             }

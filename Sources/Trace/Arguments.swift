@@ -51,8 +51,8 @@ struct Arguments {
     /// The flags present, bit i for `schema[i]` (a schema has fewer than 64 params).
     private var flags: UInt64 = 0
 
-    /// `event` names the event in messages ("fail map"); a `repeatable` key forms a list.
-    init(_ tokens: some Sequence<Token>, event: String, schema: [Param], repeatable: String? = nil,
+    /// `event` names the event in messages ("fail map"); each `repeatable` key forms a list.
+    init(_ tokens: some Sequence<Token>, event: String, schema: [Param], repeatable: [String] = [],
          context: LineContext) throws(TraceError) {
         self.event = event
         self.context = context
@@ -73,7 +73,7 @@ struct Arguments {
             guard let hint = schema[index].hint else {
                 throw context.error(at: token.column, "'\(key)' is a flag of '\(event)' and takes no value; expected '\(key)' alone")
             }
-            guard !entries.contains(where: { $0.param == index }) || schema[index].name == repeatable else {
+            guard repeatable.contains(schema[index].name) || !entries.contains(where: { $0.param == index }) else {
                 throw context.error(at: token.column, "repeated key '\(key)' for '\(event)'; each key may appear once")
             }
             guard !value.text.isEmpty else {

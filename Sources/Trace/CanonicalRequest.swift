@@ -126,6 +126,8 @@ extension TraceEventKind {
         switch self {
         case .request(let request):
             return .request(request.canonical)
+        case .indirect(let request):
+            return .indirect(request.canonical)
         case .raw(let raw):
             guard let ringProtocol = state.ringProtocol(ofVbd: raw.vbd),
                   let request = RequestEvent(ringBytes: raw.bytes, protocol: ringProtocol, vbd: raw.vbd, hold: raw.hold)
@@ -134,5 +136,36 @@ extension TraceEventKind {
         default:
             return self
         }
+    }
+}
+
+/// The canonical `indirect` event: the descriptors exactly as given (they
+/// are bytes the guest writes, so no two lists are the same event), `nr=`
+/// only when it differs from their count, and the page grefs up to the last
+/// page the descriptors fill or the last one that is not zero, whichever is
+/// later (the ring carries zero for the rest, and no descriptor goes there).
+extension IndirectRequestEvent {
+    public var canonical: IndirectRequestEvent {
+        var event = self
+        if let nr = nrSegments, Int(nr) == segments.count { event.nrSegments = nil }
+        let needed = Blkif.indirectPages(forSegments: segments.count)
+        while event.pages.count > needed, event.pages.last == 0 { event.pages.removeLast() }
+        return event
+    }
+
+    /// The canonical event of an indirect ring slot and the descriptors that
+    /// came with it; nil when the slot is not exactly the encoding of one
+    /// (another operation, non-zero padding or bytes past the struct, a
+    /// wrong size), or when the descriptors need more pages than it names.
+    public init?(ringBytes bytes: [UInt8], protocol ringProtocol: BlkifProtocol, segments: [BlkifSegment],
+                 vbd: UInt16 = 0, hold: Bool = false) {
+        guard let request = (try? ringProtocol.decodeIndirectRequest(bytes)) ?? nil else { return nil }
+        let event = IndirectRequestEvent(id: request.id, operation: request.indirectOperation,
+                                         sector: request.sectorNumber, segments: segments,
+                                         nrSegments: request.nrSegments, pages: request.indirectGrefs,
+                                         handle: request.handle, vbd: vbd, hold: hold).canonical
+        guard event.pages.count >= Blkif.indirectPages(forSegments: segments.count),
+              ringProtocol.encode(event.blkifRequest) == bytes else { return nil }
+        self = event
     }
 }

@@ -29,8 +29,23 @@ enum Schema {
     static let expectPersistent: [Param] = [.key("persistent", "N"), .key("vbd", "N")]
     static let expectViolation: [Param] = [.key("backend", "NAME")]
 
+    // Format version 2.
+    static let indirect: [Param] = [
+        .key("id", "N"), .key("op", "read|write|barrier|flush|discard|N"), .key("sector", "N"),
+        .key("seg", "GREF:FIRST-LAST"), .key("nr", "N"), .key("page", "GREF"), .key("handle", "N"),
+        .key("vbd", "N"), .flag("hold"),
+    ]
+    static let write: [Param] = [
+        .key("gref", "N"), .key("offset", "0..4095"), .key("hex", "HEX"), .key("domid", "1..32767"),
+        .key("after-reads", "K"),
+    ]
+    static let tick: [Param] = [.key("ms", "N"), .key("s", "N")]
+    static let parameter: [Param] = ModuleParameter.allCases.map { .key($0.rawValue, "N") }
+
     static let keywords = ["frontend-key", "frontend-key-hex", "connect", "grant", "revoke", "fail", "request",
-                           "raw", "complete", "expect", "disconnect"]
+                           "raw", "complete", "expect", "disconnect", "indirect", "write", "tick", "param"]
+    /// The keywords of each version after the first.
+    static let keywordsSince2: Set<String> = ["indirect", "write", "tick", "param"]
     static let faults = ["map", "alloc", "hypercall"]
     static let expectations = ["response", "persistent=N", "violation"]
 }
@@ -48,6 +63,10 @@ struct EventParser: Sendable {
     func parse(_ tokens: [Token], line: Int, after state: TraceState) throws(TraceError) -> TraceEvent {
         let keyword = tokens[0]
         let context = LineContext(file: file, line: line, keywordColumn: keyword.column, latestDomid: state.latestDomid)
+        if state.formatVersion < 2, Schema.keywordsSince2.contains(String(keyword.text)) {
+            throw context.error(at: keyword.column,
+                                "'\(keyword.text)' is an event of trace format version 2, and this trace's header says version \(state.formatVersion); expected the header 'xenblk-trace 2' to use it")
+        }
         let arguments = tokens.dropFirst()
         let kind: TraceEventKind
         // A String compares with the literals by its bits (small-string fast path).
@@ -63,6 +82,10 @@ struct EventParser: Sendable {
         case "complete": kind = try complete(arguments, context)
         case "expect": kind = try expect(arguments, context)
         case "disconnect": kind = try disconnect(arguments, context)
+        case "indirect": kind = try indirect(arguments, context)
+        case "write": kind = try write(arguments, context)
+        case "tick": kind = try tick(arguments, context)
+        case "param": kind = try parameter(arguments, context)
         default:
             throw context.error(at: keyword.column,
                                 "unknown keyword \(quoted(keyword.text)); \(expectedOne(of: Schema.keywords))")
@@ -188,7 +211,7 @@ struct EventParser: Sendable {
     }
 
     private func request(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
-        let args = try Arguments(tokens, event: "request", schema: Schema.request, repeatable: "seg", context: context)
+        let args = try Arguments(tokens, event: "request", schema: Schema.request, repeatable: ["seg"], context: context)
         let id: UInt64 = try args.required("id", .integer())
         let operation = try args.required("op", .operation)
         let sector: UInt64 = try args.required("sector", .integer())
@@ -216,6 +239,85 @@ struct EventParser: Sendable {
             handle: try args.optional("handle", .integer()) ?? 0,
             vbd: try args.optional("vbd", .integer()) ?? 0,
             hold: args.flag("hold")))
+    }
+
+    /// `indirect`: every descriptor must have a page to be written into,
+    /// so `page=` must be given for each 512 of them (more pages may be named).
+    private func indirect(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "indirect", schema: Schema.indirect, repeatable: ["seg", "page"],
+                                 context: context)
+        let id: UInt64 = try args.required("id", .integer())
+        let operation = try args.required("op", .operation)
+        let sector: UInt64 = try args.required("sector", .integer())
+        let segmentEntries = args.entries("seg")
+        let maxSegments = IndirectRequestEvent.maxSegments
+        if segmentEntries.count > maxSegments {
+            throw context.error(at: segmentEntries[maxSegments].column,
+                                "more than \(maxSegments) seg= for 'indirect'; eight indirect pages hold at most \(maxSegments) descriptors")
+        }
+        let pageEntries = args.entries("page")
+        if pageEntries.count > Blkif.maxIndirectPagesPerRequest {
+            throw context.error(at: pageEntries[Blkif.maxIndirectPagesPerRequest].column,
+                                "more than \(Blkif.maxIndirectPagesPerRequest) page= for 'indirect'; a ring slot carries at most \(Blkif.maxIndirectPagesPerRequest) indirect grefs")
+        }
+        let pagesNeeded = Blkif.indirectPages(forSegments: segmentEntries.count)
+        if pageEntries.count < pagesNeeded {
+            let column = segmentEntries[pageEntries.count * Blkif.segmentsPerIndirectPage].column
+            throw context.error(at: column,
+                                "\(segmentEntries.count) descriptors fill \(pagesNeeded) indirect pages but 'indirect' names \(pageEntries.count); expected a page=GREF for each \(Blkif.segmentsPerIndirectPage) seg=")
+        }
+        return .indirect(IndirectRequestEvent(
+            id: id, operation: operation, sector: sector,
+            segments: try args.all("seg", .segment),
+            nrSegments: try args.optional("nr", .integer()),
+            pages: try args.all("page", .integer()),
+            handle: try args.optional("handle", .integer()) ?? 0,
+            vbd: try args.optional("vbd", .integer()) ?? 0,
+            hold: args.flag("hold")))
+    }
+
+    private func write(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "write", schema: Schema.write, context: context)
+        let gref: UInt32 = try args.required("gref", .integer())
+        let offset: Int = try args.required("offset", .integer(max: Blkif.pageSize - 1))
+        let bytes = try args.required("hex", .hex)
+        if offset + bytes.count > Blkif.pageSize, let column = args.column(of: "hex") {
+            throw context.error(at: column,
+                                "\(bytes.count) bytes at offset \(offset) end past the page; expected offset + bytes <= \(Blkif.pageSize)")
+        }
+        return .write(GuestWriteEvent(gref: gref, domid: try domid(args), offset: offset, bytes: bytes,
+                                      afterReads: try args.optional("after-reads", .integer(min: 1))))
+    }
+
+    /// `tick ms=N` or `tick s=N`; canonical text prints whole seconds as `s=`.
+    private func tick(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "tick", schema: Schema.tick, context: context)
+        switch (args.column(of: "ms"), args.column(of: "s")) {
+        case (nil, nil):
+            throw context.error(at: context.keywordColumn, "missing time for 'tick'; expected ms=N or s=N")
+        case let (msColumn?, sColumn?):
+            throw context.error(at: max(msColumn, sColumn), "'tick' takes ms= or s=, not both; expected one of them")
+        case (_?, nil):
+            return .tick(milliseconds: try args.required("ms", .integer(max: TraceEventKind.maxTickMilliseconds)))
+        case (nil, _?):
+            let seconds: UInt64 = try args.required("s", .integer(max: TraceEventKind.maxTickMilliseconds / 1000))
+            return .tick(milliseconds: seconds * 1000)
+        }
+    }
+
+    /// `param NAME=VALUE`, one parameter per line.
+    private func parameter(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let args = try Arguments(tokens, event: "param", schema: Schema.parameter, context: context)
+        let given = ModuleParameter.allCases.compactMap { parameter in args.column(of: parameter.rawValue).map { (parameter, $0) } }
+        guard let (parameter, _) = given.first else {
+            throw context.error(at: context.keywordColumn,
+                                "missing parameter for 'param'; \(expectedOne(of: ModuleParameter.allCases.map { $0.rawValue + "=N" }))")
+        }
+        if given.count > 1 {
+            throw context.error(at: given.map(\.1).max()!, "'param' sets one parameter per line; expected one NAME=VALUE")
+        }
+        let value: UInt64 = try args.required(parameter.rawValue, .integer(max: parameter.maximum))
+        return .parameter(parameter, value: value)
     }
 
     private func raw(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {

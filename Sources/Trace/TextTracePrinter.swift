@@ -14,10 +14,11 @@ public struct TextTracePrinter: Sendable {
 
     public init() {}
 
-    /// The header line; it starts a new trace, so it forgets every connect.
-    public mutating func header() -> String {
-        state = TraceState()
-        return TextTraceReader.header
+    /// The header line of a trace of format `version`; it starts a new
+    /// trace, so it forgets every connect.
+    public mutating func header(version: Int = TraceFormat.versions.lowerBound) -> String {
+        state = TraceState(formatVersion: version)
+        return TraceFormat.header(version: version)
     }
 
     /// The canonical line of one event, without a newline, after the events
@@ -80,13 +81,32 @@ public struct TextTracePrinter: Sendable {
             var words = Words("disconnect")
             words.key("vbd", vbd, unless: 0)
             return words.line
+        case let .indirect(request):
+            return Self.words(for: request.canonical).line
+        case let .write(event):
+            var words = Words("write")
+            words.key("gref", event.gref)
+            words.key("offset", event.offset)
+            words.key("hex", Self.hex(event.bytes))
+            words.key("domid", event.domid, unless: latestDomid)
+            if let afterReads = event.afterReads { words.key("after-reads", afterReads) }
+            return words.line
+        case let .tick(milliseconds):
+            var words = Words("tick")
+            if milliseconds % 1000 == 0 { words.key("s", milliseconds / 1000) } else { words.key("ms", milliseconds) }
+            return words.line
+        case let .parameter(parameter, value):
+            var words = Words("param")
+            words.key(parameter.rawValue, value)
+            return words.line
         }
     }
 
-    /// A whole trace: the header and one line per event, each ending in "\n".
+    /// A whole trace: the header and one line per event, each ending in "\n";
+    /// the header declares the lowest version that carries the events.
     public static func render(_ events: [TraceEventKind]) -> String {
         var printer = TextTracePrinter()
-        var text = printer.header() + "\n"
+        var text = printer.header(version: TraceFormat.version(carrying: events)) + "\n"
         for event in events { text += printer.line(for: event) + "\n" }
         return text
     }
@@ -145,6 +165,20 @@ public struct TextTracePrinter: Sendable {
         for segment in event.segments { words.key("seg", segment.description) }
         if let nr = event.nrSegments { words.key("nr", nr, unless: UInt8(truncatingIfNeeded: event.segments.count)) }
         if let sectors = event.nrSectors { words.key("nr-sectors", sectors) }
+        words.key("handle", event.handle, unless: 0)
+        words.key("vbd", event.vbd, unless: 0)
+        words.flag("hold", event.hold)
+        return words
+    }
+
+    private static func words(for event: IndirectRequestEvent) -> Words {
+        var words = Words("indirect")
+        words.key("id", event.id)
+        words.key("op", operationName(event.operation))
+        words.key("sector", event.sector)
+        for segment in event.segments { words.key("seg", segment.description) }
+        if let nr = event.nrSegments { words.key("nr", nr, unless: UInt16(truncatingIfNeeded: event.segments.count)) }
+        for page in event.pages { words.key("page", page) }
         words.key("handle", event.handle, unless: 0)
         words.key("vbd", event.vbd, unless: 0)
         words.flag("hold", event.hold)

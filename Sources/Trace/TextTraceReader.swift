@@ -1,7 +1,10 @@
 /// Reads a text trace one event at a time: each `next()` reads lines up to
 /// the next event, so a long trace is never split or parsed as a whole.
 public struct TextTraceReader: Sendable {
-    static let header = "xenblk-trace 1"
+    /// The version-1 header, which most traces start with.
+    static let header = TraceFormat.header(version: 1)
+    /// What a header may say, for messages.
+    static let headers = TraceFormat.versions.map { "'\(TraceFormat.header(version: $0))'" }.joined(separator: " or ")
 
     private let file: String
     private var lines: LineSource
@@ -68,32 +71,35 @@ public struct TextTraceReader: Sendable {
                 state.apply(event.kind)
                 return event
             }
-            try checkHeader(tokens, line: number)
+            state = TraceState(formatVersion: try checkHeader(tokens, line: number))
             sawHeader = true
         }
         if !sawHeader {
             throw TraceError(file: file, position: .line(max(lines.lineNumber, 1), column: 1),
-                             message: "the trace ends before its header; expected '\(Self.header)' as the first line")
+                             message: "the trace ends before its header; expected \(Self.headers) as the first line")
         }
         return nil
     }
 
-    private func checkHeader(_ tokens: [Token], line: Int) throws(TraceError) {
+    /// The version the header declares.
+    private func checkHeader(_ tokens: [Token], line: Int) throws(TraceError) -> Int {
         func error(_ token: Token, _ message: String) -> TraceError {
             TraceError(file: file, position: .line(line, column: token.column), message: message)
         }
         guard tokens[0].text == "xenblk-trace" else {
-            throw error(tokens[0], "found \(quoted(tokens[0].text)) where the header belongs; expected '\(Self.header)' as the first line")
+            throw error(tokens[0], "found \(quoted(tokens[0].text)) where the header belongs; expected \(Self.headers) as the first line")
         }
         guard tokens.count > 1 else {
-            throw error(tokens[0], "the header has no version; expected '\(Self.header)'")
+            throw error(tokens[0], "the header has no version; expected \(Self.headers)")
         }
-        guard tokens[1].text == "1" else {
-            throw error(tokens[1], "unsupported trace version \(quoted(tokens[1].text)); expected '\(Self.header)'")
+        // Exactly the digits of a known version: `01` or `2.0` is refused, never guessed.
+        guard let version = TraceFormat.versions.first(where: { tokens[1].text == String($0) }) else {
+            throw error(tokens[1], "unsupported trace version \(quoted(tokens[1].text)); expected \(Self.headers)")
         }
         guard tokens.count == 2 else {
-            throw error(tokens[2], "unexpected \(quoted(tokens[2].text)) after the header; expected '\(Self.header)' alone")
+            throw error(tokens[2], "unexpected \(quoted(tokens[2].text)) after the header; expected '\(TraceFormat.header(version: version))' alone")
         }
+        return version
     }
 
     /// Every event of a text, for callers that want them all at once.

@@ -121,6 +121,98 @@ public struct RawRequestEvent: Hashable, Sendable {
     }
 }
 
+/// `indirect` (format version 2): one `BLKIF_OP_INDIRECT` request. The
+/// guest first writes the segment descriptors into the pages named by
+/// `pages` (descriptor `i` at byte `(i % 512) * 8` of page `i / 512`), then
+/// places the request on the ring. Fields may lie: `nrSegments` may differ
+/// from the descriptors written, `operation` may be any inner opcode.
+public struct IndirectRequestEvent: Hashable, Sendable {
+    public var id: UInt64
+    /// `indirect_op`: the operation the segments carry out.
+    public var operation: UInt8
+    public var sector: UInt64
+    /// The descriptors the guest writes, in order (at most 8 × 512).
+    public var segments: [BlkifSegment]
+    /// The u16 `nr_segments`; nil means the number of `segments`.
+    public var nrSegments: UInt16?
+    /// `indirect_grefs`: the grefs of the descriptor pages (at most 8; the
+    /// ring carries zero for the rest).
+    public var pages: [UInt32]
+    public var handle: UInt16
+    public var vbd: UInt16
+    public var hold: Bool
+
+    public init(id: UInt64, operation: UInt8, sector: UInt64, segments: [BlkifSegment] = [],
+                nrSegments: UInt16? = nil, pages: [UInt32], handle: UInt16 = 0, vbd: UInt16 = 0,
+                hold: Bool = false) {
+        self.id = id
+        self.operation = operation
+        self.sector = sector
+        self.segments = segments
+        self.nrSegments = nrSegments
+        self.pages = pages
+        self.handle = handle
+        self.vbd = vbd
+        self.hold = hold
+    }
+
+    /// The most descriptors an event carries: eight pages of 512.
+    public static let maxSegments = Blkif.maxIndirectPagesPerRequest * Blkif.segmentsPerIndirectPage
+
+    /// The ring request this event places.
+    public var blkifRequest: BlkifIndirectRequest {
+        BlkifIndirectRequest(indirectOperation: operation,
+                             nrSegments: nrSegments ?? UInt16(truncatingIfNeeded: segments.count),
+                             handle: handle, id: id, sectorNumber: sector, indirectGrefs: pages)
+    }
+}
+
+/// `write` (format version 2): the guest writes bytes into the page behind
+/// one of its grants. With `afterReads` the write is armed instead: it lands
+/// right after the backend's `afterReads`-th read of any byte it covers,
+/// counted from this event — a race between two reads, made deterministic.
+public struct GuestWriteEvent: Hashable, Sendable {
+    public var gref: UInt32
+    /// Always resolved: the reader fills in the latest connect's domain.
+    public var domid: UInt16
+    /// Byte offset in the page; `offset + bytes.count` is at most 4096.
+    public var offset: Int
+    public var bytes: [UInt8]
+    public var afterReads: Int?
+
+    public init(gref: UInt32, domid: UInt16, offset: Int, bytes: [UInt8], afterReads: Int? = nil) {
+        self.gref = gref
+        self.domid = domid
+        self.offset = offset
+        self.bytes = bytes
+        self.afterReads = afterReads
+    }
+}
+
+/// `param` (format version 2): a blkback module parameter, as written to
+/// `/sys/module/xen_blkback/parameters/NAME`. Each backend generation reads
+/// the ones it has, when its code reads them; the others are ignored, as a
+/// kernel without the parameter would never see it.
+public enum ModuleParameter: String, CaseIterable, Hashable, Sendable {
+    /// `max_persistent_grants` (G2013, G2018; default 1056).
+    case maxPersistentGrants = "max_persistent_grants"
+    /// `max_buffer_pages` (G2013, G2018; default 1024): the free-page pool kept.
+    case maxBufferPages = "max_buffer_pages"
+    /// `feature_persistent` (G2018 from Linux 5.10; default 1).
+    case featurePersistent = "feature_persistent"
+    /// `persistent_grant_unused_seconds` (G2018; default 60; 0 never times out).
+    case persistentGrantUnusedSeconds = "persistent_grant_unused_seconds"
+
+    /// The largest value the parameter takes (`int`, `uint` or `bool`).
+    public var maximum: UInt64 {
+        switch self {
+        case .maxPersistentGrants, .maxBufferPages: UInt64(Int32.max)
+        case .featurePersistent: 1
+        case .persistentGrantUnusedSeconds: UInt64(UInt32.max)
+        }
+    }
+}
+
 /// `expect`: what the recording says the backend does.
 public enum Expectation: Hashable, Sendable {
     case response(id: UInt64, status: BlkifResponseStatus)
@@ -144,6 +236,44 @@ public enum TraceEventKind: Hashable, Sendable {
     /// is read with vbd 0. The pcap codec takes it from the packet header.
     case expect(Expectation, vbd: UInt16)
     case disconnect(vbd: UInt16)
+    /// Format version 2: an indirect request, its descriptors written first.
+    case indirect(IndirectRequestEvent)
+    /// Format version 2: the guest writes (or arms a write of) bytes.
+    case write(GuestWriteEvent)
+    /// Format version 2: this many milliseconds pass (the backend's timers run).
+    case tick(milliseconds: UInt64)
+    /// Format version 2: a module parameter is set.
+    case parameter(ModuleParameter, value: UInt64)
+}
+
+extension TraceEventKind {
+    /// The longest `tick`: 2^40 ms, some 35 years, so that a clock summing
+    /// ticks in milliseconds cannot overflow in any trace a reader accepts.
+    public static let maxTickMilliseconds: UInt64 = 1 << 40
+
+    /// The first format version that has this event.
+    public var formatVersion: Int {
+        switch self {
+        case .indirect, .write, .tick, .parameter: 2
+        case .frontendKey, .connect, .grant, .revoke, .fail, .request, .raw, .complete, .expect, .disconnect: 1
+        }
+    }
+}
+
+/// The versions of the trace format (docs/trace-format.md §10).
+public enum TraceFormat {
+    /// Every version this implementation reads; it writes each trace in the
+    /// version it was read in, or the lowest that carries its events.
+    public static let versions: ClosedRange<Int> = 1...2
+
+    /// The header line of a trace of `version`.
+    public static func header(version: Int) -> String { "xenblk-trace \(version)" }
+
+    /// The lowest version that carries every one of `events`: a trace of
+    /// version-1 events stays a version-1 trace.
+    public static func version(carrying events: some Sequence<TraceEventKind>) -> Int {
+        events.reduce(versions.lowerBound) { max($0, $1.formatVersion) }
+    }
 }
 
 /// One event and where it came from, for error and violation reports.

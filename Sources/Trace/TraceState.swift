@@ -35,8 +35,17 @@ public struct TraceState: Sendable {
     /// The protocol of the latest connect of each vbd, kept after its
     /// disconnect: recorded ring bytes on that vbd are read in its layout.
     private var latestProtocols = VbdTable<BlkifProtocol>()
+    /// The format version the trace's header declares: events of a later
+    /// version are refused by the readers. A state that read no header
+    /// (a printer's, a decoder's) allows every version.
+    public var formatVersion = TraceFormat.versions.upperBound
 
     public init() {}
+
+    /// A state at the start of a trace whose header declares `version`.
+    public init(formatVersion version: Int) {
+        formatVersion = version
+    }
 
     /// The state after `events`, from the start of a trace.
     public init(after events: some Sequence<TraceEventKind>) {
@@ -62,7 +71,7 @@ public struct TraceState: Sendable {
     /// error), or nil when it can.
     public func refusal(of kind: TraceEventKind) -> String? {
         switch kind {
-        case .frontendKey, .fail, .expect(.response, _), .expect(.violation, _):
+        case .frontendKey, .fail, .expect(.response, _), .expect(.violation, _), .write, .tick, .parameter:
             return nil
         case .connect(let connect):
             // On a live vbd, the frontend announcing Connected again: allowed,
@@ -76,6 +85,9 @@ public struct TraceState: Sendable {
         case .revoke(let revoke):
             return Self.rangeRefusal(revoke.grefs)
         case .request(let request):
+            guard let vbd = connected[request.vbd] else { return Self.notConnected(request.vbd) }
+            return Self.fullRingRefusal(vbd, number: request.vbd, hold: request.hold)
+        case .indirect(let request):
             guard let vbd = connected[request.vbd] else { return Self.notConnected(request.vbd) }
             return Self.fullRingRefusal(vbd, number: request.vbd, hold: request.hold)
         case .raw(let raw):
@@ -113,6 +125,8 @@ public struct TraceState: Sendable {
             latestDomid = connect.domid
         case .request(let request):
             applyRequest(id: request.id, vbd: request.vbd, hold: request.hold)
+        case .indirect(let request):
+            applyRequest(id: request.id, vbd: request.vbd, hold: request.hold)
         case .raw(let raw):
             // Only a request whose bytes decode has an id to hold.
             if raw.hold, let ringProtocol = connected[raw.vbd]?.ringProtocol,
@@ -123,7 +137,7 @@ public struct TraceState: Sendable {
             connected.update(vbd) { $0.release(id) }
         case .disconnect(let vbd):
             connected[vbd] = nil
-        case .frontendKey, .grant, .revoke, .fail, .expect:
+        case .frontendKey, .grant, .revoke, .fail, .expect, .write, .tick, .parameter:
             break
         }
     }
@@ -153,17 +167,18 @@ public struct TraceState: Sendable {
 
 extension TraceEventKind {
     /// The vbd the event concerns; 0 for events of no vbd (frontend keys,
-    /// grants, revokes, faults and expected violations, which concern the
-    /// whole trace).
+    /// grants, revokes, faults, guest writes, ticks, parameters and expected
+    /// violations, which concern the whole trace).
     public var vbd: UInt16 {
         switch self {
         case let .connect(connect): connect.vbd
         case let .request(request): request.vbd
         case let .raw(raw): raw.vbd
+        case let .indirect(request): request.vbd
         case let .complete(_, vbd), let .disconnect(vbd): vbd
         case .expect(.violation, _): 0
         case let .expect(_, vbd): vbd
-        case .frontendKey, .grant, .revoke, .fail: 0
+        case .frontendKey, .grant, .revoke, .fail, .write, .tick, .parameter: 0
         }
     }
 
@@ -173,10 +188,11 @@ extension TraceEventKind {
         case .connect(var connect): connect.vbd = rename(connect.vbd); return .connect(connect)
         case .request(var request): request.vbd = rename(request.vbd); return .request(request)
         case .raw(var raw): raw.vbd = rename(raw.vbd); return .raw(raw)
+        case .indirect(var request): request.vbd = rename(request.vbd); return .indirect(request)
         case let .complete(id, vbd): return .complete(id: id, vbd: rename(vbd))
         case let .disconnect(vbd): return .disconnect(vbd: rename(vbd))
         case let .expect(expectation, vbd): return .expect(expectation, vbd: rename(vbd))
-        case .frontendKey, .grant, .revoke, .fail: return self
+        case .frontendKey, .grant, .revoke, .fail, .write, .tick, .parameter: return self
         }
     }
 }

@@ -1,12 +1,14 @@
 import Blkif
+import Trace
 
 /// The pcap encoding of a trace (docs/trace-format.md, "pcap encoding"): link type
 /// LINKTYPE_USER0, one packet per event, each starting with a 4-byte header.
 public enum PcapTraceFormat {
     /// `LINKTYPE_USER0` / `DLT_USER0`.
     public static let linkType: Int32 = 147
-    /// The packet header's format version (byte 1).
-    public static let version: UInt8 = 1
+    /// The packet header's format version (byte 1): the trace format
+    /// version, the same in every packet of a file as in its header packet.
+    public static let versions: ClosedRange<UInt8> = UInt8(TraceFormat.versions.lowerBound)...UInt8(TraceFormat.versions.upperBound)
     /// kind, version, vbd (u16 little-endian).
     public static let headerSize = 4
     /// The snapshot length written into pcap files: libpcap's largest, so no
@@ -24,9 +26,12 @@ public enum PcapTraceFormat {
 
     /// Flags byte of a ring-request packet.
     public static let holdFlag: UInt8 = 0x01
+    /// Flags bit 1 (version 2): an indirect request; its segment descriptors
+    /// follow the ring slot, 8 bytes each.
+    public static let indirectFlag: UInt8 = 0x02
 
     /// The 4-byte packet header.
-    static func header(_ kind: Kind, vbd: UInt16) -> [UInt8] {
+    static func header(_ kind: Kind, version: UInt8, vbd: UInt16) -> [UInt8] {
         [kind.rawValue, version, UInt8(truncatingIfNeeded: vbd), UInt8(truncatingIfNeeded: vbd >> 8)]
     }
 }

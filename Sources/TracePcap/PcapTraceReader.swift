@@ -167,8 +167,15 @@ private struct PacketStream {
             throw error(number, "short packet of \(packet.count) bytes; expected at least the 4-byte header (kind, version, vbd)")
         }
         let version = packet[1]
-        guard version == PcapTraceFormat.version else {
-            throw error(number, "unknown packet format version \(version); expected \(PcapTraceFormat.version)")
+        // The header packet sets the file's version; every later packet repeats it.
+        if sawHeader {
+            guard version == UInt8(state.formatVersion) else {
+                throw error(number, "packet format version \(version) in a trace of version \(state.formatVersion); expected \(state.formatVersion), the version of its header packet")
+            }
+        } else {
+            guard PcapTraceFormat.versions.contains(version) else {
+                throw error(number, "unknown packet format version \(version); expected \(PcapTraceFormat.versions.lowerBound) to \(PcapTraceFormat.versions.upperBound)")
+            }
         }
         guard let kind = PcapTraceFormat.Kind(rawValue: packet[0]) else {
             throw error(number, "unknown packet kind \(packet[0]); expected 1 (control), 2 (ring request) or 3 (ring response)")
@@ -178,7 +185,8 @@ private struct PacketStream {
         // read); only what an event keeps is copied out of it.
         let body = UnsafeBufferPointer(rebasing: packet[PcapTraceFormat.headerSize...])
         guard sawHeader else {
-            try checkHeader(kind, vbd: vbd, body, number)
+            try checkHeader(kind, version: Int(version), vbd: vbd, body, number)
+            state = TraceState(formatVersion: Int(version))
             sawHeader = true
             return nil
         }
@@ -196,8 +204,10 @@ private struct PacketStream {
         return TraceEvent(kind: eventKind, position: .packet(number))
     }
 
-    private func checkHeader(_ kind: PcapTraceFormat.Kind, vbd: UInt16, _ body: UnsafeBufferPointer<UInt8>, _ number: Int) throws(TraceError) {
-        let expected = TextEventLineParser.header
+    /// The header packet: its text is the header of the version its packet header gives.
+    private func checkHeader(_ kind: PcapTraceFormat.Kind, version: Int, vbd: UInt16, _ body: UnsafeBufferPointer<UInt8>,
+                             _ number: Int) throws(TraceError) {
+        let expected = TraceFormat.header(version: version)
         guard kind == .control else {
             throw error(number, "a kind-\(kind.rawValue) packet where the header belongs; expected a control packet '\(expected)' first")
         }
@@ -205,8 +215,8 @@ private struct PacketStream {
             throw error(number, "control text that is not UTF-8 where the header belongs; expected '\(expected)' first")
         }
         let words = text.split(separator: " ", omittingEmptySubsequences: false)
-        if words.count == 2, words[0] == "xenblk-trace", words[1] != "1" {
-            throw error(number, "unsupported trace version \(Self.quoted(String(words[1]))); expected '\(expected)'")
+        if words.count == 2, words[0] == "xenblk-trace", words[1] != "\(version)" {
+            throw error(number, "trace version \(Self.quoted(String(words[1]))) in a header packet of format version \(version); expected '\(expected)'")
         }
         guard text == expected else {
             throw error(number, "control text \(Self.quoted(text)) where the header belongs; expected '\(expected)' first")
@@ -284,11 +294,16 @@ private struct PacketStream {
         guard let flags = body.first else {
             throw error(number, "short packet: a ring-request packet without its flags byte; expected flags and the request's ring bytes")
         }
-        guard flags & ~PcapTraceFormat.holdFlag == 0 else {
-            throw error(number, "unknown flags 0x\(String(flags, radix: 16)) in a ring-request packet; expected 0 or 1 (bit 0: hold)")
+        let known = state.formatVersion >= 2 ? PcapTraceFormat.holdFlag | PcapTraceFormat.indirectFlag : PcapTraceFormat.holdFlag
+        guard flags & ~known == 0 else {
+            let expected = state.formatVersion >= 2 ? "bits 0 (hold) and 1 (indirect) only" : "0 or 1 (bit 0: hold)"
+            throw error(number, "unknown flags 0x\(String(flags, radix: 16)) in a ring-request packet of version \(state.formatVersion); expected \(expected)")
         }
         guard let ringProtocol = state.ringProtocol(ofVbd: vbd) else {
             throw error(number, "a ring request on vbd \(vbd) before its connect; expected a connect control packet for vbd \(vbd) first")
+        }
+        if flags & PcapTraceFormat.indirectFlag != 0 {
+            return try indirect(body, ringProtocol: ringProtocol, vbd: vbd, hold: flags & PcapTraceFormat.holdFlag != 0, number)
         }
         let bytes = UnsafeBufferPointer(rebasing: body.dropFirst())
         let size = ringProtocol.request.size
@@ -303,6 +318,38 @@ private struct PacketStream {
         let raw = TraceEventKind.raw(RawRequestEvent(bytes: Array(bytes), vbd: vbd, hold: hold))
         state.apply(raw)
         return raw
+    }
+
+    /// An indirect request packet: the flags, the ring slot, then 8 bytes per
+    /// descriptor. Only the canonical form of an `indirect` event is carried
+    /// (a slot that is not one is a `raw` request, and the guest's own page
+    /// bytes are `write` events), so anything else is refused, never guessed.
+    private mutating func indirect(_ body: UnsafeBufferPointer<UInt8>, ringProtocol: BlkifProtocol, vbd: UInt16,
+                                   hold: Bool, _ number: Int) throws(TraceError) -> TraceEventKind {
+        let size = ringProtocol.request.size
+        let rest = body.count - 1 - size
+        guard rest >= 0, rest % blkifSegmentSize == 0 else {
+            throw error(number, "an indirect-request packet of \(body.count - 1) bytes on vbd \(vbd); expected the \(size) bytes of a \(ringProtocol) request and 8 bytes per descriptor")
+        }
+        let slot = Array(body[1...size])
+        var segments: [BlkifSegment] = []
+        segments.reserveCapacity(rest / blkifSegmentSize)
+        var offset = 1 + size
+        while offset < body.count {
+            guard let segment = BlkifSegment(descriptorBytes: body[offset..<offset + blkifSegmentSize]) else {
+                throw error(number, "descriptor \(segments.count) has non-zero padding; expected gref, first_sect, last_sect and two zero bytes")
+            }
+            segments.append(segment)
+            offset += blkifSegmentSize
+        }
+        guard segments.count <= IndirectRequestEvent.maxSegments,
+              let event = IndirectRequestEvent(ringBytes: slot, protocol: ringProtocol, segments: segments, vbd: vbd, hold: hold)
+        else {
+            throw error(number, "an indirect-request packet whose slot is not the canonical encoding of an indirect request with \(segments.count) descriptors; expected operation 6, zero padding and enough indirect pages for the descriptors")
+        }
+        let kind = TraceEventKind.indirect(event)
+        state.apply(kind)
+        return kind
     }
 
     /// Padding and the operation byte are not judged: a ring slot's padding

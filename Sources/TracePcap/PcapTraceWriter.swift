@@ -42,8 +42,18 @@ public final class PcapTraceWriter {
     private var pendingOperations: [UInt16: [UInt64: UInt8]] = [:]
     private var packet: [UInt8] = []
 
-    public init(path: String) throws(PcapWriteError) {
+    /// The format version of the file, written into every packet header.
+    public let version: Int
+
+    /// Opens `path` for a trace of format `version` (the version of the
+    /// trace being converted, or the lowest that carries its events).
+    public init(path: String, version: Int = TraceFormat.versions.lowerBound) throws(PcapWriteError) {
         self.path = path
+        guard TraceFormat.versions.contains(version) else {
+            throw PcapWriteError("\(path): trace format version \(version); this writer knows versions \(TraceFormat.versions.lowerBound)...\(TraceFormat.versions.upperBound)")
+        }
+        self.version = version
+        state = TraceState(formatVersion: version)
         verifier = TextEventLineParser(file: path)
         guard let dead = pcap_open_dead(PcapTraceFormat.linkType, PcapTraceFormat.snapshotLength) else {
             throw PcapWriteError("\(path): libpcap cannot open a LINKTYPE_USER0 handle")
@@ -53,7 +63,7 @@ public final class PcapTraceWriter {
             throw PcapWriteError("\(path): cannot write: \(String(cString: pcap_geterr(dead)))")
         }
         self.dumper = dumper
-        try emit(.control, vbd: 0, Array(TextEventLineParser.header.utf8))
+        try emit(.control, vbd: 0, Array(TraceFormat.header(version: version).utf8))
     }
 
     deinit {
@@ -63,6 +73,9 @@ public final class PcapTraceWriter {
 
     /// Writes one event as one packet.
     public func write(_ kind: TraceEventKind) throws(PcapWriteError) {
+        guard kind.formatVersion <= version else {
+            throw PcapWriteError("an event of trace format version \(kind.formatVersion) in a file of version \(version)")
+        }
         try writePacket(kind)
         state.apply(kind)
     }
@@ -74,6 +87,13 @@ public final class PcapTraceWriter {
             let bytes = ringProtocol.encode(event.blkifRequest)
             pendingOperations[event.vbd, default: [:]][event.id] = event.operation
             try emit(.request, vbd: event.vbd, [event.hold ? PcapTraceFormat.holdFlag : 0] + bytes)
+        case let .indirect(event):
+            let ringProtocol = try connectedProtocol(event.vbd, "indirect request")
+            pendingOperations[event.vbd, default: [:]][event.id] = event.operation
+            var body = [(event.hold ? PcapTraceFormat.holdFlag : 0) | PcapTraceFormat.indirectFlag]
+            body += ringProtocol.encode(event.blkifRequest)
+            for segment in event.segments { body += segment.descriptorBytes }
+            try emit(.request, vbd: event.vbd, body)
         case let .raw(event):
             let ringProtocol = try connectedProtocol(event.vbd, "raw request")
             guard event.bytes.count == ringProtocol.request.size else {
@@ -137,7 +157,7 @@ public final class PcapTraceWriter {
     private func emit(_ kind: PcapTraceFormat.Kind, vbd: UInt16, _ body: [UInt8]) throws(PcapWriteError) {
         guard let dumper else { throw PcapWriteError("\(path): written after close") }
         packet.removeAll(keepingCapacity: true)
-        packet.append(contentsOf: PcapTraceFormat.header(kind, vbd: vbd))
+        packet.append(contentsOf: PcapTraceFormat.header(kind, version: UInt8(version), vbd: vbd))
         packet.append(contentsOf: body)
         guard packet.count <= Int(PcapTraceFormat.snapshotLength) else {
             throw PcapWriteError("an event of \(packet.count) bytes; a packet holds at most \(PcapTraceFormat.snapshotLength)")

@@ -5,7 +5,7 @@ import TracePcap
 
 /// Writes events to a pcap with the writer.
 public func writePcap(_ kinds: [TraceEventKind], to path: String) throws {
-    let writer = try PcapTraceWriter(path: path)
+    let writer = try PcapTraceWriter(path: path, version: TraceFormat.version(carrying: kinds))
     for kind in kinds { try writer.write(kind) }
     try writer.close()
 }

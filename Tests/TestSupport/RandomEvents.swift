@@ -108,8 +108,43 @@ public struct RandomEvents {
         }
     }
 
+    /// An indirect request with up to `maxSegments` random descriptors and
+    /// the pages they need (sometimes more, sometimes a trailing zero).
+    public mutating func indirect(vbd: UInt16, maxSegments: Int = 600) -> IndirectRequestEvent {
+        let count = Int.random(in: 0...maxSegments, using: &rng)
+        let segments = (0..<count).map { _ in
+            BlkifSegment(gref: number(), firstSect: number(), lastSect: number())
+        }
+        let needed = Blkif.indirectPages(forSegments: count)
+        let pageCount = Int.random(in: needed...Blkif.maxIndirectPagesPerRequest, using: &rng)
+        let pages = (0..<pageCount).map { _ in coin() ? UInt32(0) : number() }
+        return IndirectRequestEvent(id: number(), operation: number(), sector: number(), segments: segments,
+                                    nrSegments: coin() ? nil : number(), pages: pages, handle: coin() ? 0 : number(),
+                                    vbd: vbd, hold: coin()).canonical
+    }
+
+    /// A format-2 event of no vbd: a guest write, a tick or a parameter.
+    mutating func versionTwoEvent(domid: UInt16) -> TraceEventKind {
+        switch Int.random(in: 0..<3, using: &rng) {
+        case 0:
+            let offset = Int.random(in: 0..<Blkif.pageSize, using: &rng)
+            let bytes = (0..<Int.random(in: 1...min(64, Blkif.pageSize - offset), using: &rng)).map { _ in
+                UInt8.random(in: 0...255, using: &rng)
+            }
+            return .write(GuestWriteEvent(gref: number(), domid: domid, offset: offset, bytes: bytes,
+                                          afterReads: coin() ? nil : number(1...Int.max)))
+        case 1:
+            return .tick(milliseconds: number(0...TraceEventKind.maxTickMilliseconds))
+        default:
+            let parameter = element(ModuleParameter.allCases)
+            return .parameter(parameter, value: number(0...parameter.maximum))
+        }
+    }
+
     mutating func textEvent() -> TraceEventKind {
-        switch Int.random(in: 0..<10, using: &rng) {
+        switch Int.random(in: 0..<12, using: &rng) {
+        case 10: return .indirect(indirect(vbd: coin() ? 0 : number(), maxSegments: 40))
+        case 11: return versionTwoEvent(domid: domid())
         case 0:
             let printable = (0x21...0x7E).map { String(UnicodeScalar(UInt8($0))) }.filter { $0 != "#" }.joined()
             return .frontendKey(name: word(from: "abcxyzABZ0189-/_@", length: 1...20),
@@ -144,7 +179,12 @@ public struct RandomEvents {
     mutating func pcapVbd() -> UInt16 { element([0, 0, 1, 7, UInt16.max]) }
 
     mutating func pcapEvent(state: TraceState, vbdsSeen: [UInt16]) -> TraceEventKind {
-        switch Int.random(in: 0..<12, using: &rng) {
+        switch Int.random(in: 0..<14, using: &rng) {
+        case 12:
+            guard !vbdsSeen.isEmpty else { return versionTwoEvent(domid: state.latestDomid ?? 9) }
+            return .indirect(indirect(vbd: element(vbdsSeen)))
+        case 13:
+            return versionTwoEvent(domid: state.latestDomid.map { coin() ? $0 : 9 } ?? 9)
         case 0, 1:
             return .connect(connect(vbd: pcapVbd(), maxPersistent: 0...400))
         case 2:

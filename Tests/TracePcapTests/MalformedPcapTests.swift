@@ -89,11 +89,18 @@ import TracePcap
         #expect(try Self.error(packets: [headerPacket, packet(kind: 9, [1, 2])])
                 == "m.pcap: packet 2: unknown packet kind 9; expected 1 (control), 2 (ring request) or 3 (ring response)")
         #expect(try Self.error(packets: [headerPacket, packet(kind: 1, version: 2, Array("connect domid=1".utf8))])
-                == "m.pcap: packet 2: unknown packet format version 2; expected 1")
+                == "m.pcap: packet 2: packet format version 2 in a trace of version 1; expected 1, the version of its header packet")
+        #expect(try Self.error(packets: [packet(kind: 1, version: 2, Array("xenblk-trace 2".utf8)),
+                                         packet(kind: 1, version: 1, Array("connect domid=1".utf8))])
+                == "m.pcap: packet 2: packet format version 1 in a trace of version 2; expected 2, the version of its header packet")
         #expect(try Self.error(packets: [packet(kind: 1, version: 0, Array("xenblk-trace 1".utf8))])
-                == "m.pcap: packet 1: unknown packet format version 0; expected 1")
+                == "m.pcap: packet 1: unknown packet format version 0; expected 1 to 2")
+        #expect(try Self.error(packets: [packet(kind: 1, version: 3, Array("xenblk-trace 3".utf8))])
+                == "m.pcap: packet 1: unknown packet format version 3; expected 1 to 2")
         #expect(try Self.error(packets: [control("xenblk-trace 2")])
-                == "m.pcap: packet 1: unsupported trace version '2'; expected 'xenblk-trace 1'")
+                == "m.pcap: packet 1: trace version '2' in a header packet of format version 1; expected 'xenblk-trace 1'")
+        #expect(try Self.error(packets: [headerPacket, control("tick ms=1")])
+                == "m.pcap: packet 2: in the control text at column 1: 'tick' is an event of trace format version 2, and this trace's header says version 1; expected the header 'xenblk-trace 2' to use it")
     }
 
     @Test func theHeaderPacket() throws {
@@ -116,7 +123,10 @@ import TracePcap
 
     @Test func badFlagsAndStatuses() throws {
         #expect(try Self.error(packets: [headerPacket, Self.connect, Self.requestPacket(flags: 0x81)])
-                == "m.pcap: packet 3: unknown flags 0x81 in a ring-request packet; expected 0 or 1 (bit 0: hold)")
+                == "m.pcap: packet 3: unknown flags 0x81 in a ring-request packet of version 1; expected 0 or 1 (bit 0: hold)")
+        // The indirect flag exists from version 2 on.
+        #expect(try Self.error(packets: [headerPacket, Self.connect, Self.requestPacket(flags: 0x02)])
+                == "m.pcap: packet 3: unknown flags 0x2 in a ring-request packet of version 1; expected 0 or 1 (bit 0: hold)")
         let response = BlkifProtocol.native.encode(BlkifResponse(id: 1, operation: 0, status: 5))
         #expect(try Self.error(packets: [headerPacket, packet(kind: 3, response)])
                 == "m.pcap: packet 2: response status 5 is not a BLKIF_RSP; expected 0 (okay), -1 (error) or -2 (eopnotsupp)")

@@ -15,8 +15,8 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
 /// One test per class of error; each checks file, line, column and wording exactly.
 @Suite struct ErrorTests {
     @Test func unknownKeyword() {
-        #expect(error(in: "gran gref=5") == "t.trace:2:1: unknown keyword 'gran'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect")
-        #expect(error(in: "connect domid=1\n  xenblk-trace 1") == "t.trace:3:3: unknown keyword 'xenblk-trace'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect")
+        #expect(error(in: "gran gref=5") == "t.trace:2:1: unknown keyword 'gran'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param")
+        #expect(error(in: "connect domid=1\n  xenblk-trace 1") == "t.trace:3:3: unknown keyword 'xenblk-trace'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param")
     }
 
     @Test func unknownKey() {
@@ -144,16 +144,17 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
     }
 
     @Test func missingHeader() {
-        #expect(error(in: "", header: "") == "t.trace:1:1: the trace ends before its header; expected 'xenblk-trace 1' as the first line")
-        #expect(error(in: "# only a comment\n\n", header: "") == "t.trace:2:1: the trace ends before its header; expected 'xenblk-trace 1' as the first line")
-        #expect(error(in: "# c\nconnect domid=1\n", header: "") == "t.trace:2:1: found 'connect' where the header belongs; expected 'xenblk-trace 1' as the first line")
+        #expect(error(in: "", header: "") == "t.trace:1:1: the trace ends before its header; expected 'xenblk-trace 1' or 'xenblk-trace 2' as the first line")
+        #expect(error(in: "# only a comment\n\n", header: "") == "t.trace:2:1: the trace ends before its header; expected 'xenblk-trace 1' or 'xenblk-trace 2' as the first line")
+        #expect(error(in: "# c\nconnect domid=1\n", header: "") == "t.trace:2:1: found 'connect' where the header belongs; expected 'xenblk-trace 1' or 'xenblk-trace 2' as the first line")
     }
 
     @Test func wrongHeader() {
-        #expect(error(in: "", header: "xenblk-trace 2\n") == "t.trace:1:14: unsupported trace version '2'; expected 'xenblk-trace 1'")
-        #expect(error(in: "", header: "xenblk-trace\n") == "t.trace:1:1: the header has no version; expected 'xenblk-trace 1'")
+        #expect(error(in: "", header: "xenblk-trace 3\n") == "t.trace:1:14: unsupported trace version '3'; expected 'xenblk-trace 1' or 'xenblk-trace 2'")
+        #expect(error(in: "", header: "xenblk-trace 2.0\n") == "t.trace:1:14: unsupported trace version '2.0'; expected 'xenblk-trace 1' or 'xenblk-trace 2'")
+        #expect(error(in: "", header: "xenblk-trace\n") == "t.trace:1:1: the header has no version; expected 'xenblk-trace 1' or 'xenblk-trace 2'")
         #expect(error(in: "", header: "xenblk-trace 1 extra\n") == "t.trace:1:16: unexpected 'extra' after the header; expected 'xenblk-trace 1' alone")
-        #expect(error(in: "", header: "xenblk-trace 01\n") == "t.trace:1:14: unsupported trace version '01'; expected 'xenblk-trace 1'")
+        #expect(error(in: "", header: "xenblk-trace 01\n") == "t.trace:1:14: unsupported trace version '01'; expected 'xenblk-trace 1' or 'xenblk-trace 2'")
     }
 
     @Test func moreThanElevenSegments() {
@@ -203,9 +204,9 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
 
     @Test func messagesStayOnOneLine() {
         #expect(error(in: "connect domid=1\u{0B}") == "t.trace:2:15: '1\\u{b}' is not a number for 'domid'; expected 1..32767 in decimal or 0x hex")
-        #expect(error(in: "", header: "\u{FEFF}xenblk-trace 1\n") == "t.trace:1:1: found '\\u{feff}xenblk-trace' where the header belongs; expected 'xenblk-trace 1' as the first line")
+        #expect(error(in: "", header: "\u{FEFF}xenblk-trace 1\n") == "t.trace:1:1: found '\\u{feff}xenblk-trace' where the header belongs; expected 'xenblk-trace 1' or 'xenblk-trace 2' as the first line")
         let long = String(repeating: "z", count: 100)
-        #expect(error(in: long) == "t.trace:2:1: unknown keyword '\(String(repeating: "z", count: 40))…'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect")
+        #expect(error(in: long) == "t.trace:2:1: unknown keyword '\(String(repeating: "z", count: 40))…'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param")
     }
 
     /// A reader that failed does not guess where to resume: it keeps failing.

@@ -113,7 +113,7 @@ import Trace
         for kind in generator.textEvents(count: 2000) {
             let moved = kind.onVbd { _ in 9 }
             switch kind {
-            case .frontendKey, .grant, .revoke, .fail:
+            case .frontendKey, .grant, .revoke, .fail, .write, .tick, .parameter:
                 #expect(moved == kind)
                 #expect(kind.vbd == 0)
             case .expect(.violation, _):
