@@ -128,6 +128,45 @@ import TracePcap
         #expect(raws.count == 3)
     }
 
+    /// Version 2: the indirect requests (flags bit 1, descriptors after the
+    /// slot) in each protocol, and the new control lines. The Info column of
+    /// every packet but the responses is the event's canonical line.
+    @Test(.enabled(if: executable("tshark") != nil)) func tsharkDecodesVersionTwo() throws {
+        let scratch = try Scratch("tshark2")
+        defer { scratch.cleanUp() }
+        var text = "xenblk-trace 2\nparam max_persistent_grants=64\ntick s=61\n"
+        for (vbd, ringProtocol) in BlkifProtocol.allCases.enumerated() {
+            text += """
+                connect domid=5 protocol=\(ringProtocol.rawValue) persistent=1 vbd=\(vbd)
+                grant gref=10..20
+                write gref=20 offset=12 hex=00ff after-reads=2
+                indirect id=\(vbd + 1) op=write sector=8 seg=10:0-7 seg=11:2-5 seg=4294967295:1-9 page=20 handle=3 vbd=\(vbd) hold
+                indirect id=9 op=read sector=0 nr=300 page=0 page=7 vbd=\(vbd)
+                complete id=\(vbd + 1) vbd=\(vbd)
+
+                """
+        }
+        let kinds = try TextTraceReader.parseAll(text: text, file: "v2.trace").map(\.kind)
+        let path = scratch.path("v2.pcap")
+        try writePcap(kinds, to: path)
+        let run = try runProgram(executable("tshark")!, ["-r", path, "-X", "lua_script:" + Self.script, "-T", "fields",
+                                                         "-e", "xenblk.version", "-e", "_ws.col.Info",
+                                                         "-e", "xenblk.req.page", "-e", "xenblk.protocol"])
+        #expect(run.status == 0)
+        let rows = run.standardOutput.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        #expect(rows.count == kinds.count + 1)
+        #expect(rows.allSatisfy { $0.first == "2" })
+        var printer = TextTracePrinter()
+        _ = printer.header(version: 2)
+        for (index, kind) in kinds.enumerated() where index + 1 < rows.count {
+            #expect(rows[index + 1][1] == printer.line(for: kind), "packet \(index + 2)")
+            if case let .indirect(request) = kind {
+                #expect(rows[index + 1][2] == request.pages.map(String.init).joined(separator: ","))
+                #expect(rows[index + 1][3] == BlkifProtocol.allCases[Int(request.vbd)].rawValue)
+            }
+        }
+    }
+
     /// The dissector on a committed recording: every request and response as the reader sees them.
     @Test(.enabled(if: executable("tshark") != nil)) func tsharkDecodesARecording() throws {
         let path = Repository.root.appendingPathComponent("traces/recorded/persistent-qd8-x86_32.pcap").path

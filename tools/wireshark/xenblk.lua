@@ -7,19 +7,23 @@
 --          -e frame.number -e xenblk.kind -e xenblk.req.op -e xenblk.req.id -e xenblk.seg.gref
 --
 -- Every packet starts with kind (1 control, 2 ring request, 3 ring response),
--- format version (1) and vbd (u16 little-endian). Control packets carry an
--- event's canonical text line; ring requests a flags byte (bit 0: hold) and
--- the request as it stands in a ring slot; ring responses the response as it
--- stands in a ring slot. The ABI follows from the size (112-byte requests and
--- 16-byte responses: native/x86_64; 108 and 12: x86_32); the protocol name
--- is taken from the latest `connect` of the packet's vbd.
+-- format version (1 or 2, the file's) and vbd (u16 little-endian). Control
+-- packets carry an event's canonical text line; ring requests a flags byte
+-- (bit 0: hold; bit 1, version 2: indirect) and the request as it stands in
+-- a ring slot, followed for an indirect request by its segment descriptors
+-- (8 bytes each); ring responses the response as it stands in a ring slot.
+-- The ABI follows from the size (112-byte requests and 16-byte responses:
+-- native/x86_64; 108 and 12: x86_32); the protocol name is taken from the
+-- latest `connect` of the packet's vbd.
 --
 -- Fields: xenblk.kind, .version, .vbd, .control, .event, .flags, .hold,
--- .protocol, .req.op, .req.nr_segments, .req.handle, .req.id, .req.sector,
--- .req.nr_sectors (discard), .req.seg, .seg.gref, .seg.first_sect,
--- .seg.last_sect, .rsp.id, .rsp.op, .rsp.status, .rsp.status_name.
+-- .indirect, .protocol, .req.op, .req.nr_segments, .req.handle, .req.id,
+-- .req.sector, .req.nr_sectors (discard), .req.indirect_op,
+-- .req.indirect_nr_segments, .req.page (indirect grefs), .req.seg (segments
+-- and descriptors), .seg.gref, .seg.first_sect, .seg.last_sect, .rsp.id,
+-- .rsp.op, .rsp.status, .rsp.status_name.
 
-local xenblk = Proto("xenblk", "Xen blkif trace (xenblk-trace 1)")
+local xenblk = Proto("xenblk", "Xen blkif trace (xenblk-trace 1 and 2)")
 
 local kinds = { [1] = "control", [2] = "ring request", [3] = "ring response" }
 local ops = {
@@ -36,6 +40,10 @@ f.control = ProtoField.string("xenblk.control", "Control text")
 f.event = ProtoField.string("xenblk.event", "Event")
 f.flags = ProtoField.uint8("xenblk.flags", "Flags", base.HEX)
 f.hold = ProtoField.bool("xenblk.hold", "Hold (I/O stays in flight until complete)", 8, nil, 0x01)
+f.indirect = ProtoField.bool("xenblk.indirect", "Indirect (descriptors follow the slot)", 8, nil, 0x02)
+f.indirect_op = ProtoField.uint8("xenblk.req.indirect_op", "indirect_op", base.DEC, ops)
+f.indirect_nr = ProtoField.uint16("xenblk.req.indirect_nr_segments", "nr_segments (indirect)", base.DEC)
+f.page = ProtoField.uint32("xenblk.req.page", "Indirect page gref", base.DEC)
 f.protocol = ProtoField.string("xenblk.protocol", "Protocol")
 f.op = ProtoField.uint8("xenblk.req.op", "Operation", base.DEC, ops)
 f.nr_segments = ProtoField.uint8("xenblk.req.nr_segments", "nr_segments", base.DEC)
@@ -83,6 +91,62 @@ local function dissect_control(tvb, pinfo, tree, vbd)
     pinfo.cols.info:set(text)
 end
 
+-- Version 2: an indirect request (flags bit 1). The slot is
+-- blkif_request_indirect (64 bytes in both ABIs, the rest of the slot zero);
+-- the descriptors follow the slot.
+local function dissect_indirect(tvb, pinfo, tree, vbd, hold)
+    local total = tvb:len() - 1
+    local size, id_at, sector_at, handle_at, grefs_at, layout
+    if total >= 112 and (total - 112) % 8 == 0 then
+        size, id_at, sector_at, handle_at, grefs_at, layout = 112, 8, 16, 24, 28, "native/x86_64"
+    elseif total >= 108 and (total - 108) % 8 == 0 then
+        size, id_at, sector_at, handle_at, grefs_at, layout = 108, 4, 12, 20, 24, "x86_32"
+    else
+        tree:add_proto_expert_info(e_malformed, "an indirect request is a 112- or 108-byte slot and 8 bytes per descriptor, not " .. total .. " bytes")
+        return
+    end
+    local slot = tvb(1, size)
+    tree:add(f.protocol, slot, protocol_name(pinfo, vbd, layout))
+    tree:add(f.op, slot(0, 1))
+    tree:add(f.indirect_op, slot(1, 1))
+    local nr = slot(2, 2):le_uint()
+    local nr_item = tree:add_le(f.indirect_nr, slot(2, 2))
+    if nr > 256 then nr_item:add_proto_expert_info(e_lies, "nr_segments above 256 (blkback's MAX_INDIRECT_SEGMENTS)") end
+    tree:add_le(f.id, slot(id_at, 8))
+    tree:add_le(f.sector, slot(sector_at, 8))
+    tree:add_le(f.handle, slot(handle_at, 2))
+    local inner = slot(1, 1):uint()
+    local info = string.format("indirect id=%s op=%s sector=%s", tostring(slot(id_at, 8):le_uint64()),
+        ops[inner] or tostring(inner), tostring(slot(sector_at, 8):le_uint64()))
+    local count = (total - size) / 8
+    for i = 0, count - 1 do
+        local s = tvb(1 + size + 8 * i, 8)
+        local gref, first, last = s(0, 4):le_uint(), s(4, 1):uint(), s(5, 1):uint()
+        local seg = tree:add(f.seg, s, string.format("%d:%d-%d (descriptor %d)", gref, first, last, i))
+        seg:add_le(f.gref, s(0, 4))
+        seg:add(f.first_sect, s(4, 1))
+        seg:add(f.last_sect, s(5, 1))
+        if last > 7 or last < first then seg:add_proto_expert_info(e_lies, "sectors outside the page or reversed") end
+        info = info .. " seg=" .. string.format("%d:%d-%d", gref, first, last)
+    end
+    if nr ~= count then info = info .. " nr=" .. nr end
+    -- The pages up to those the descriptors fill or the last non-zero gref.
+    local needed = math.floor((count + 511) / 512)
+    local shown = needed
+    for i = 0, 7 do
+        if slot(grefs_at + 4 * i, 4):le_uint() ~= 0 and i + 1 > shown then shown = i + 1 end
+    end
+    for i = 0, shown - 1 do
+        tree:add_le(f.page, slot(grefs_at + 4 * i, 4))
+        info = info .. " page=" .. slot(grefs_at + 4 * i, 4):le_uint()
+    end
+    local handle = slot(handle_at, 2):le_uint()
+    if handle ~= 0 then info = info .. " handle=" .. handle end
+    if vbd ~= 0 then info = info .. " vbd=" .. vbd end
+    if hold then info = info .. " hold" end
+    pinfo.cols.info:set(info)
+end
+
 local function dissect_request(tvb, pinfo, tree, vbd)
     if tvb:len() < 1 then
         tree:add_proto_expert_info(e_malformed, "no flags byte")
@@ -90,7 +154,12 @@ local function dissect_request(tvb, pinfo, tree, vbd)
     end
     local flags = tree:add(f.flags, tvb(0, 1))
     flags:add(f.hold, tvb(0, 1))
+    flags:add(f.indirect, tvb(0, 1))
     local hold = bit.band(tvb(0, 1):uint(), 1) == 1
+    if bit.band(tvb(0, 1):uint(), 2) == 2 then
+        dissect_indirect(tvb, pinfo, tree, vbd, hold)
+        return
+    end
     local slot = tvb(1)
     local size = slot:len()
     local id_at, sector_at, seg_at, layout
@@ -178,7 +247,7 @@ function xenblk.dissector(tvb, pinfo, tree)
     subtree:add(f.version, tvb(1, 1))
     subtree:add_le(f.vbd, tvb(2, 2))
     local kind, version, vbd = tvb(0, 1):uint(), tvb(1, 1):uint(), tvb(2, 2):le_uint()
-    if version ~= 1 then
+    if version ~= 1 and version ~= 2 then
         subtree:add_proto_expert_info(e_malformed, "unknown format version " .. version)
         return
     end
