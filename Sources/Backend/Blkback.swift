@@ -75,6 +75,7 @@ public final class Blkback {
 
     /// `connect_ring` and `connect`: negotiate, advertise, bring the ring up.
     public func connect(_ parameters: ConnectParameters) {
+        if variant.generation == .g2013 { return guarded { () throws(KernelPanic) in connectG2013(parameters) } }
         guarded { () throws(KernelPanic) in
             let vbd = parameters.vbd
             // A second Connected for a live connection changes nothing, as in xenbus.
@@ -104,6 +105,12 @@ public final class Blkback {
     public func disconnect(vbd: UInt16) {
         guarded { () throws(KernelPanic) in
             guard let connection = connections[vbd] else { return }
+            if variant.generation == .g2013 {
+                try disconnectG2013(connection)
+                xen.xenstore.removeDirectory(Xenstore.backendDirectory(domid: connection.parameters.domid, vbd: vbd))
+                connections.remove(vbd: vbd)
+                return
+            }
             // One access to the connection's state for the whole teardown.
             try connection.withState { (state: inout ConnectionState) throws(KernelPanic) in
                 if variant.has(.freeBeforeDrain) {
@@ -127,11 +134,18 @@ public final class Blkback {
 
     // MARK: the ring
 
-    /// The frontend put `bytes` in a ring slot and notified.
+    /// The frontend put `bytes` in a ring slot and notified. A G2013
+    /// backend reads a slot whose operation is `BLKIF_OP_INDIRECT` in the
+    /// indirect layout; G2012 knows only the read/write one.
     public func submit(vbd: UInt16, bytes: [UInt8], hold: Bool) {
         guarded { () throws(KernelPanic) in
             guard let connection = connections[vbd] else { return }
-            guard let request = try? connection.parameters.ringProtocol.decodeRequest(bytes) else { return }
+            let ringProtocol = connection.parameters.ringProtocol
+            if variant.generation == .g2013, let indirect = (try? ringProtocol.decodeIndirectRequest(bytes)) ?? nil {
+                return try submitG2013(connection, .indirect(indirect), hold: hold)
+            }
+            guard let request = try? ringProtocol.decodeRequest(bytes) else { return }
+            if variant.generation == .g2013 { return try submitG2013(connection, .direct(request), hold: hold) }
             try dispatch(connection, request, hold: hold)
         }
     }
@@ -139,17 +153,35 @@ public final class Blkback {
     /// The frontend put a request on the ring: `request` is what the slot's
     /// bytes decode to in this vbd's ring protocol, for a caller that holds
     /// it decoded already (the harness), so the slot is not decoded twice.
+    /// (A slot whose operation is indirect goes through `submit(vbd:bytes:hold:)`.)
     public func submit(vbd: UInt16, request: BlkifRequest, hold: Bool) {
         guarded { () throws(KernelPanic) in
             guard let connection = connections[vbd] else { return }
+            if variant.generation == .g2013 { return try submitG2013(connection, .direct(request), hold: hold) }
             try dispatch(connection, request, hold: hold)
         }
+    }
+
+    /// The frontend put an indirect request on the ring (its descriptors
+    /// already in its pages): read in the vbd's protocol as its generation
+    /// reads the slot.
+    public func submit(vbd: UInt16, indirect: BlkifIndirectRequest, hold: Bool) {
+        guard let connection = connections[vbd] else { return }
+        submit(vbd: vbd, bytes: connection.parameters.ringProtocol.encode(indirect), hold: hold)
+    }
+
+    /// Time passed (the trace's `tick`; the clock has moved already): each
+    /// connection's thread wakes. G2012 has no periodic work.
+    public func timePassed() {
+        guard variant.generation == .g2013 else { return }
+        guarded { () throws(KernelPanic) in try timePassedG2013() }
     }
 
     /// The device finishes the I/O of the oldest in-flight request with this id.
     public func complete(vbd: UInt16, id: UInt64) {
         guarded { () throws(KernelPanic) in
             guard let connection = connections[vbd] else { return }
+            if variant.generation == .g2013 { return completeG2013(connection, id: id) }
             try connection.withState { (state: inout ConnectionState) throws(KernelPanic) in
                 guard let slot = state.oldestInFlight(id: id) else { return }
                 try finishIO(connection, &state, slot: slot)

@@ -88,6 +88,8 @@ struct ConnectionState {
     /// The mapper's per-segment bookkeeping, kept between requests so that its
     /// arrays are allocated once (one request maps at a time per connection).
     var mappingScratch = SegmentMapper.Scratch.sized()
+    /// A G2013 connection's pool, flags, slots and timer (empty in G2012).
+    var g2013 = G2013State()
 
     mutating func takeSlot() -> Int? { freeSlots.popLast() }
     mutating func releaseSlot(_ slot: Int) { freeSlots.append(slot) }
@@ -134,6 +136,20 @@ final class Connection {
                                 slots: slots, freeSlots: Array((0..<ring).reversed()))
     }
 
+    /// A G2013 connection: no reserved pages (maps take pages from the
+    /// pool), 32 slots of 256 entries, the limit a module parameter read
+    /// when used (`maxPersistent` is its value at connect, for reports).
+    init(g2013 parameters: ConnectParameters, persistentMode: Bool, maxPersistentAtConnect: Int, device: BlockDevice,
+         ring: SharedRing, heap: KernelHeap<PersistentGrant>) {
+        self.parameters = parameters
+        self.owner = AllocationOwner(domid: parameters.domid, vbd: parameters.vbd)
+        self.device = device
+        self.ring = ring
+        self.maxPersistent = maxPersistentAtConnect
+        state = ConnectionState(persistentMode: persistentMode, persistentGrants: PersistentGrantTree(heap: heap),
+                                slots: [], freeSlots: [], g2013: .connected())
+    }
+
     /// Runs `body` on the connection's state in place: one access for a whole
     /// request, completion or teardown. `body` must not reach `state` another
     /// way (the exclusivity check would stop it).
@@ -165,6 +181,9 @@ struct ConnectionTable {
         precondition(self[connection.parameters.vbd] == nil, "vbd \(connection.parameters.vbd) is already connected")
         entries.append(connection)
     }
+
+    /// Every live connection, in the order they connected.
+    var all: [Connection] { entries }
 
     mutating func remove(vbd: UInt16) {
         entries.removeAll { $0.parameters.vbd == vbd }

@@ -10,14 +10,20 @@ struct PersistentGrant: Poisonable {
     /// Zero straight from `kzalloc`, which is why the seed reads 0 as "not mapped yet".
     var handle: GrantHandle
     var links: RedBlackLinks<KernelAddress>
+    /// G2013's `PERSISTENT_GNT_ACTIVE`: a request is using the grant now.
+    var active = false
+    /// G2013's `PERSISTENT_GNT_WAS_ACTIVE`: used since the last purge.
+    var wasActive = false
 
     static func fresh(gref: GrantRef) -> PersistentGrant {
         PersistentGrant(page: nil, gref: gref, handle: 0, links: .detached)
     }
 
     /// What a read of long-freed memory gives: slab poison, no usable links.
+    /// (The flags are bits of poisoned bytes: both set.)
     static var poisoned: PersistentGrant {
-        PersistentGrant(page: nil, gref: 0x6b6b_6b6b, handle: 0x6b6b_6b6b, links: .detached)
+        PersistentGrant(page: nil, gref: 0x6b6b_6b6b, handle: 0x6b6b_6b6b, links: .detached, active: true,
+                        wasActive: true)
     }
 }
 

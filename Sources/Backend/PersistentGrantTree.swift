@@ -99,6 +99,13 @@ struct PersistentGrantTree {
         version &+= 1
     }
 
+    /// Rewrites a record's own fields (G2013's flags) through the heap: a
+    /// freed record's write is observed there.
+    mutating func modifyRecord(_ record: KernelAddress, _ change: (inout PersistentGrant) -> Void) {
+        store.heap.modify(record, change)
+        version &+= 1
+    }
+
     /// The leftmost record (`rb_first`).
     func first() -> KernelAddress? {
         var store = store

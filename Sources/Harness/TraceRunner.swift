@@ -42,7 +42,13 @@ public final class TraceRunner {
         var run = TraceRun(file: source.file, variant: variant, oracle: options.oracle ? ConformanceOracle() : nil)
         let backend = run.backend
         do {
+            var first = true
             while let event = try source.next() {
+                if first {
+                    // The header has been read with the first event.
+                    run.begin(formatVersion: source.formatVersion)
+                    first = false
+                }
                 if backend.panic != nil {
                     // The host is down: nothing more runs, but the rest of the
                     // trace is still read, for its syntax and for what it expects.
@@ -61,6 +67,11 @@ public final class TraceRunner {
 
     /// After a panic only `expect violation` lines still count.
     func registerExpectation(_ event: TraceEvent) { run.registerExpectation(event) }
+
+    /// Which generations the trace's expectations describe follows from its
+    /// format version (a runner fed events one by one, with no header,
+    /// judges every expectation until told).
+    public func begin(formatVersion: Int) { run.begin(formatVersion: formatVersion) }
 
     /// Whether the backend hit a `BUG()`: the host is down and nothing more runs.
     public var hasPanicked: Bool { backend.panic != nil }
@@ -110,6 +121,10 @@ private struct TraceRun {
     private var eventIndex = 0
     private var lastPosition: TracePosition = .line(0, column: 0)
     private var pendingExpectViolations: [Violation] = []
+    /// Whether the trace's `expect` lines describe this backend's generation
+    /// (trace-format.md §4.9): a version-1 trace's describe G2012 backends,
+    /// a later one's every generation, until a `generations` line says whose.
+    private var expectationsApply = true
 
     init(file: String, variant: BackendVariant, oracle: ConformanceOracle?) {
         self.variant = variant
@@ -145,12 +160,18 @@ private struct TraceRun {
         return final
     }
 
-    /// After a panic only `expect violation` lines still count.
+    /// After a panic only `expect violation` lines still count (and
+    /// `generations` lines, which say whose they are).
     mutating func registerExpectation(_ event: TraceEvent) {
-        if case let .expect(.violation(check, backendName), _) = event.kind,
+        if case let .generations(names) = event.kind { expectationsApply = names.contains(variant.generation.rawValue) }
+        if case let .expect(.violation(check, backendName), _) = event.kind, expectationsApply,
            applies(backendName, at: event.position) {
             report.expectedChecks.insert(check)
         }
+    }
+
+    mutating func begin(formatVersion: Int) {
+        expectationsApply = TraceFormat.defaultGenerations(version: formatVersion).contains(variant.generation.rawValue)
     }
 
     /// Whether an `expect violation … backend=NAME` line speaks of this
@@ -210,17 +231,19 @@ private struct TraceRun {
             let vbd = state.connected[raw.vbd]!
             // A slot that does not decode is not a request: nothing happens.
             if let request = try? vbd.ringProtocol.decodeRequest(raw.bytes) {
-                submit(request, domid: vbd.domid, number: raw.vbd, hold: raw.hold)
+                // A G2013 backend reads an indirect slot in its own layout,
+                // so it is handed the bytes rather than their read/write reading.
+                submit(request, domid: vbd.domid, number: raw.vbd, hold: raw.hold,
+                       slot: variant.generation == .g2012 ? nil : raw.bytes)
             }
         case .indirect(let indirect):
             let vbd = state.connected[indirect.vbd]!
             writeDescriptors(of: indirect, domid: vbd.domid)
-            // The backend takes the slot as its generation reads one; a G2012
-            // backend knows no indirect layout and reads read/write fields.
-            let slot = vbd.ringProtocol.encode(indirect.blkifRequest)
-            if let request = try? vbd.ringProtocol.decodeRequest(slot) {
-                submit(request, domid: vbd.domid, number: indirect.vbd, hold: indirect.hold)
-            }
+            // The backend reads the slot as its generation reads one (a G2012
+            // backend knows no indirect layout and reads read/write fields).
+            report.statistics.requests += 1
+            report.statistics.segments += indirect.segments.count
+            backend.submit(vbd: indirect.vbd, indirect: indirect.blkifRequest, hold: indirect.hold)
         case .write(let write):
             // A gref not granted now (never, or revoked) has no page behind
             // it: the write does nothing, as stamping does nothing there.
@@ -233,6 +256,7 @@ private struct TraceRun {
             }
         case .tick(let milliseconds):
             xen.clock.advance(milliseconds: milliseconds)
+            backend.timePassed()
         case let .parameter(parameter, value):
             switch parameter {
             case .maxPersistentGrants: xen.parameters.maxPersistentGrants = Int(value)
@@ -245,7 +269,9 @@ private struct TraceRun {
         case .disconnect(let vbd):
             backend.disconnect(vbd: vbd)
         case let .expect(expectation, vbd):
-            expect(expectation, vbd: vbd, at: event.position)
+            if expectationsApply { expect(expectation, vbd: vbd, at: event.position) }
+        case .generations(let names):
+            expectationsApply = names.contains(variant.generation.rawValue)
         }
         return judge(event)
     }
@@ -254,7 +280,10 @@ private struct TraceRun {
     /// written, then put the request on the ring. `request` is the slot
     /// decoded once here and handed to the backend as such (it would decode
     /// the same bytes to the same request).
-    private mutating func submit(_ request: BlkifRequest, domid: DomainID, number: UInt16, hold: Bool) {
+    /// `slot`, when given, is handed to the backend as the ring slot's bytes
+    /// instead of `request`.
+    private mutating func submit(_ request: BlkifRequest, domid: DomainID, number: UInt16, hold: Bool,
+                                 slot: [UInt8]? = nil) {
         report.statistics.requests += 1
         let segmentCount = request.isDiscard ? 0 : request.effectiveSegmentCount
         report.statistics.segments += segmentCount
@@ -273,7 +302,11 @@ private struct TraceRun {
                 nextToken &+= UInt64(sectors.count)
             }
         }
-        backend.submit(vbd: number, request: request, hold: hold)
+        if let slot {
+            backend.submit(vbd: number, bytes: slot, hold: hold)
+        } else {
+            backend.submit(vbd: number, request: request, hold: hold)
+        }
     }
 
     /// The guest side of an indirect request: it writes each descriptor into

@@ -370,7 +370,7 @@ public struct TraceMinimizer {
             case .hypercallNth(let nth):
                 for smaller in smallerCounts(nth) { replace(.fail(.hypercallNth(nth: smaller))) }
             }
-        case .frontendKey, .complete, .disconnect, .expect, .parameter:
+        case .frontendKey, .complete, .disconnect, .expect, .parameter, .generations:
             break
         }
         return candidates

@@ -91,7 +91,7 @@ struct Predictor {
         case .disconnect(let vbd):
             prediction.completesHeldIO = true
             disconnect(vbd: vbd)
-        case .grant, .revoke, .fail, .expect, .write, .tick, .parameter:
+        case .grant, .revoke, .fail, .expect, .write, .tick, .parameter, .generations:
             break
         }
         refreshHeldWrites(world: world)

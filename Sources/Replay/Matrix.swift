@@ -8,10 +8,10 @@ extension Replay {
     struct Matrix: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "matrix",
-            abstract: "Replay the suite under fixed and under fixed+QUIRK for every quirk; show which traces and checks detect each.",
+            abstract: "Replay the suite under each generation's defect-free backend (fixed, g2013) and under it with each of the generation's quirks; show which traces and checks detect each.",
             discussion: """
-                Exit status: 0 when fixed passes every trace and every quirk is detected; 1 when fixed fails a \
-                trace or a quirk goes undetected; 2 for usage errors, a path that does not exist or holds no \
+                Exit status: 0 when every defect-free backend passes every trace and every quirk is detected; 1 when \
+                one fails a trace or a quirk goes undetected; 2 for usage errors, a path that does not exist or holds no \
                 trace, and an unreadable or malformed trace (named on standard error).
                 """)
 
@@ -22,7 +22,7 @@ extension Replay {
 
         func run() throws {
             let files = try TraceFiles.collect(paths)
-            let variants = [BackendVariant.fixed] + Quirk.allCases.map { BackendVariant(quirks: [$0]) }
+            let variants = BackendVariant.matrix
             var rows: [[String]] = [["backend", "result", "detected by", "checks"]]
             var ok = true
             for variant in variants {
@@ -51,8 +51,11 @@ extension Replay {
                 }
             }
             print(Table.render(rows))
-            let detected = rows.dropFirst(2).filter { $0[1] == "detected" }.count
-            print("\(detected) of \(Quirk.allCases.count) quirks detected; fixed \(rows[1][1])")
+            let detected = rows.filter { $0[1] == "detected" }.count
+            let quirkCount = variants.filter { !$0.quirks.isEmpty }.count
+            let fixedForms = zip(variants, rows.dropFirst()).filter { $0.0.quirks.isEmpty }
+                .map { "\($0.0.name) \($0.1[1])" }.joined(separator: ", ")
+            print("\(detected) of \(quirkCount) quirks detected; \(fixedForms)")
             if !ok { throw ReplayFailure.reportedFailure }
         }
     }

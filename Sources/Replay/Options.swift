@@ -16,8 +16,8 @@ struct BackendOption: ParsableArguments {
     // A transform, not ExpressibleByArgument, so the error can say which
     // part of the name is wrong; argument-parser then shows no default, so
     // the help says it.
-    @Option(help: ArgumentHelp("The backend: seed, fixed, or fixed+QUIRK[+QUIRK…] (default: fixed).",
-                               discussion: "QUIRK is one of " + BackendName.quirkList + ".",
+    @Option(help: ArgumentHelp("The backend: seed, fixed, or fixed+QUIRK[+QUIRK…] (G2012, the 2012 change); linux-3.11, g2013, or g2013+QUIRK[+QUIRK…] (G2013, the 2013 rework) (default: fixed).",
+                               discussion: BackendName.quirksByGeneration,
                                valueName: "backend"),
             transform: { try BackendName.parse($0) })
     var backend: BackendVariant = .fixed
@@ -26,6 +26,10 @@ struct BackendOption: ParsableArguments {
 /// Backend names as the command line takes them.
 enum BackendName {
     static let quirkList = Quirk.allCases.map(\.rawValue).joined(separator: ", ")
+    /// Which quirks each generation takes, for the help.
+    static let quirksByGeneration = Generation.allCases.map { generation in
+        "QUIRK of \(generation.fixedName): " + generation.quirks.map(\.rawValue).joined(separator: ", ") + "."
+    }.joined(separator: " ")
 
     /// argument-parser shows the description of what this throws after
     /// "The value 'NAME' is invalid for '--backend <backend>': ".
@@ -40,8 +44,8 @@ enum BackendName {
         /// name it does not list the quirks, so they are added here.
         var description: String {
             switch error {
-            case .unknown: "\(error); QUIRK is one of \(BackendName.quirkList)"
-            case .unknownQuirk: error.description
+            case .unknown: "\(error); \(BackendName.quirksByGeneration)"
+            case .unknownQuirk, .quirkOfAnotherGeneration: error.description
             }
         }
     }

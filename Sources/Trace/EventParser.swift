@@ -43,9 +43,9 @@ enum Schema {
     static let parameter: [Param] = ModuleParameter.allCases.map { .key($0.rawValue, "N") }
 
     static let keywords = ["frontend-key", "frontend-key-hex", "connect", "grant", "revoke", "fail", "request",
-                           "raw", "complete", "expect", "disconnect", "indirect", "write", "tick", "param"]
+                           "raw", "complete", "expect", "disconnect", "indirect", "write", "tick", "param", "generations"]
     /// The keywords of each version after the first.
-    static let keywordsSince2: Set<String> = ["indirect", "write", "tick", "param"]
+    static let keywordsSince2: Set<String> = ["indirect", "write", "tick", "param", "generations"]
     static let faults = ["map", "alloc", "hypercall"]
     static let expectations = ["response", "persistent=N", "violation"]
 }
@@ -86,6 +86,7 @@ struct EventParser: Sendable {
         case "write": kind = try write(arguments, context)
         case "tick": kind = try tick(arguments, context)
         case "param": kind = try parameter(arguments, context)
+        case "generations": kind = try generations(arguments, context)
         default:
             throw context.error(at: keyword.column,
                                 "unknown keyword \(quoted(keyword.text)); \(expectedOne(of: Schema.keywords))")
@@ -318,6 +319,27 @@ struct EventParser: Sendable {
         }
         let value: UInt64 = try args.required(parameter.rawValue, .integer(max: parameter.maximum))
         return .parameter(parameter, value: value)
+    }
+
+    /// `generations NAME…`: one or more generation names, each once.
+    private func generations(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {
+        let known = TraceFormat.generationNames
+        guard !tokens.isEmpty else {
+            throw context.error(at: context.keywordColumn,
+                                "missing generation for 'generations'; \(expectedOne(of: known))")
+        }
+        var names: [String] = []
+        for token in tokens {
+            let name = String(token.text)
+            guard known.contains(name) else {
+                throw context.error(at: token.column, "unknown generation \(quoted(token.text)); \(expectedOne(of: known))")
+            }
+            guard !names.contains(name) else {
+                throw context.error(at: token.column, "generation '\(name)' named twice; expected each once")
+            }
+            names.append(name)
+        }
+        return .generations(known.filter(names.contains))
     }
 
     private func raw(_ tokens: ArraySlice<Token>, _ context: LineContext) throws(TraceError) -> TraceEventKind {

@@ -99,6 +99,8 @@ public struct TextTracePrinter: Sendable {
             var words = Words("param")
             words.key(parameter.rawValue, value)
             return words.line
+        case let .generations(names):
+            return (["generations"] + names).joined(separator: " ")
         }
     }
 

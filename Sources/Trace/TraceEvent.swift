@@ -244,6 +244,9 @@ public enum TraceEventKind: Hashable, Sendable {
     case tick(milliseconds: UInt64)
     /// Format version 2: a module parameter is set.
     case parameter(ModuleParameter, value: UInt64)
+    /// Format version 2: the generations whose backends the trace's
+    /// expectations describe (names from `TraceFormat.generationNames`).
+    case generations([String])
 }
 
 extension TraceEventKind {
@@ -254,7 +257,7 @@ extension TraceEventKind {
     /// The first format version that has this event.
     public var formatVersion: Int {
         switch self {
-        case .indirect, .write, .tick, .parameter: 2
+        case .indirect, .write, .tick, .parameter, .generations: 2
         case .frontendKey, .connect, .grant, .revoke, .fail, .request, .raw, .complete, .expect, .disconnect: 1
         }
     }
@@ -265,6 +268,17 @@ public enum TraceFormat {
     /// Every version this implementation reads; it writes each trace in the
     /// version it was read in, or the lowest that carries its events.
     public static let versions: ClosedRange<Int> = 1...2
+
+    /// The backend generations a `generations` line may name, in canonical
+    /// order (the harness's `Generation` cases, by name).
+    public static let generationNames = ["g2012", "g2013"]
+
+    /// Whose backends a trace's `expect` lines describe when it says nothing:
+    /// a version-1 trace was written for G2012 (the only design there was);
+    /// a later one for every generation.
+    public static func defaultGenerations(version: Int) -> [String] {
+        version == 1 ? ["g2012"] : generationNames
+    }
 
     /// The header line of a trace of `version`.
     public static func header(version: Int) -> String { "xenblk-trace \(version)" }

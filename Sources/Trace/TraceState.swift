@@ -71,7 +71,7 @@ public struct TraceState: Sendable {
     /// error), or nil when it can.
     public func refusal(of kind: TraceEventKind) -> String? {
         switch kind {
-        case .frontendKey, .fail, .expect(.response, _), .expect(.violation, _), .write, .tick, .parameter:
+        case .frontendKey, .fail, .expect(.response, _), .expect(.violation, _), .write, .tick, .parameter, .generations:
             return nil
         case .connect(let connect):
             // On a live vbd, the frontend announcing Connected again: allowed,
@@ -137,7 +137,7 @@ public struct TraceState: Sendable {
             connected.update(vbd) { $0.release(id) }
         case .disconnect(let vbd):
             connected[vbd] = nil
-        case .frontendKey, .grant, .revoke, .fail, .expect, .write, .tick, .parameter:
+        case .frontendKey, .grant, .revoke, .fail, .expect, .write, .tick, .parameter, .generations:
             break
         }
     }
@@ -178,7 +178,7 @@ extension TraceEventKind {
         case let .complete(_, vbd), let .disconnect(vbd): vbd
         case .expect(.violation, _): 0
         case let .expect(_, vbd): vbd
-        case .frontendKey, .grant, .revoke, .fail, .write, .tick, .parameter: 0
+        case .frontendKey, .grant, .revoke, .fail, .write, .tick, .parameter, .generations: 0
         }
     }
 
@@ -192,7 +192,7 @@ extension TraceEventKind {
         case let .complete(id, vbd): return .complete(id: id, vbd: rename(vbd))
         case let .disconnect(vbd): return .disconnect(vbd: rename(vbd))
         case let .expect(expectation, vbd): return .expect(expectation, vbd: rename(vbd))
-        case .frontendKey, .grant, .revoke, .fail, .write, .tick, .parameter: return self
+        case .frontendKey, .grant, .revoke, .fail, .write, .tick, .parameter, .generations: return self
         }
     }
 }
