@@ -68,8 +68,8 @@ struct Predictor {
             heldNow = self.request(request, vbd: raw.vbd, hold: raw.hold, environment: environment, world: world)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
-            if let request = reference.connection(vbd)?.release(id: id) {
-                complete(request)
+            if let model = reference.connection(vbd), let request = model.release(id: id) {
+                complete(request, in: model)
                 recycle(consume request)
             }
         case .disconnect(let vbd):
@@ -132,7 +132,7 @@ struct Predictor {
     private mutating func disconnect(vbd: UInt16) {
         guard let model = reference.connection(vbd) else { return }
         // In-flight requests complete and are answered first.
-        for request in model.inFlight { complete(request) }
+        for request in model.inFlight { complete(request, in: model) }
         prediction.unmaps.formUnion(model.tree.values)
         reference.setConnection(nil, vbd: vbd)
         prediction.teardown = ExpectedTeardown(vbd: vbd, domid: model.domid)
@@ -140,16 +140,18 @@ struct Predictor {
 
     // MARK: I/O
 
-    /// The I/O of a request finishes: data moves, one-offs are unmapped, it is answered.
-    mutating func complete(_ request: PendingRequest) {
-        guard let model = reference.connection(request.vbd) else { return }
+    /// The I/O of a request finishes: data moves, one-offs are unmapped, it
+    /// is answered. `model` is the connection of the request's vbd, which
+    /// every caller holds already: looked up again here, its reference was
+    /// retained and released, and that release, an atomic operation, came
+    /// right after the disk model's stores and waited for them to reach memory.
+    mutating func complete(_ request: PendingRequest, in model: ConnectionModel) {
         // One access to the connection's disk for the whole request, not one per segment.
         model.withDisk { disk in
             Self.moveData(of: request, disk: &disk, prediction: &prediction, changedPages: &changedPages)
         }
         // The usual persistent request has no one-offs: no union to form.
-        let oneOffHandles = request.oneOffHandles
-        if !oneOffHandles.isEmpty { prediction.unmaps.formUnion(oneOffHandles) }
+        if request.hasOneOffHandles { prediction.unmaps.formUnion(request.oneOffHandles) }
         prediction.unmapBitmaps.append(ExpectedBitmap(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
         prediction.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id,
                                                          status: .okay, operation: request.operation))
