@@ -83,13 +83,17 @@ struct Predictor {
         // every event, and the loads after it stalled on that copy.
         if !changedPages.isEmpty { Self.refreshHeldWrites(from: changedPages, in: reference, world: world) }
         if let heldNow { heldNow.model.hold(heldNow.request) }
-        // The connections read once: each read hands out the dictionary (a retain and a release).
-        let connections = reference.connections
         if let vbd = treeVbd, let model = reference.connection(vbd) {
             prediction.tree = TreeExpectation(vbd: vbd, connection: model)
         }
-        prediction.mappedAfter = ExpectedMappings(connections: connections,
-                                                  version: reference.mappedHandlesVersion(of: connections))
+        // Replaced only when it moved (`clear` leaves it as the last event
+        // set it): the same version means the same connections with the same
+        // trees and held one-offs, and replacing it released one dictionary
+        // and retained the same one again, two atomic operations per event.
+        let version = reference.mappedHandlesVersion
+        if prediction.mappedAfter.version != version {
+            prediction.mappedAfter = ExpectedMappings(connections: reference.connections, version: version)
+        }
     }
 
     /// A finished request is kept for reuse, if nothing else holds it (a

@@ -73,6 +73,9 @@ final class ReferenceModel {
                              mappings: connections.values.reduce(0) { $0 &+ $1.mappedVersion })
     }
 
+    /// `mappedHandlesVersion(of:)` of the reference's own connections.
+    var mappedHandlesVersion: MappedHandlesVersion { mappedHandlesVersion(of: state.connections) }
+
     /// The alert an aborted request may or may not have printed: what it did
     /// decides whether the connection has alerted.
     func settle(_ alerts: ExpectedAlerts, seen: Int) {
