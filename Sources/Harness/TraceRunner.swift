@@ -387,7 +387,8 @@ private struct TraceRun {
         if let oracle {
             if !publicationsForOracle.isEmpty { publicationsForOracle.removeAll(keepingCapacity: true) }
             for publication in publications { publicationsForOracle.append(Publication(publication)) }
-            let judged = oracle.check(event.kind, at: event.position, environment: observations,
+            // The log is handed over: nothing here reads it after the oracle.
+            let judged = oracle.check(event.kind, at: event.position, environment: consume observations,
                                       publications: publicationsForOracle,
                                       world: world)
             // The usual event finds nothing: appending an empty list still

@@ -24,7 +24,7 @@ struct EnvironmentRecord {
     /// The batches are counted, not listed: most events run none, and two
     /// lists kept per event cost their making and releasing every time.
     /// They are listed on demand (`mapBatches`, `unmapBatches`).
-    init(_ observations: [Observation]) {
+    init(_ observations: consuming [Observation]) {
         self.observations = observations
         for (index, observation) in observations.enumerated() {
             switch observation {

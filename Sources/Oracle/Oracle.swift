@@ -36,9 +36,11 @@ public final class ConformanceOracle {
     }
 
     /// Judges one event after the harness has applied it.
-    public func check(_ event: TraceEventKind, at position: TracePosition, environment: [Observation],
+    /// `environment` is taken over (`consuming`): the caller has no more use
+    /// for the event's log, and handing it over spares a retain and a release.
+    public func check(_ event: TraceEventKind, at position: TracePosition, environment: consuming [Observation],
                       publications: [Publication], world: some ObservedWorld) -> [Violation] {
-        judge.check(event, at: position, environment: environment, publications: publications, world: world)
+        judge.check(event, at: position, environment: consume environment, publications: publications, world: world)
     }
 }
 
@@ -55,9 +57,9 @@ struct EventJudge {
         predictor = Predictor(reference: reference)
     }
 
-    mutating func check(_ event: TraceEventKind, at position: TracePosition, environment: [Observation],
+    mutating func check(_ event: TraceEventKind, at position: TracePosition, environment: consuming [Observation],
                         publications: [Publication], world: some ObservedWorld) -> [Violation] {
-        let record = EnvironmentRecord(environment)
+        let record = EnvironmentRecord(consume environment)
         var findings: [Finding] = []
         // Each alarm check finds nothing on an event that logged no alarm;
         // asked once here, the usual event makes none of the six calls.

@@ -125,23 +125,32 @@ struct ExpectedTeardown: Hashable {
 }
 
 /// The reference's tree of one connection after the event.
+///
+/// Holds the connection itself, not a copy of its tree: copying the map
+/// retained its three lists on every request (and releasing them at the
+/// next event released them again), where the tree checks read it only when
+/// the tree changed. A prediction is read before the next event changes the
+/// reference, so the tree read then is the tree as the event left it;
+/// `version` is taken now, so a later change would show as a new version.
 struct TreeExpectation {
     let vbd: UInt16
     let domid: DomainID
     let persistentMode: Bool
     let limit: Int
-    /// gref → the handle its map returned.
-    let grants: GrefHandleMap
     /// Changes whenever `grants` does (see `ConnectionModel.version`).
     let version: UInt64
+    private let connection: ConnectionModel
+
+    /// gref → the handle its map returned.
+    var grants: GrefHandleMap { connection.tree }
 
     init(vbd: UInt16, connection: ConnectionModel) {
         self.vbd = vbd
         domid = connection.domid
         persistentMode = connection.persistentMode
         limit = connection.limit
-        grants = connection.tree
         version = connection.version
+        self.connection = connection
     }
 }
 

@@ -84,8 +84,8 @@ struct Predictor {
             heldNow = self.request(request, vbd: indirect.vbd, hold: indirect.hold, environment: environment, world: world)
         case .complete(let id, let vbd):
             prediction.completesHeldIO = true
-            if let request = reference.connection(vbd)?.release(id: id) {
-                complete(request)
+            if let model = reference.connection(vbd), let request = model.release(id: id) {
+                complete(request, in: model)
                 recycle(consume request)
             }
         case .disconnect(let vbd):
@@ -94,15 +94,22 @@ struct Predictor {
         case .grant, .revoke, .fail, .expect, .write, .tick, .parameter, .generations:
             break
         }
-        refreshHeldWrites(world: world)
+        // Static, with what it reads handed over: as a method of the
+        // predictor, the call copied the whole predictor (264 bytes) on
+        // every event, and the loads after it stalled on that copy.
+        if !changedPages.isEmpty { Self.refreshHeldWrites(from: changedPages, in: reference, world: world) }
         if let heldNow { heldNow.model.hold(heldNow.request) }
-        // The connections read once: each read hands out the dictionary (a retain and a release).
-        let connections = reference.connections
         if let vbd = treeVbd, let model = reference.connection(vbd) {
             prediction.tree = TreeExpectation(vbd: vbd, connection: model)
         }
-        prediction.mappedAfter = ExpectedMappings(connections: connections,
-                                                  version: reference.mappedHandlesVersion(of: connections))
+        // Replaced only when it moved (`clear` leaves it as the last event
+        // set it): the same version means the same connections with the same
+        // trees and held one-offs, and replacing it released one dictionary
+        // and retained the same one again, two atomic operations per event.
+        let version = reference.mappedHandlesVersion
+        if prediction.mappedAfter.version != version {
+            prediction.mappedAfter = ExpectedMappings(connections: reference.connections, version: version)
+        }
     }
 
     /// A finished request is kept for reuse, if nothing else holds it (a
@@ -145,7 +152,7 @@ struct Predictor {
     private mutating func disconnect(vbd: UInt16) {
         guard let model = reference.connection(vbd) else { return }
         // In-flight requests complete and are answered first.
-        for request in model.inFlight { complete(request) }
+        for request in model.inFlight { complete(request, in: model) }
         prediction.unmaps.formUnion(model.tree.values)
         reference.setConnection(nil, vbd: vbd)
         prediction.teardown = ExpectedTeardown(vbd: vbd, domid: model.domid)
@@ -153,14 +160,18 @@ struct Predictor {
 
     // MARK: I/O
 
-    /// The I/O of a request finishes: data moves, one-offs are unmapped, it is answered.
-    mutating func complete(_ request: PendingRequest) {
-        guard let model = reference.connection(request.vbd) else { return }
+    /// The I/O of a request finishes: data moves, one-offs are unmapped, it
+    /// is answered. `model` is the connection of the request's vbd, which
+    /// every caller holds already: looked up again here, its reference was
+    /// retained and released, and that release, an atomic operation, came
+    /// right after the disk model's stores and waited for them to reach memory.
+    mutating func complete(_ request: PendingRequest, in model: ConnectionModel) {
         // One access to the connection's disk for the whole request, not one per segment.
         model.withDisk { disk in
             Self.moveData(of: request, disk: &disk, prediction: &prediction, changedPages: &changedPages)
         }
-        prediction.unmaps.formUnion(request.oneOffHandles)
+        // The usual persistent request has no one-offs: no union to form.
+        if request.hasOneOffHandles { prediction.unmaps.formUnion(request.oneOffHandles) }
         prediction.unmapBitmaps.append(ExpectedBitmap(vbd: request.vbd, id: request.id, bitmap: request.bitmap))
         prediction.responses.append(ExpectedResponse(vbd: request.vbd, id: request.id,
                                                          status: .okay, operation: request.operation))
@@ -169,64 +180,73 @@ struct Predictor {
     /// The request's data moves between the disk and the guest pages. Its
     /// segments cover consecutive sectors from `request.sector` on (each is
     /// lanes `firstSect...lastSect` of one page), so the disk side moves as
-    /// one run (a write: one run per stretch of segments that have a page),
-    /// through a buffer on the stack, rather than a segment at a time.
+    /// one run (a write: one run per stretch of segments that have a page)
+    /// rather than a segment at a time.
     private static func moveData(of request: PendingRequest, disk: inout DiskModel, prediction: inout Prediction,
                                  changedPages: inout [GuestPage]) {
         // Read once: each read hands out the list (a retain and a release).
         let segments = request.segments
+        if request.isWrite {
+            writeSegments(segments, of: request, disk: &disk, diskWrites: &prediction.diskWrites,
+                          guestWrites: prediction.guestWrites)
+            return
+        }
         var sectorCount = 0
         for segment in segments { sectorCount += segment.lanes.count }
         guard sectorCount > 0 else { return }
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: sectorCount) { run in
-            if request.isWrite {
-                writeSegments(segments, through: run, of: request, disk: &disk, prediction: &prediction)
-            } else {
-                readSegments(segments, through: run, of: request, disk: disk, prediction: &prediction,
-                             changedPages: &changedPages)
-            }
+            readSegments(segments, through: run, of: request, disk: disk, prediction: &prediction,
+                         changedPages: &changedPages)
         }
     }
 
-    /// A write: each segment's lanes, from its page as it stands now, laid
-    /// side by side in `run`; each stretch of segments with a page is then
-    /// written at once. A segment with no page writes nothing: its sectors
-    /// end a stretch.
-    private static func writeSegments(_ segments: [SegmentIO], through run: UnsafeMutableBufferPointer<UInt64>,
-                                      of request: PendingRequest, disk: inout DiskModel,
-                                      prediction: inout Prediction) {
-        var stretchStart = 0
-        var offset = 0
-        func writeStretch() {
-            guard offset > stretchStart else { return }
-            let stretch = UnsafeBufferPointer(rebasing: run[stretchStart..<offset])
-            let sector = request.sector + UInt64(stretchStart)
-            disk.write(stretch, at: sector)
-            prediction.diskWrites.write(stretch, at: sector, in: request.vbd)
-        }
-        for segment in segments {
-            let lanes = segment.lanes
-            if let page = segment.page {
-                // The page as it stands now: a read completing earlier in this
-                // event may have filled it since the tokens were last taken.
-                let tokens = prediction.guestWrites.overlaid(on: segment.tokens, in: page)
-                if lanes.count == 8 {
-                    // The usual segment, a whole page: one store of the vector, no call to copy memory.
-                    UnsafeMutableRawPointer(run.baseAddress! + offset).storeBytes(of: tokens, as: SIMD8<UInt64>.self)
-                } else {
-                    withUnsafeBytes(of: tokens) { bytes in
-                    let page = bytes.assumingMemoryBound(to: UInt64.self)
-                        (run.baseAddress! + offset).update(from: page.baseAddress! + lanes.lowerBound, count: lanes.count)
-                    }
-                }
-                offset += lanes.count
-            } else {
-                writeStretch()
-                offset += lanes.count
-                stretchStart = offset
+    /// A write: each stretch of segments with a page has its lanes, from
+    /// each page as it stands now, laid side by side straight into the
+    /// event's disk writes, and from there into the disk at once (built on
+    /// the stack first, the run was copied twice). A segment with no page
+    /// writes nothing: its sectors end a stretch.
+    private static func writeSegments(_ segments: [SegmentIO], of request: PendingRequest, disk: inout DiskModel,
+                                      diskWrites: inout WrittenTokens<UInt16>, guestWrites: GuestPageWrites) {
+        var index = 0
+        // Sectors of the request before segment `index`.
+        var sectorOffset = 0
+        while index < segments.count {
+            guard segments[index].page != nil else {
+                sectorOffset += segments[index].lanes.count
+                index += 1
+                continue
             }
+            var end = index
+            var count = 0
+            while end < segments.count, segments[end].page != nil {
+                count += segments[end].lanes.count
+                end += 1
+            }
+            let sector = request.sector + UInt64(sectorOffset)
+            diskWrites.write(count: count, at: sector, in: request.vbd) { stretch in
+                var offset = 0
+                for segment in segments[index ..< end] {
+                    let lanes = segment.lanes
+                    // The page as it stands now: a read completing earlier in this
+                    // event may have filled it since the tokens were last taken.
+                    let tokens = guestWrites.overlaid(on: segment.tokens, in: segment.page!)
+                    if lanes.count == 8 {
+                        // The usual segment, a whole page: one store of the vector, no call to copy memory.
+                        UnsafeMutableRawPointer(stretch.baseAddress! + offset).storeBytes(of: tokens, as: SIMD8<UInt64>.self)
+                    } else {
+                        withUnsafeBytes(of: tokens) { bytes in
+                            let page = bytes.assumingMemoryBound(to: UInt64.self)
+                            (stretch.baseAddress! + offset).update(from: page.baseAddress! + lanes.lowerBound,
+                                                                   count: lanes.count)
+                        }
+                    }
+                    offset += lanes.count
+                }
+                disk.write(UnsafeBufferPointer(stretch), at: sector)
+            }
+            sectorOffset += count
+            index = end
         }
-        writeStretch()
     }
 
     /// A read: the request's sectors read from the disk at once (reading
@@ -261,8 +281,8 @@ struct Predictor {
     /// after an event that changed guest pages, held writes from those pages
     /// take their tokens afresh. (The world is read after the harness applied
     /// the event, so the pages already hold what the event put there.)
-    private func refreshHeldWrites(world: some ObservedWorld) {
-        guard !changedPages.isEmpty else { return }
+    private static func refreshHeldWrites(from changedPages: [GuestPage], in reference: ReferenceModel,
+                                          world: some ObservedWorld) {
         for model in reference.connections.values where model.holdsWrites(from: changedPages) {
             model.refreshHeldWrites(from: changedPages) { world.guestTokens($0) }
         }

@@ -73,6 +73,9 @@ final class ReferenceModel {
                              mappings: connections.values.reduce(0) { $0 &+ $1.mappedVersion })
     }
 
+    /// `mappedHandlesVersion(of:)` of the reference's own connections.
+    var mappedHandlesVersion: MappedHandlesVersion { mappedHandlesVersion(of: state.connections) }
+
     /// The alert an aborted request may or may not have printed: what it did
     /// decides whether the connection has alerted.
     func settle(_ alerts: ExpectedAlerts, seen: Int) {
@@ -195,7 +198,7 @@ final class ConnectionModel {
     func hold(_ request: PendingRequest) {
         state.inFlight.append(request)
         state.inFlightIDs.append(request.id)
-        if !request.oneOffHandles.isEmpty { state.mappedVersion &+= 1 }
+        if request.hasOneOffHandles { state.mappedVersion &+= 1 }
         guard request.isWrite else { return }
         state.heldWritePages.increment(pagesOf: request.segments)
     }
@@ -205,7 +208,7 @@ final class ConnectionModel {
         guard let index = state.inFlightIDs.firstIndex(of: id) else { return nil }
         state.inFlightIDs.remove(at: index)
         let request = state.inFlight.remove(at: index)
-        if !request.oneOffHandles.isEmpty { state.mappedVersion &+= 1 }
+        if request.hasOneOffHandles { state.mappedVersion &+= 1 }
         // Every page was counted in when the request was held.
         if request.isWrite { state.heldWritePages.decrement(pagesOf: request.segments) }
         return request
@@ -447,6 +450,8 @@ final class PendingRequest {
     /// Handles of the one-off mappings to unmap when the I/O completes
     /// (empty, and then no allocation, for the usual persistent request).
     var oneOffHandles: [GrantHandle] { header.oneOffHandles }
+    /// Whether it has one-offs, asked without handing out the list (a retain and a release).
+    var hasOneOffHandles: Bool { !header.oneOffHandles.isEmpty }
     /// The unmap bitmap the backend must hold for it: one-offs and demoted segments.
     var bitmap: UInt16 { header.bitmap }
 

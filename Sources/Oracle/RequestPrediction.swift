@@ -142,7 +142,7 @@ extension Predictor {
                       sector: request.sectorNumber,
                       segments: consume segmentIO, oneOffHandles: oneOffHandles, bitmap: bitmap)
         if hold { return (model, pending) }
-        complete(pending)
+        complete(pending, in: model)
         recycle(consume pending)
         return nil
     }

@@ -29,32 +29,57 @@ struct WrittenTokens<Area: Equatable> {
     }
 
     private var runs: [Run] = []
-    /// Every run's tokens, run after run. Only the last run grows, so each
-    /// run's tokens stay together; one list for all the runs keeps its
-    /// capacity from event to event (`removeAll`), where a list per run was
-    /// allocated and grown afresh for every write.
+    /// Every run's tokens, run after run, in the first `tokenCount` places.
+    /// Only the last run grows, so each run's tokens stay together; one list
+    /// for all the runs keeps its capacity from event to event, where a list
+    /// per run was allocated and grown afresh for every write.
+    ///
+    /// The list itself never shrinks: the places past `tokenCount` hold
+    /// tokens of earlier events, which no run reaches (every run lies below
+    /// `tokenCount`). So emptying is one store, and a write fills its places
+    /// in place (`write(count:at:in:filling:)`) rather than being built
+    /// elsewhere and copied in.
     private var tokens: [UInt64] = []
+    private var tokenCount = 0
 
     var isEmpty: Bool { runs.isEmpty }
 
     /// Nothing written, keeping the lists' capacity for the next event.
     mutating func removeAll() {
         runs.removeAll(keepingCapacity: true)
-        tokens.removeAll(keepingCapacity: true)
+        tokenCount = 0
     }
 
-    /// Makes room for `count` tokens at `sector` of `area`: the last run grows, or a new one starts.
-    private mutating func extend(by count: Int, at sector: UInt64, in area: Area) {
+    /// Makes room for `count` tokens at `sector` of `area`: the last run
+    /// grows, or a new one starts; returns where the tokens go in `tokens`.
+    private mutating func extend(by count: Int, at sector: UInt64, in area: Area) -> Int {
         if let last = runs.indices.last, runs[last].area == area, runs[last].continues(to: sector) {
             runs[last].count += count
         } else {
-            runs.append(Run(area: area, first: sector, start: tokens.count, count: count))
+            runs.append(Run(area: area, first: sector, start: tokenCount, count: count))
         }
+        let start = tokenCount
+        tokenCount += count
+        // Grown only past the most any event wrote so far.
+        if tokens.count < tokenCount { tokens.append(contentsOf: repeatElement(0, count: tokenCount - tokens.count)) }
+        return start
     }
 
     mutating func write(_ token: UInt64, at sector: UInt64, in area: Area) {
-        extend(by: 1, at: sector, in: area)
-        tokens.append(token)
+        let start = extend(by: 1, at: sector, in: area)
+        tokens[start] = token
+    }
+
+    /// `count` tokens written to consecutive sectors from `sector` on, as
+    /// writing each in turn; `fill` puts them straight into their places
+    /// (and may read them back, e.g. to copy them elsewhere).
+    mutating func write(count: Int, at sector: UInt64, in area: Area,
+                        filling fill: (UnsafeMutableBufferPointer<UInt64>) -> Void) {
+        guard count > 0 else { return }
+        let start = extend(by: count, at: sector, in: area)
+        tokens.withUnsafeMutableBufferPointer { all in
+            fill(UnsafeMutableBufferPointer(rebasing: all[start ..< start + count]))
+        }
     }
 
     /// The token last written at `sector` of `area`; nil where the event wrote none.
@@ -89,9 +114,9 @@ extension WrittenTokens {
     /// `run` written to consecutive sectors from `sector` on: as writing each
     /// in turn, with one look at the last run and one append.
     mutating func write(_ run: UnsafeBufferPointer<UInt64>, at sector: UInt64, in area: Area) {
-        guard !run.isEmpty else { return }
-        extend(by: run.count, at: sector, in: area)
-        tokens.append(contentsOf: run)
+        write(count: run.count, at: sector, in: area) { places in
+            places.baseAddress!.update(from: run.baseAddress!, count: run.count)
+        }
     }
 
     /// Each run in the order written, with a test of whether a later run

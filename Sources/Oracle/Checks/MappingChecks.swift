@@ -63,6 +63,10 @@ extension Checks {
     /// and every handle the event had to unmap is unmapped (at a disconnect,
     /// that last rule is `teardown`'s).
     static func unmapOps(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
+        // With no unmap batch there is no op to judge (and so no surprise):
+        // only what was not unmapped can be wrong. Asked first, so the usual
+        // event does not copy the ledger.
+        if observed.environment.unmapBatchCount == 0 && observed.unmaps.missing.isEmpty { return }
         let ledger = observed.unmaps
         lazy var persistentHandles = prediction.mappedAfter.persistentHandles()
         var surprises = ledger.surprises[...]

@@ -46,13 +46,15 @@ extension Checks {
         // order are distinct, so as many of them as the reference holds, all
         // held by the reference, are exactly the reference's grefs.
         let nodes = observed.tree.nodes
-        if nodes.count == expected.grants.count,
+        // Read once: each read takes the map from the connection.
+        let grants = expected.grants
+        if nodes.count == grants.count,
            zip(nodes, nodes.dropFirst()).allSatisfy({ $0.0.gref < $0.1.gref }),
-           nodes.allSatisfy({ expected.grants[$0.gref] != nil }) {
+           nodes.allSatisfy({ grants[$0.gref] != nil }) {
             return
         }
         let seenSet = Set(observed.tree.nodes.map(\.gref))
-        let wantSet = Set(expected.grants.grefs)
+        let wantSet = Set(grants.grefs)
         guard seenSet != wantSet else { return }
         let missing = wantSet.subtracting(seenSet).sorted().map { "\($0)" }
         let extra = seenSet.subtracting(wantSet).sorted().map { "\($0)" }
@@ -67,6 +69,8 @@ extension Checks {
     static func treeMapping(_ expected: TreeExpectation, _ observed: TreeObservation<some ObservedWorld>,
                             into findings: inout [Finding]) {
         var wrong: [String] = []
+        // Read once: each read takes the map from the connection.
+        let grants = expected.grants
         for node in observed.tree.nodes {
             guard let mapping = observed.world.mapping(handle: node.handle) else {
                 wrong.append("gref \(node.gref): handle \(node.handle) maps nothing")
@@ -76,7 +80,7 @@ extension Checks {
                 wrong.append("gref \(node.gref): handle \(node.handle) maps gref \(mapping.gref) of domain \(mapping.domid)")
             } else if mapping.readOnly {
                 wrong.append("gref \(node.gref): mapped read-only")
-            } else if let predicted = expected.grants[node.gref], predicted != node.handle {
+            } else if let predicted = grants[node.gref], predicted != node.handle {
                 wrong.append("gref \(node.gref): handle \(node.handle), but its map returned \(predicted)")
             }
         }
