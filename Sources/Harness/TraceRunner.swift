@@ -29,7 +29,7 @@ public final class TraceRunner {
     public init(file: String, variant: BackendVariant, options: ReplayOptions = ReplayOptions()) {
         self.variant = variant
         self.options = options
-        run = TraceRun(file: file, variant: variant, oracle: options.oracle ? ConformanceOracle() : nil)
+        run = TraceRun(file: file, variant: variant, oracle: options.oracle ? ConformanceOracle(generation: OracleGeneration(rawValue: variant.generation.rawValue) ?? .g2012) : nil)
     }
 
     /// Replays a whole source, tears down what is still connected, and reports.
@@ -39,7 +39,8 @@ public final class TraceRunner {
         // The run is a local value, not a runner's property: no one else can
         // reach it (the callback was made before it), so each event is applied
         // with no runtime exclusivity check of a class property.
-        var run = TraceRun(file: source.file, variant: variant, oracle: options.oracle ? ConformanceOracle() : nil)
+        var run = TraceRun(file: source.file, variant: variant,
+                           oracle: options.oracle ? ConformanceOracle(generation: OracleGeneration(rawValue: variant.generation.rawValue) ?? .g2012) : nil)
         let backend = run.backend
         do {
             var first = true

@@ -45,6 +45,30 @@ struct GrefHandleMap {
         handles[index] = handle
     }
 
+    /// Takes `gref` out of the map; returns the handle it had.
+    @discardableResult
+    mutating func remove(_ gref: GrantRef) -> GrantHandle? {
+        guard gref < Self.denseLimit else {
+            guard let handle = sparse.removeValue(forKey: gref) else { return nil }
+            count -= 1
+            return handle
+        }
+        let index = Int(gref)
+        guard index < present.count, present[index] else { return nil }
+        present[index] = false
+        count -= 1
+        return handles[index]
+    }
+
+    /// The grefs in ascending order (the order a G2013 purge and teardown walk the tree in).
+    var ascendingGrefs: [GrantRef] {
+        var grefs: [GrantRef] = []
+        grefs.reserveCapacity(count)
+        for index in present.indices where present[index] { grefs.append(GrantRef(index)) }
+        grefs.append(contentsOf: sparse.keys.sorted())
+        return grefs
+    }
+
     /// Every gref in the map with its handle, in no particular order.
     func forEach(_ body: (_ gref: GrantRef, _ handle: GrantHandle) -> Void) {
         if count == 0 { return }

@@ -20,6 +20,8 @@ struct EnvironmentRecord {
     /// The backend pushed a response (kept as a flag: the slots are read from
     /// `observations` by the one check that needs them, with no list per event).
     private(set) var wroteResponses = false
+    /// The backend read guest bytes (and an armed write may have landed).
+    private(set) var readGuestBytes = false
 
     /// The batches are counted, not listed: most events run none, and two
     /// lists kept per event cost their making and releasing every time.
@@ -39,7 +41,8 @@ struct EnvironmentRecord {
             case .responseSlot(let write):
                 wroteResponses = true
                 if write.host != 0 { hasAlarms = true }
-            case .revoke, .guestRead, .armedWriteLanded: break
+            case .guestRead, .armedWriteLanded: readGuestBytes = true
+            case .revoke: break
             }
         }
     }
@@ -92,8 +95,12 @@ struct EventObservation {
          reading prediction: borrowing Prediction) {
         // The ledger first, while the record is still the argument: read
         // after the record was moved into `self`, it was copied to be read.
-        unmaps = UnmapLedger(expected: prediction.unmaps,
-                             batches: environment.unmapBatchCount > 0 ? environment.unmapBatches : [])
+        let batches = environment.unmapBatchCount > 0 ? environment.unmapBatches : []
+        if let order = prediction.unmapBatchOrder {
+            unmaps = UnmapLedger(expectedInOrder: order, batches: batches)
+        } else {
+            unmaps = UnmapLedger(expected: prediction.unmaps, batches: batches)
+        }
         self.environment = environment
         self.publications = publications
         connection = prediction.connectionVbd.flatMap { world.connection(vbd: $0) }
@@ -129,6 +136,28 @@ struct UnmapLedger {
                 }
             }
         }
+    }
+
+    /// G2013: the handles expected as many times as the predicted
+    /// hypercalls name them (a handle freed early in an event may be handed
+    /// out and unmapped again later in it), each time matched by one op.
+    init(expectedInOrder order: [[GrantHandle]], batches: [UnmapBatch]) {
+        var remaining: [GrantHandle: Int] = [:]
+        for batch in order { for handle in batch { remaining[handle, default: 0] += 1 } }
+        for (index, batch) in batches.enumerated() {
+            for (op, result) in zip(batch.ops, batch.results) {
+                guard result.status == .okay, let mapping = result.unmapped else {
+                    surprises.append((index, .refused(handle: op.handle, status: result.status)))
+                    continue
+                }
+                if let count = remaining[op.handle], count > 0 {
+                    remaining[op.handle] = count - 1
+                } else {
+                    surprises.append((index, .unexpected(handle: op.handle, gref: mapping.gref)))
+                }
+            }
+        }
+        missing = Set(remaining.filter { $0.value > 0 }.keys)
     }
 
     /// An op did something other than an expected unmap: a tree mapping may

@@ -31,8 +31,9 @@ public final class ConformanceOracle {
 
     public var statistics: OracleStatistics { judge.predictor.reference.statistics }
 
-    public init() {
-        judge = EventJudge(reference: ReferenceModel())
+    /// An oracle predicting by the reference semantics of `generation`.
+    public init(generation: OracleGeneration = .g2012) {
+        judge = EventJudge(reference: ReferenceModel(generation: generation))
     }
 
     /// Judges one event after the harness has applied it.
@@ -79,7 +80,11 @@ struct EventJudge {
             return Self.violations(findings, at: position)
         }
 
-        predictor.predict(event, environment: record, world: world)
+        if let run = predictor.reference.g2013 {
+            predictor.predictG2013(event, environment: record, world: world, run: run)
+        } else {
+            predictor.predict(event, environment: record, world: world)
+        }
         Self.judge(predictor.prediction, reference: predictor.reference,
                    observed: EventObservation(environment: consume record, publications: publications, world: world,
                                               reading: predictor.prediction),

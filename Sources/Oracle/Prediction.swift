@@ -12,6 +12,9 @@ struct Prediction {
     /// Handles that must be unmapped during the event: the one-offs of the
     /// requests that complete or fail, and the whole tree at teardown.
     var unmaps: Set<GrantHandle> = []
+    /// G2013: the unmap hypercalls themselves, in order, each its handles
+    /// in order; nil under G2012, whose order the reference leaves open.
+    var unmapBatchOrder: [[GrantHandle]]?
     /// The unmap step the backend must publish for each request that completes or fails, in order.
     var unmapBitmaps: [ExpectedBitmap] = []
     /// The responses the backend must publish, in the order the requests finish.
@@ -40,6 +43,7 @@ struct Prediction {
         mapOps = .noneOutsideRequest
         if !unmaps.isEmpty { unmaps.removeAll(keepingCapacity: unmaps.capacity <= Self.keptSetCapacity) }
         if !unmapBitmaps.isEmpty { unmapBitmaps.removeAll(keepingCapacity: true) }
+        if unmapBatchOrder != nil { unmapBatchOrder = nil }
         if !responses.isEmpty { responses.removeAll(keepingCapacity: true) }
         if !diskWrites.isEmpty { diskWrites.removeAll() }
         if !guestWrites.isEmpty { guestWrites.removeAll() }
@@ -74,6 +78,8 @@ enum MapExpectation: Equatable {
     case noBatch(because: String)
     /// One batch of exactly these ops, in segment order, all of grants of `domid`.
     case oneBatch(domid: DomainID, ops: [ExpectedMapOp])
+    /// G2013: exactly these batches, in order (none: no map hypercall), all of grants of `domid`.
+    case batches(domid: DomainID, [[ExpectedMapOp]])
 }
 
 /// One `GNTMAP_host_map` op of the batch a request must issue.
@@ -107,6 +113,8 @@ enum ExpectedAlerts: Equatable {
     /// failure, which may come before or after the alert: none or one. If one
     /// is seen, the connection has alerted.
     case noneOrOne(vbd: UInt16)
+    /// G2013 logs no overflow alert, and its other alerts are not judged.
+    case unjudged
 }
 
 /// What a connect must negotiate, with the inputs that decided it (they appear in reports).
@@ -144,11 +152,12 @@ struct TreeExpectation {
     /// gref → the handle its map returned.
     var grants: GrefHandleMap { connection.tree }
 
-    init(vbd: UInt16, connection: ConnectionModel) {
+    /// `limit` when the connection's own (fixed at connect) is not the one in force.
+    init(vbd: UInt16, connection: ConnectionModel, limit: Int? = nil) {
         self.vbd = vbd
         domid = connection.domid
         persistentMode = connection.persistentMode
-        limit = connection.limit
+        self.limit = limit ?? connection.limit
         version = connection.version
         self.connection = connection
     }

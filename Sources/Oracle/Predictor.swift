@@ -127,7 +127,7 @@ struct Predictor {
 
     // MARK: connect and disconnect
 
-    private mutating func connect(_ connect: ConnectEvent) {
+    mutating func connect(_ connect: ConnectEvent) {
         if let persistent = connect.persistent { reference.setFrontendKey("feature-persistent", to: persistent ? "1" : "0") }
         // A frontend announcing Connected again on a live vbd: xenbus ignores
         // it, so nothing changes and nothing is negotiated (the key written
@@ -139,10 +139,15 @@ struct Predictor {
         // The key is read as sscanf's %u would: "1", " 1" and "1\n" all mean 1.
         let frontendFeature = reference.frontendKey("feature-persistent")
         let mode = connect.backendPersistent && frontendFeature.flatMap(ReferenceModel.scanUnsigned) == 1
+        // G2013 ignores `max-persistent=`: its limit is the module
+        // parameter, read where it is used (`limit` is the value at connect).
+        let g2013Run = reference.g2013
         reference.setConnection(ConnectionModel(
             domid: connect.domid, ringProtocol: connect.protocolName, persistentMode: mode,
-            limit: connect.maxPersistent ?? connect.protocolName.maxPersistentGrants,
-            sectors: connect.sectors, flush: connect.flush, discard: connect.discard), vbd: connect.vbd)
+            limit: g2013Run?.parameters.maxPersistentGrants
+                ?? connect.maxPersistent ?? connect.protocolName.maxPersistentGrants,
+            sectors: connect.sectors, flush: connect.flush, discard: connect.discard,
+            g2013: g2013Run == nil ? nil : G2013ConnectionState()), vbd: connect.vbd)
         prediction.negotiation = ExpectedNegotiation(vbd: connect.vbd, persistent: mode,
                                                      backendOffers: connect.backendPersistent,
                                                      frontendFeature: frontendFeature)
@@ -182,7 +187,7 @@ struct Predictor {
     /// lanes `firstSect...lastSect` of one page), so the disk side moves as
     /// one run (a write: one run per stretch of segments that have a page)
     /// rather than a segment at a time.
-    private static func moveData(of request: PendingRequest, disk: inout DiskModel, prediction: inout Prediction,
+    static func moveData(of request: PendingRequest, disk: inout DiskModel, prediction: inout Prediction,
                                  changedPages: inout [GuestPage]) {
         // Read once: each read hands out the list (a retain and a release).
         let segments = request.segments
@@ -281,7 +286,7 @@ struct Predictor {
     /// after an event that changed guest pages, held writes from those pages
     /// take their tokens afresh. (The world is read after the harness applied
     /// the event, so the pages already hold what the event put there.)
-    private static func refreshHeldWrites(from changedPages: [GuestPage], in reference: ReferenceModel,
+    static func refreshHeldWrites(from changedPages: [GuestPage], in reference: ReferenceModel,
                                           world: some ObservedWorld) {
         for model in reference.connections.values where model.holdsWrites(from: changedPages) {
             model.refreshHeldWrites(from: changedPages) { world.guestTokens($0) }

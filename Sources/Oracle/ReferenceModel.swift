@@ -6,6 +6,13 @@ import Trace
 /// as it must be, and the frontend's keys. It takes in each event and says
 /// what the event must do (`predict`); it never looks at the backend.
 final class ReferenceModel {
+    /// Whose reference semantics the model predicts by.
+    let generation: OracleGeneration
+    /// What a G2013 run keeps beyond its connections (clock, parameters,
+    /// armed allocation faults, the guest's bytes); nil under G2012, which
+    /// has none of them.
+    let g2013: G2013Run?
+
     /// Everything the reference keeps across events, in one value.
     private struct State {
         var connections: [UInt16: ConnectionModel] = [:]
@@ -34,6 +41,11 @@ final class ReferenceModel {
     /// Bumped whenever a connection is made, replaced or torn down.
     var connectionsVersion: UInt64 { state.connectionsVersion }
     var statistics: OracleStatistics { state.statistics }
+
+    init(generation: OracleGeneration = .g2012) {
+        self.generation = generation
+        g2013 = generation == .g2013 ? G2013Run() : nil
+    }
 
     /// Vbds below this are looked up by index (`State.byVbd`); 64 cover every real guest.
     private static let denseVbdLimit = 64
@@ -82,6 +94,9 @@ final class ReferenceModel {
         if case .noneOrOne(let vbd) = alerts, seen > 0, let model = connection(vbd) { model.alerted = true }
     }
 
+    /// The statistics as a G2013 step counted them.
+    func record(_ statistics: OracleStatistics) { state.statistics = statistics }
+
     func count(_ decisions: [SegmentDecision]) {
         // Counted in a local, stored once.
         var statistics = state.statistics
@@ -119,6 +134,9 @@ final class ConnectionModel {
     let sectors: UInt64
     let flush: Bool
     let discard: Bool
+    /// The G2013 state of the connection's grants (flags, pool, purge
+    /// clock); nil for a G2012 connection.
+    let g2013: G2013ConnectionState?
 
     /// Everything about the connection that changes, in one value.
     private struct State {
@@ -152,7 +170,8 @@ final class ConnectionModel {
     @exclusivity(unchecked) private var state = State()
 
     init(domid: DomainID, ringProtocol: BlkifProtocol, persistentMode: Bool, limit: Int,
-         sectors: UInt64, flush: Bool, discard: Bool) {
+         sectors: UInt64, flush: Bool, discard: Bool, g2013: G2013ConnectionState? = nil) {
+        self.g2013 = g2013
         self.domid = domid
         self.ringProtocol = ringProtocol
         self.persistentMode = persistentMode
@@ -190,6 +209,13 @@ final class ConnectionModel {
     /// A new persistent grant: `gref` is in the tree, mapped as `handle`.
     func addPersistentGrant(_ gref: GrantRef, handle: GrantHandle) {
         state.tree.set(handle, for: gref)
+        state.version &+= 1
+        state.mappedVersion &+= 1
+    }
+
+    /// `gref` leaves the tree (a G2013 purge or teardown unmapped it).
+    func removePersistentGrant(_ gref: GrantRef) {
+        guard state.tree.remove(gref) != nil else { return }
         state.version &+= 1
         state.mappedVersion &+= 1
     }

@@ -54,7 +54,38 @@ extension Checks {
                 ?? "expected \(expected.count) ops, seen \(seen.count)"
             findings.append(Finding(.mapOps, in: .mapOps, expected: Wording.list(expected),
                                     seen: Wording.list(seen) + " (\(detail))"))
+        case let .batches(domid, expected):
+            mapBatches(expected, of: domid, seen: observed.environment.mapBatches, into: &findings)
         }
+    }
+
+    /// G2013's `map-ops`: the event's map hypercalls are exactly the
+    /// predicted batches, in order, each with its ops in order.
+    private static func mapBatches(_ expected: [[ExpectedMapOp]], of domid: DomainID, seen batches: [MapBatch],
+                                   into findings: inout [Finding]) {
+        let describe = { (op: ExpectedMapOp) in
+            "map gref \(op.gref) of domain \(domid) [\(op.readOnly ? "host_map|readonly" : "host_map")]"
+        }
+        // Ops of another domain or without host_map are worded as they are.
+        let seen = batches.map { batch in
+            batch.ops.map { op in
+                op.flags.contains(.hostMap) && op.domid == domid
+                    ? describe(ExpectedMapOp(gref: op.gref, readOnly: op.flags.contains(.readOnly))) : op.description
+            }
+        }
+        let wanted = expected.map { $0.map(describe) }
+        guard seen != wanted else { return }
+        let sizes = { (lists: [[String]]) in lists.isEmpty ? "no map hypercall" : "\(lists.count) batch(es) of " + lists.map { "\($0.count)" }.joined(separator: ", ") }
+        guard let batch = zip(wanted, seen).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset else {
+            findings.append(Finding(.mapOps, in: .mapOps, expected: sizes(wanted), seen: sizes(seen)))
+            return
+        }
+        let detail = zip(wanted[batch], seen[batch]).enumerated().first { $0.element.0 != $0.element.1 }
+            .map { "op \($0.offset): expected \($0.element.0), seen \($0.element.1)" }
+            ?? "expected \(wanted[batch].count) ops, seen \(seen[batch].count)"
+        findings.append(Finding(.mapOps, in: .mapOps,
+                                expected: sizes(wanted) + "; batch \(batch): " + Wording.list(wanted[batch]),
+                                seen: sizes(seen) + "; batch \(batch): " + Wording.list(seen[batch]) + " (\(detail))"))
     }
 
     /// `unmap-ops`: an unmap batch holds at most 11 ops; every op unmaps a
@@ -95,6 +126,19 @@ extension Checks {
         if !ledger.missing.isEmpty && prediction.teardown == nil {
             findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap of handle(s) \(Wording.handles(ledger.missing))",
                                     seen: "not unmapped"))
+        }
+        // G2013 also fixes the hypercalls' order and grouping; judged only
+        // when the right handles were unmapped, so a wrong handle is not
+        // reported twice.
+        if let order = prediction.unmapBatchOrder, ledger.missing.isEmpty, !ledger.hasSurprises {
+            let seen = batches.map { $0.ops.map(\.handle) }
+            if seen != order {
+                let words = { (lists: [[GrantHandle]]) in
+                    Wording.list(lists.map { "[" + $0.map(String.init).joined(separator: " ") + "]" })
+                }
+                findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap hypercalls " + words(order),
+                                        seen: words(seen)))
+            }
         }
     }
 

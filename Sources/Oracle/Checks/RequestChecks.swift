@@ -116,6 +116,7 @@ extension Checks {
         case .none: seen != 0
         case .one: seen != 1
         case .noneOrOne: seen > 1
+        case .unjudged: false
         }
         guard wrong else { return }
         findings.append(Finding(.overflowAlert, in: .alerts,

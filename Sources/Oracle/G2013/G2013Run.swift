@@ -1,0 +1,64 @@
+import Blkif
+import FakeXen
+
+/// What a G2013 run keeps that no connection owns: the clock, the module
+/// parameters, the allocation faults the trace armed, and the guest's bytes.
+/// All of it is tracked from the trace itself (and, for armed writes, from
+/// when the environment says they landed), never read from the backend.
+final class G2013Run {
+    /// jiffies at HZ 1000: the sum of the trace's ticks (saturating).
+    var jiffies: UInt64 = 0
+    var parameters = G2013Parameters()
+    var allocationFaults = AllocationFaultCountdown()
+    var guestBytes = GuestByteShadow()
+}
+
+/// The module parameters G2013 reads, live, where its code reads them.
+struct G2013Parameters {
+    /// `max_persistent_grants`.
+    var maxPersistentGrants = 1056
+    /// `max_buffer_pages`: the free pages the thread keeps in its pool.
+    var maxBufferPages = 1024
+}
+
+/// `fail alloc nth=K` as trace-format.md §3 counts it: every armed counter
+/// counts each backend allocation down together, and an allocation that
+/// brings one or more of them to zero fails (once).
+struct AllocationFaultCountdown {
+    private var remaining: [Int] = []
+
+    mutating func arm(nth: Int) { remaining.append(nth) }
+
+    /// One allocation happens: whether it fails.
+    mutating func allocate() -> Bool {
+        guard !remaining.isEmpty else { return false }
+        var fails = false
+        for index in remaining.indices {
+            remaining[index] -= 1
+            if remaining[index] == 0 { fails = true }
+        }
+        if fails { remaining.removeAll { $0 == 0 } }
+        return fails
+    }
+}
+
+/// The byte view of the guest's pages as the trace wrote it: `write`
+/// events, the descriptors an `indirect` event writes, and armed writes
+/// once the environment says they landed. Pages are never reused, so a
+/// released page's bytes are simply never asked for again.
+struct GuestByteShadow {
+    private var pages: [GuestPage: [UInt8]] = [:]
+
+    mutating func write(_ page: GuestPage, offset: Int, _ bytes: [UInt8]) {
+        guard offset >= 0, offset + bytes.count <= Blkif.pageSize else { return }
+        pages[page, default: [UInt8](repeating: 0, count: Blkif.pageSize)]
+            .replaceSubrange(offset..<offset + bytes.count, with: bytes)
+    }
+
+    /// The first `count` bytes of `page` (zeros where never written).
+    func prefix(of page: GuestPage, count: Int) -> [UInt8] {
+        let count = min(count, Blkif.pageSize)
+        guard let stored = pages[page] else { return [UInt8](repeating: 0, count: count) }
+        return Array(stored[0..<count])
+    }
+}
