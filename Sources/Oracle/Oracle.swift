@@ -72,6 +72,9 @@ struct EventJudge {
             Checks.unmapInUse(record, into: &findings)
             Checks.hostLeak(record, into: &findings)
         }
+        // Judged from the log alone, like the alarms, and before a panic
+        // ends the event's judgement: what was read had been read.
+        if record.readGuestBytes { Checks.doubleFetch(record, into: &findings) }
         // A panic is the host going down: nothing after it in this event means
         // anything, and the reference does not take the event in. What its
         // batches did is never judged, so no memo may vouch for it.
