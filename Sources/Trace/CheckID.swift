@@ -25,4 +25,5 @@ public enum CheckID: String, CaseIterable, Sendable {
     // (the minimizer's child processes report a check by its position).
     case responseSlot = "response-slot"
     case hostLeak = "host-leak"
+    case doubleFetch = "double-fetch"
 }

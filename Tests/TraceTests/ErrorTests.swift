@@ -178,7 +178,7 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
         #expect(error(in: "expect violation tree-cnt") == "t.trace:2:18: unknown check 'tree-cnt'; expected one of \(checks)")
         #expect(error(in: "expect violation backend=seed") == "t.trace:2:18: missing check before 'backend=seed' in 'expect violation'; expected one of \(checks)")
         #expect(error(in: "expect violation") == "t.trace:2:8: missing check after 'expect violation'; expected one of \(checks)")
-        #expect(error(in: "expect violation panic backend=Seed") == "t.trace:2:32: 'S' cannot appear in the backend name 'Seed'; expected a-z, 0-9, _, + or -")
+        #expect(error(in: "expect violation panic backend=Seed") == "t.trace:2:32: 'S' cannot appear in the backend name 'Seed'; expected a-z, 0-9, _, +, - or .")
         #expect(error(in: "expect violation panic teardown") == "t.trace:2:24: unexpected word 'teardown' for 'expect violation'; expected backend")
     }
 
