@@ -301,6 +301,15 @@ public final class BlockDevice {
             log.record(.accessUnmapped(page: segment.page, detail: "block I/O through a page that maps no grant"))
             return
         }
+        // A segment is checked before its bio is built, but one computed
+        // from bytes the guest changed after the check can say anything:
+        // the I/O would run into the next host page, which the model has
+        // no bytes for, so it is reported and nothing moves.
+        guard segment.firstSect <= segment.lastSect, segment.lastSect < Blkif.sectorsPerPage else {
+            log.record(.accessUnmapped(page: segment.page,
+                                       detail: "block I/O of sectors \(segment.firstSect)-\(segment.lastSect) runs past the end of the page"))
+            return
+        }
         if direction == .read && mapping.readOnly {
             log.record(.accessUnmapped(page: segment.page,
                                        detail: "device write into read-only mapping of gref \(mapping.gref)"))

@@ -14,10 +14,11 @@ extension Replay {
             discussion: """
                 Removes events and simplifies arguments while the trace still fails under the backend \
                 with the same first failing check, then prints the result as a commented text trace. \
-                Under a backend other than fixed it adds `expect violation CHECK backend=NAME`, so the \
-                output is a regression trace: it passes the gate under that backend exactly while the \
-                defect is still detected, and must be clean under every other backend (and `backend=seed` \
-                too when the seed shows the same check). A trace that crashes the model is minimized as \
+                Under a backend other than its generation's defect-free one (fixed, g2013) it adds \
+                `expect violation CHECK backend=NAME`, so the output is a regression trace: it passes the gate \
+                under that backend exactly while the defect is still detected, and must be clean under every \
+                other backend (and names the shipped form, seed or linux-3.11, too when that shows the same \
+                check; a G2013 trace starts with `generations g2013`). A trace that crashes the model is minimized as \
                 well: each candidate then runs in a forked child, and failing the same way means crashing.
                 Exit status: 0 when the minimized trace is written; 1 when the trace does not fail under the \
                 backend, or fails only for a missing expected violation (nothing to keep failing); 2 for usage \
@@ -29,7 +30,7 @@ extension Replay {
 
         @OptionGroup var backendOption: BackendOption
 
-        @Flag(inversion: .prefixedNo, help: "Add `expect violation CHECK backend=NAME` (never under fixed).")
+        @Flag(inversion: .prefixedNo, help: "Add `expect violation CHECK backend=NAME` (never under fixed or g2013).")
         var expect = true
 
         @Option(help: "Replays allowed; the smallest trace found by then is printed.")
@@ -49,16 +50,24 @@ extension Replay {
             var body = result.events
             var check: CheckID?
             if case .violation(let found) = result.outcome { check = found }
-            let expecting = expect && variant != .fixed && check != nil
+            // The generation's defect-free and shipped forms (fixed and seed; g2013 and linux-3.11).
+            let defectFree = BackendVariant(generation: variant.generation, quirks: [])
+            let shipped = BackendVariant(generation: variant.generation, quirks: Set(variant.generation.quirks))
+            let expecting = expect && variant != defectFree && check != nil
             if expecting, let check {
                 body.insert(.expect(.violation(check, backend: variant.name), vbd: 0), at: 0)
-                // The seed has every quirk: name it too when the trace shows the same check there
-                // (traces/known-defects is gated under seed).
-                if variant != .seed {
-                    var withSeed = body
-                    withSeed.insert(.expect(.violation(check, backend: BackendVariant.seed.name), vbd: 0), at: 1)
-                    if TraceMinimizer(variant: .seed).isolatedOutcome(withSeed) == .pass { body = withSeed }
+                // The shipped form has every quirk: name it too when the trace shows the same check
+                // there (traces/known-defects is gated under it).
+                if variant != shipped {
+                    var withShipped = body
+                    withShipped.insert(.expect(.violation(check, backend: shipped.name), vbd: 0), at: 1)
+                    if TraceMinimizer(variant: shipped).isolatedOutcome(withShipped) == .pass { body = withShipped }
                 }
+            }
+            // Expectations of a version-1 trace concern G2012; a later
+            // generation's are scoped to it (trace-format.md §4.9).
+            if expecting && variant.generation != .g2012 {
+                body.insert(.generations([variant.generation.rawValue]), at: 0)
             }
             let eventLines = TextTracePrinter.render(body)
 
@@ -85,14 +94,14 @@ extension Replay {
                     .map { TextReport.position($0.violation.position) } ?? "?"
             }
             var fixedNote = ""
-            if variant != .fixed {
+            if variant != defectFree {
                 let kinds = try TextTraceReader.parseAll(text: draft, file: "minimized").map(\.kind)
-                let underFixed = TraceMinimizer(variant: .fixed).isolatedOutcome(kinds)
+                let underFixed = TraceMinimizer(variant: defectFree).isolatedOutcome(kinds)
                 fixedNote = underFixed == .pass
-                    ? "under fixed this trace is clean"
-                    : "under fixed this trace fails too (\(underFixed)): a defect of the fixed backend, the fake or the oracle"
+                    ? "under \(defectFree.name) this trace is clean"
+                    : "under \(defectFree.name) this trace fails too (\(underFixed)): a defect of the defect-free backend, the fake or the oracle"
             } else {
-                fixedNote = "the fixed backend fails it: a defect of the fixed backend, the fake or the oracle"
+                fixedNote = "the \(defectFree.name) backend fails it: a defect of the defect-free backend, the fake or the oracle"
             }
             let text = comments(line, fixedNote) + eventLines
             try Output.write(text, to: output)

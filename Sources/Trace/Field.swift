@@ -283,9 +283,9 @@ extension Field where Value == String {
 
     static var lowerDigits: String { "abcdefghijklmnopqrstuvwxyz0123456789" }
 
-    /// `backend=NAME`, NAME matching [a-z0-9_+-]+.
+    /// `backend=NAME`, NAME matching [a-z0-9_+.-]+ (`.` since `linux-3.11`).
     static var backendName: Field {
-        word("the backend name", allowed: lowerDigits + "_+-", describedAs: "a-z, 0-9, _, + or -")
+        word("the backend name", allowed: lowerDigits + "_+-.", describedAs: "a-z, 0-9, _, +, - or .")
     }
 
     /// A xenstore node name: [A-Za-z0-9-/_@]+.

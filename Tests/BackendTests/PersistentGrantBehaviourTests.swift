@@ -686,7 +686,7 @@ struct InvalidRequest: Sendable, CustomTestStringConvertible {
     @Test func namesRoundTrip() throws {
         #expect(try BackendVariant(name: "seed") == .seed)
         #expect(try BackendVariant(name: "fixed") == .fixed)
-        for quirk in Quirk.allCases {
+        for quirk in Generation.g2012.quirks {
             let variant = try BackendVariant(name: "fixed+" + quirk.rawValue)
             #expect(variant.quirks == [quirk])
             #expect(variant.name == "fixed+" + quirk.rawValue)
@@ -701,16 +701,23 @@ struct InvalidRequest: Sendable, CustomTestStringConvertible {
     /// `has` answers from a bit mask: each quirk has a bit of its own, and
     /// variants named or built from a set agree on every quirk.
     @Test func hasAnswersExactlyTheChosenQuirks() throws {
-        for quirk in Quirk.allCases {
-            let alone = BackendVariant(quirks: [quirk])
-            let named = try BackendVariant(name: "fixed+" + quirk.rawValue)
-            for other in Quirk.allCases {
-                #expect(alone.has(other) == (other == quirk))
-                #expect(named.has(other) == (other == quirk))
-                #expect(BackendVariant.seed.has(other))
-                #expect(!BackendVariant.fixed.has(other))
+        for generation in Generation.allCases {
+            for quirk in generation.quirks {
+                let alone = BackendVariant(generation: generation, quirks: [quirk])
+                let named = try BackendVariant(name: generation.fixedName + "+" + quirk.rawValue)
+                #expect(named == alone)
+                for other in Quirk.allCases {
+                    #expect(alone.has(other) == (other == quirk))
+                    #expect(named.has(other) == (other == quirk))
+                    #expect(BackendVariant.seed.has(other) == other.generations.contains(.g2012))
+                    #expect(BackendVariant.linux311.has(other) == other.generations.contains(.g2013))
+                    #expect(!BackendVariant.fixed.has(other) && !BackendVariant.g2013.has(other))
+                }
             }
         }
+        // The same quirks in two generations are two backends.
+        #expect(BackendVariant(generation: .g2012, quirks: [.failedMapKeepsPage])
+                != BackendVariant(generation: .g2013, quirks: [.failedMapKeepsPage]))
         let pair = BackendVariant(quirks: [.persistentKey, .freeBeforeDrain])
         #expect(Quirk.allCases.filter(pair.has) == [.persistentKey, .freeBeforeDrain])
         #expect(try BackendVariant(name: "fixed+free-before-drain+persistent-key") == pair)

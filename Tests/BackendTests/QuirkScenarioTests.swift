@@ -58,6 +58,8 @@ struct QuirkScenario: Sendable, CustomTestStringConvertible {
     /// At least one scenario per quirk; the switch makes a new quirk a compile error here.
     static func scenarios(for quirk: Quirk) -> [QuirkScenario] {
         switch quirk {
+        case .lostMapError, .staleGrantPointers, .indirectDoubleFetch, .teardownPoolLeak:
+            return []   // G2013 only: G2013BackendTests shows each
         case .handleZeroUnmapped:
             return [
                 QuirkScenario(name: "a later request hits the record with handle 0", quirk: quirk,
@@ -175,12 +177,13 @@ struct QuirkScenario: Sendable, CustomTestStringConvertible {
         }
     }
 
-    static let all: [QuirkScenario] = Quirk.allCases.flatMap { scenarios(for: $0) }
+    /// The G2012 quirks' scenarios (G2013's are in G2013BackendTests).
+    static let all: [QuirkScenario] = Generation.g2012.quirks.flatMap { scenarios(for: $0) }
 }
 
 @Suite struct QuirkTests {
     @Test func everyQuirkHasAScenario() {
-        #expect(Set(QuirkScenario.all.map(\.quirk)) == Set(Quirk.allCases))
+        #expect(Set(QuirkScenario.all.map(\.quirk)) == Set(Generation.g2012.quirks))
     }
 
     @Test(arguments: QuirkScenario.all)

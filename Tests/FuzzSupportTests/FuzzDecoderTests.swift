@@ -23,10 +23,10 @@ import Trace
 
     @Test func everyQuirkBackendReplaysDecodedInputsWithoutTraceErrors() {
         let inputs = randomFuzzInputs(count: 300, seed: 2)
-        for quirk in Quirk.allCases {
+        for variant in BackendVariant.matrix {
             for input in inputs {
-                let report = replay(FuzzDecoder.decode(input), backend: BackendVariant(quirks: [quirk]))
-                #expect(report.traceError == nil, "\(quirk): \(report.traceError!.description)")
+                let report = replay(FuzzDecoder.decode(input), backend: variant)
+                #expect(report.traceError == nil, "\(variant): \(report.traceError!.description)")
                 if report.traceError != nil { return }
             }
         }

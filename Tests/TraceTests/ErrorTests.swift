@@ -15,8 +15,8 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
 /// One test per class of error; each checks file, line, column and wording exactly.
 @Suite struct ErrorTests {
     @Test func unknownKeyword() {
-        #expect(error(in: "gran gref=5") == "t.trace:2:1: unknown keyword 'gran'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param")
-        #expect(error(in: "connect domid=1\n  xenblk-trace 1") == "t.trace:3:3: unknown keyword 'xenblk-trace'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param")
+        #expect(error(in: "gran gref=5") == "t.trace:2:1: unknown keyword 'gran'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param, generations")
+        #expect(error(in: "connect domid=1\n  xenblk-trace 1") == "t.trace:3:3: unknown keyword 'xenblk-trace'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param, generations")
     }
 
     @Test func unknownKey() {
@@ -174,11 +174,11 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
     }
 
     @Test func badCheckID() {
-        let checks = "tree-count, tree-order, tree-balance, tree-contents, tree-mapping, grant-limit, map-ops, unmap-bitmap, unmap-ops, request-leak, response, data, access-unmapped, unmap-in-use, teardown, use-after-free, double-free, panic, negotiation, overflow-alert, expect, response-slot, host-leak"
+        let checks = "tree-count, tree-order, tree-balance, tree-contents, tree-mapping, grant-limit, map-ops, unmap-bitmap, unmap-ops, request-leak, response, data, access-unmapped, unmap-in-use, teardown, use-after-free, double-free, panic, negotiation, overflow-alert, expect, response-slot, host-leak, double-fetch"
         #expect(error(in: "expect violation tree-cnt") == "t.trace:2:18: unknown check 'tree-cnt'; expected one of \(checks)")
         #expect(error(in: "expect violation backend=seed") == "t.trace:2:18: missing check before 'backend=seed' in 'expect violation'; expected one of \(checks)")
         #expect(error(in: "expect violation") == "t.trace:2:8: missing check after 'expect violation'; expected one of \(checks)")
-        #expect(error(in: "expect violation panic backend=Seed") == "t.trace:2:32: 'S' cannot appear in the backend name 'Seed'; expected a-z, 0-9, _, + or -")
+        #expect(error(in: "expect violation panic backend=Seed") == "t.trace:2:32: 'S' cannot appear in the backend name 'Seed'; expected a-z, 0-9, _, +, - or .")
         #expect(error(in: "expect violation panic teardown") == "t.trace:2:24: unexpected word 'teardown' for 'expect violation'; expected backend")
     }
 
@@ -206,7 +206,7 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
         #expect(error(in: "connect domid=1\u{0B}") == "t.trace:2:15: '1\\u{b}' is not a number for 'domid'; expected 1..32767 in decimal or 0x hex")
         #expect(error(in: "", header: "\u{FEFF}xenblk-trace 1\n") == "t.trace:1:1: found '\\u{feff}xenblk-trace' where the header belongs; expected 'xenblk-trace 1' or 'xenblk-trace 2' as the first line")
         let long = String(repeating: "z", count: 100)
-        #expect(error(in: long) == "t.trace:2:1: unknown keyword '\(String(repeating: "z", count: 40))…'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param")
+        #expect(error(in: long) == "t.trace:2:1: unknown keyword '\(String(repeating: "z", count: 40))…'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param, generations")
     }
 
     /// A reader that failed does not guess where to resume: it keeps failing.

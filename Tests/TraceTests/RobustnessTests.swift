@@ -24,7 +24,7 @@ import Trace
         }
         #expect(events == 7_500)   // two lines in eight are blank or comments
         #expect(throws: TraceError(file: "long.trace", position: .line(10_002, column: 1),
-                                   message: "unknown keyword 'bogus'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param")) {
+                                   message: "unknown keyword 'bogus'; expected one of frontend-key, frontend-key-hex, connect, grant, revoke, fail, request, raw, complete, expect, disconnect, indirect, write, tick, param, generations")) {
             _ = try reader.next()
         }
     }
