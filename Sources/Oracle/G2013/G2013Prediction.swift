@@ -31,10 +31,9 @@ extension Predictor {
         case .connect(let connect):
             self.connect(connect)
         case .request(let request):
-            let slot = request.operation == BlkifOperation.indirect.rawValue
-                ? Self.indirectReading(of: request.blkifRequest, vbd: request.vbd, in: reference)
-                : .direct(request.blkifRequest)
-            heldNow = g2013Ring(slot, vbd: request.vbd, hold: request.hold, calls: &calls,
+            // A `request` event is a read/write-layout request given field
+            // by field; indirect requests come as `indirect` or `raw` events.
+            heldNow = g2013Ring(.direct(request.blkifRequest), vbd: request.vbd, hold: request.hold, calls: &calls,
                                 environment: environment, world: world, run: run)
         case .raw(let raw):
             guard let model = reference.connection(raw.vbd),
@@ -111,15 +110,6 @@ extension Predictor {
         }
     }
 
-    /// A `request` event whose operation is 6: the backend reads its ring
-    /// slot, as the request's encoding fills it, in the indirect layout.
-    private static func indirectReading(of request: BlkifRequest, vbd: UInt16, in reference: ReferenceModel) -> G2013Slot {
-        guard let model = reference.connection(vbd),
-              let indirect = (try? model.ringProtocol.decodeIndirectRequest(model.ringProtocol.encode(request))) ?? nil
-        else { return .direct(request) }
-        return .indirect(indirect)
-    }
-
     /// The guest side of an `indirect` event, as trace-format.md §4.8 has
     /// it: descriptors written into the pages its domain grants, and for a
     /// write the data pages they name stamped.
@@ -176,8 +166,16 @@ extension Predictor {
                                          calls: inout G2013Hypercalls, statistics: inout OracleStatistics,
                                          world: some ObservedWorld) -> HeldRequest? {
         let model = steps.model
-        guard let operation = request.knownOperation, operation != .reserved, operation != .indirect else {
+        guard let operation = request.knownOperation, operation != .reserved else {
             answer(.eopnotsupp, vbd: vbd, id: request.id, operation: request.operation)
+            return nil
+        }
+        // Operation 6 in the read/write layout (a `request` event) names no
+        // indirect fields: an indirect request that cannot be parsed, so
+        // an error, with the operation it was given (docs/generations.md,
+        // "Decisions").
+        if operation == .indirect {
+            answer(.error, vbd: vbd, id: request.id, operation: request.operation)
             return nil
         }
         let segments = request.effectiveSegments
@@ -193,11 +191,15 @@ extension Predictor {
             segmentScratch.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect, page: page,
                                             tokens: tokens))
         }
-        if let status = RequestValidation.status(of: request, segments: segments, in: model) {
-            answer(status, vbd: vbd, id: request.id, operation: request.operation)
-            return nil
-        }
         if request.isDiscard {
+            // The range first (`xen_vbd_translate`), then whether the
+            // device discards at all (`blkdev_issue_discard`'s EOPNOTSUPP).
+            let (end, overflow) = request.sectorNumber.addingReportingOverflow(request.discardSectors)
+            let status: BlkifResponseStatus? = overflow || end > model.sectors ? .error : model.discard ? nil : .eopnotsupp
+            if let status {
+                answer(status, vbd: vbd, id: request.id, operation: request.operation)
+                return nil
+            }
             model.withDisk { disk in
                 for sector in request.sectorNumber..<(request.sectorNumber + request.discardSectors) {
                     disk.erase(sector)
@@ -205,6 +207,10 @@ extension Predictor {
                 }
             }
             answer(.okay, vbd: vbd, id: request.id, operation: request.operation)
+            return nil
+        }
+        if let status = RequestValidation.status(of: request, segments: segments, in: model) {
+            answer(status, vbd: vbd, id: request.id, operation: request.operation)
             return nil
         }
         return startIO(grefs: segments.map(\.gref), vbd: vbd, id: request.id, operation: request.operation,
