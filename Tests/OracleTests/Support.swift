@@ -97,7 +97,11 @@ extension ReferenceModel {
     /// its own (the oracle keeps one across events; a test asks one event at a time).
     func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) -> Prediction {
         var predictor = Predictor(reference: self)
-        predictor.predict(event, environment: environment, world: world)
+        if let run = g2013 {
+            predictor.predictG2013(event, environment: environment, world: world, run: run)
+        } else {
+            predictor.predict(event, environment: environment, world: world)
+        }
         return predictor.prediction
     }
 }
