@@ -192,10 +192,12 @@ extension Predictor {
                                             tokens: tokens))
         }
         if request.isDiscard {
-            // The range first (`xen_vbd_translate`), then whether the
-            // device discards at all (`blkdev_issue_discard`'s EOPNOTSUPP).
+            // The range first (`xen_vbd_translate`, which checks it only
+            // when there are sectors), then whether the device discards at
+            // all (`blkdev_issue_discard`'s EOPNOTSUPP).
             let (end, overflow) = request.sectorNumber.addingReportingOverflow(request.discardSectors)
-            let status: BlkifResponseStatus? = overflow || end > model.sectors ? .error : model.discard ? nil : .eopnotsupp
+            let pastEnd = request.discardSectors > 0 && (overflow || end > model.sectors)
+            let status: BlkifResponseStatus? = pastEnd ? .error : model.discard ? nil : .eopnotsupp
             if let status {
                 answer(status, vbd: vbd, id: request.id, operation: request.operation)
                 return nil
