@@ -11,6 +11,10 @@ public struct PublishedNode: Hashable, Sendable {
     /// Indices into `PublishedTree.nodes` (which is in tree order).
     public internal(set) var left: Int?
     public internal(set) var right: Int?
+    /// G2013's flags (`PERSISTENT_GNT_ACTIVE`, `PERSISTENT_GNT_WAS_ACTIVE`),
+    /// as `/sys`-style debug state would show them; always false in G2012.
+    public var active = false
+    public var wasActive = false
 }
 
 /// The tree's shape as it stands in memory, read without touching it the
@@ -142,7 +146,8 @@ extension Blkback {
             lastGref = record.gref
             let index = nodes.count
             nodes.append(PublishedNode(gref: record.gref, color: record.links.color, handle: record.handle,
-                                       page: record.page, left: entry.leftIndex, right: nil))
+                                       page: record.page, left: entry.leftIndex, right: nil,
+                                       active: record.active, wasActive: record.wasActive))
             switch entry.place {
             case .root: root = index
             // The parent is still stacked: it is emitted after its whole left subtree.
@@ -197,7 +202,8 @@ extension Blkback {
         let nodes = order.map { record in
             PublishedNode(gref: record.gref, color: record.links.color, handle: record.handle, page: record.page,
                           left: record.links.left.flatMap { position[$0] },
-                          right: record.links.right.flatMap { position[$0] })
+                          right: record.links.right.flatMap { position[$0] },
+                          active: record.active, wasActive: record.wasActive)
         }
         return PublishedTree(nodes: nodes, root: connection.treeRoot.flatMap { position[$0] },
                              brokenLinks: broken)

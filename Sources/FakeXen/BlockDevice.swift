@@ -463,4 +463,21 @@ public final class FakeXen {
         for entry in devices where entry.vbd == vbd { return entry.device }
         return nil
     }
+
+    /// The tokens of `vbd`'s disk sectors `first ..< first + tokens.count`,
+    /// into `tokens`; false (nothing read) when the vbd never had a disk.
+    /// For observers that read the disk on every request: the disk is found
+    /// by index and read where it stands, where handing the device out
+    /// (`device(vbd:)`) retained each entry it walked past and the device itself.
+    public func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>) -> Bool {
+        var index = 0
+        while index < devices.count {
+            if devices[index].vbd == vbd {
+                devices[index].device.disk.read(into: tokens, from: first)
+                return true
+            }
+            index += 1
+        }
+        return false
+    }
 }

@@ -49,12 +49,11 @@ final class HarnessWorld: ObservedWorld {
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { grants.guestPage(domid: domid, gref: gref) }
     func guestTokens(_ page: GuestPage) -> SIMD8<UInt64> { memory.pageTokens(page) }
     func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>) {
-        guard let disk = xen.device(vbd: vbd)?.disk else {
+        guard xen.readDisk(vbd: vbd, from: first, into: tokens) else {
             // No disk attached: every sector reads as new.
             for offset in tokens.indices { tokens[offset] = Ramdisk.initialToken(sector: first &+ UInt64(offset)) }
             return
         }
-        disk.read(into: tokens, from: first)
     }
 }
 
