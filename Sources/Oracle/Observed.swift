@@ -26,12 +26,28 @@ public struct ObservedNode: Hashable, Sendable {
     public let handle: GrantHandle
     public let left: Int?
     public let right: Int?
-    public init(gref: GrantRef, isRed: Bool, handle: GrantHandle, left: Int?, right: Int?) {
+    /// The grant's G2013 flags, when the backend publishes them.
+    public let flags: ObservedGrantFlags?
+    public init(gref: GrantRef, isRed: Bool, handle: GrantHandle, left: Int?, right: Int?,
+                flags: ObservedGrantFlags? = nil) {
         self.gref = gref
         self.isRed = isRed
         self.handle = handle
         self.left = left
         self.right = right
+        self.flags = flags
+    }
+}
+
+/// A G2013 grant's flags as the backend publishes them.
+public struct ObservedGrantFlags: Hashable, Sendable {
+    /// `PERSISTENT_GNT_ACTIVE`: a request is using the grant now.
+    public let active: Bool
+    /// `PERSISTENT_GNT_WAS_ACTIVE`: used since the last purge.
+    public let wasActive: Bool
+    public init(active: Bool, wasActive: Bool) {
+        self.active = active
+        self.wasActive = wasActive
     }
 }
 

@@ -115,6 +115,7 @@ struct EventJudge {
         Checks.data(prediction, in: world, into: &findings)
         Checks.requestLeak(prediction, observed.environment, in: world, memo: &leakMemo, into: &findings)
         treeFindings(prediction, observed, in: world, memo: &treeMemo, into: &findings)
+        if !prediction.grantStates.isEmpty { Checks.grantStates(prediction, reference: reference, in: world, into: &findings) }
     }
 
     /// The tree checks, for the tree a connect or request may have changed.

@@ -33,6 +33,9 @@ struct Prediction {
     /// Held I/O completes (a `complete` or a disconnect), so what must stay
     /// mapped changes even where no map or unmap batch runs.
     var completesHeldIO = false
+    /// G2013: the connections whose grants' flags the event may have
+    /// changed (`grant-states` holds them to the reference's).
+    var grantStates: [UInt16] = []
     /// What must be mapped once the event is over.
     var mappedAfter = ExpectedMappings(connections: [:])
 
@@ -52,6 +55,7 @@ struct Prediction {
         teardown = nil
         tree = nil
         completesHeldIO = false
+        if !grantStates.isEmpty { grantStates.removeAll(keepingCapacity: true) }
         // `mappedAfter` is left as it is: `Predictor.predict` always sets it
         // anew, and resetting it cost a dictionary made and one released per
         // event. (Holding the reference's connections meanwhile copies their

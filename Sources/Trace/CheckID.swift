@@ -26,4 +26,5 @@ public enum CheckID: String, CaseIterable, Sendable {
     case responseSlot = "response-slot"
     case hostLeak = "host-leak"
     case doubleFetch = "double-fetch"
+    case grantStates = "grant-states"
 }

@@ -343,3 +343,45 @@ import Trace
         #expect(findings.first?.expected == "unmap hypercalls [2 1]")
     }
 }
+
+@Suite struct GrantStatesCheckTests {
+    let reference = ReferenceModel(generation: .g2013)
+    var world = StubWorld()
+
+    init() {
+        world.grant([1, 2])
+        world.connections[0] = ObservedConnection(persistentMode: true, persistentCount: 1, treeVersion: 1)
+        _ = reference.predict(.connect(ConnectEvent(domid: 3, persistent: true)), environment: EnvironmentRecord([]),
+                              world: world)
+    }
+
+    func tree(_ flags: ObservedGrantFlags?) -> ObservedTree {
+        ObservedTree(nodes: [ObservedNode(gref: 1, isRed: false, handle: 0, left: nil, right: nil, flags: flags)],
+                     root: 0, brokenLinks: [])
+    }
+
+    @Test func aHeldRequestsGrantIsActiveAndPutOnceItCompletes() {
+        var world = world
+        let held = reference.predict(requestEvent(id: 1, .read, grefs: [1], hold: true),
+                                     environment: EnvironmentRecord([mapBatch([(1, false)], handles: [0])]), world: world)
+        #expect(held.grantStates == [0])
+        world.trees[0] = tree(ObservedGrantFlags(active: true, wasActive: false))
+        #expect(found { Checks.grantStates(held, reference: reference, in: world, into: &$0) }.isEmpty)
+        world.trees[0] = tree(ObservedGrantFlags(active: false, wasActive: true))
+        let early = found { Checks.grantStates(held, reference: reference, in: world, into: &$0) }
+        #expect(early.map(\.check) == [.grantStates])
+        #expect(early.first?.seen == "gref 1: WAS_ACTIVE, expected ACTIVE")
+
+        let completed = reference.predict(.complete(id: 1, vbd: 0), environment: EnvironmentRecord([]), world: world)
+        #expect(completed.grantStates == [0])
+        #expect(found { Checks.grantStates(completed, reference: reference, in: world, into: &$0) }.isEmpty)
+    }
+
+    @Test func flagsNotPublishedAreNotJudged() {
+        var world = world
+        let held = reference.predict(requestEvent(id: 1, .read, grefs: [1], hold: true),
+                                     environment: EnvironmentRecord([mapBatch([(1, false)], handles: [0])]), world: world)
+        world.trees[0] = tree(nil)
+        #expect(found { Checks.grantStates(held, reference: reference, in: world, into: &$0) }.isEmpty)
+    }
+}

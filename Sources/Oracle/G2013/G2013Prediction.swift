@@ -63,6 +63,7 @@ extension Predictor {
                 let entries = grants.heldEntries.removeValue(forKey: ObjectIdentifier(request)) ?? []
                 completeG2013(request, entries: entries,
                               steps: G2013GrantSteps(model: model, grants: grants, run: run), calls: &calls)
+                prediction.grantStates.append(vbd)
                 recycle(consume request)
             }
         case .disconnect(let vbd):
@@ -139,6 +140,7 @@ extension Predictor {
             return nil
         }
         treeVbd = vbd
+        prediction.grantStates.append(vbd)
         let steps = G2013GrantSteps(model: model, grants: grants, run: run)
         var statistics = reference.statistics
         let held: HeldRequest? = switch slot {
@@ -335,7 +337,10 @@ extension Predictor {
             guard let model = reference.connection(vbd), let grants = model.g2013 else { continue }
             let before = model.version
             G2013GrantSteps(model: model, grants: grants, run: run).runThreadLoop(calls: &calls)
-            if treeVbd == nil && model.version != before { treeVbd = vbd }
+            if model.version != before {
+                if treeVbd == nil { treeVbd = vbd }
+                prediction.grantStates.append(vbd)
+            }
         }
     }
 
