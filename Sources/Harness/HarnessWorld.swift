@@ -34,9 +34,12 @@ final class HarnessWorld: ObservedWorld {
     }
 
     func tree(vbd: UInt16) -> ObservedTree? {
-        backend.publishedTree(vbd: vbd).map { tree in
+        // Only G2013's grants have flags; a G2012 tree publishes none.
+        let hasFlags = backend.variant.generation == .g2013
+        return backend.publishedTree(vbd: vbd).map { tree in
             ObservedTree(nodes: tree.nodes.map {
-                ObservedNode(gref: $0.gref, isRed: $0.color == .red, handle: $0.handle, left: $0.left, right: $0.right)
+                ObservedNode(gref: $0.gref, isRed: $0.color == .red, handle: $0.handle, left: $0.left, right: $0.right,
+                             flags: hasFlags ? ObservedGrantFlags(active: $0.active, wasActive: $0.wasActive) : nil)
             }, root: tree.root, brokenLinks: tree.brokenLinks)
         }
     }

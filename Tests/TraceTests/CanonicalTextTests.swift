@@ -81,7 +81,7 @@ import Trace
             "tree-count", "tree-order", "tree-balance", "tree-contents", "tree-mapping", "grant-limit",
             "map-ops", "unmap-bitmap", "unmap-ops", "request-leak", "response", "data", "access-unmapped",
             "unmap-in-use", "teardown", "use-after-free", "double-free", "panic", "negotiation",
-            "overflow-alert", "expect", "response-slot", "host-leak", "double-fetch",
+            "overflow-alert", "expect", "response-slot", "host-leak", "double-fetch", "grant-states",
         ])
     }
 

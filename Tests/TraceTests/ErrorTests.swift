@@ -174,7 +174,7 @@ private func error(in body: String, header: String = "xenblk-trace 1\n") -> Stri
     }
 
     @Test func badCheckID() {
-        let checks = "tree-count, tree-order, tree-balance, tree-contents, tree-mapping, grant-limit, map-ops, unmap-bitmap, unmap-ops, request-leak, response, data, access-unmapped, unmap-in-use, teardown, use-after-free, double-free, panic, negotiation, overflow-alert, expect, response-slot, host-leak, double-fetch"
+        let checks = "tree-count, tree-order, tree-balance, tree-contents, tree-mapping, grant-limit, map-ops, unmap-bitmap, unmap-ops, request-leak, response, data, access-unmapped, unmap-in-use, teardown, use-after-free, double-free, panic, negotiation, overflow-alert, expect, response-slot, host-leak, double-fetch, grant-states"
         #expect(error(in: "expect violation tree-cnt") == "t.trace:2:18: unknown check 'tree-cnt'; expected one of \(checks)")
         #expect(error(in: "expect violation backend=seed") == "t.trace:2:18: missing check before 'backend=seed' in 'expect violation'; expected one of \(checks)")
         #expect(error(in: "expect violation") == "t.trace:2:8: missing check after 'expect violation'; expected one of \(checks)")
