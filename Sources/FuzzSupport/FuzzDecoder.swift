@@ -422,16 +422,34 @@ public enum FuzzDecoder {
         var vbdIndex: Int
     }
 
-    static func requestBody(_ reader: inout FuzzReader) -> RequestBody {
+    /// The head that request and indirect choices share: the flags byte,
+    /// then an operation byte, an `nr_segments` (a byte, or a u16 for an
+    /// indirect request) and a u16 handle when the flags say so.
+    struct RequestHead {
+        var operation: UInt8
+        var nrSegments: UInt16?
+        var handle: UInt16
+        var hold: Bool
+        var vbdIndex: Int
+    }
+
+    static func requestHead(_ reader: inout FuzzReader, wideCount: Bool) -> RequestHead {
         let flags = reader.byte()
         let opIndex = Int(flags & 7)
         let operation = opIndex < FuzzFormat.Pool.operations.count ? FuzzFormat.Pool.operations[opIndex] : reader.byte()
-        let lie: UInt8? = flags & 0x10 != 0 ? reader.byte() : nil
+        let count: UInt16? = flags & 0x10 == 0 ? nil : wideCount ? reader.u16() : UInt16(reader.byte())
         let handle: UInt16 = flags & 0x80 != 0 ? reader.u16() : 0
+        return RequestHead(operation: operation, nrSegments: count, handle: handle, hold: flags & 0x08 != 0,
+                           vbdIndex: Int(flags >> 5 & 3))
+    }
+
+    static func requestBody(_ reader: inout FuzzReader) -> RequestBody {
+        let head = requestHead(&reader, wideCount: false)
+        let operation = head.operation
+        let lie = head.nrSegments.map { UInt8(truncatingIfNeeded: $0) }
         let id = reader.pick(FuzzFormat.Pool.id)
         let sector = reader.pick(FuzzFormat.Pool.sector)
-        var event = RequestEvent(id: id, operation: operation, sector: sector, handle: handle,
-                                 hold: flags & 0x08 != 0)
+        var event = RequestEvent(id: id, operation: operation, sector: sector, handle: head.handle, hold: head.hold)
         if operation == BlkifOperation.discard.rawValue {
             event.nrSectors = reader.pick(FuzzFormat.Pool.discardLength) { min($0, FuzzFormat.Limit.discardLength) }
         } else {
@@ -440,7 +458,7 @@ public enum FuzzDecoder {
         }
         // The default nr_segments is the number carried (0 for a discard): canonical as nil.
         if let lie, lie != UInt8(event.segments.count) { event.nrSegments = lie }
-        return RequestBody(event: event, vbdIndex: Int(flags >> 5 & 3))
+        return RequestBody(event: event, vbdIndex: head.vbdIndex)
     }
 
     /// A segment (or descriptor): a gref pick and a sectors byte.
@@ -456,11 +474,7 @@ public enum FuzzDecoder {
     }
 
     static func indirect(_ reader: inout FuzzReader, state: FuzzState) -> TraceEventKind? {
-        let flags = reader.byte()
-        let opIndex = Int(flags & 7)
-        let operation = opIndex < FuzzFormat.Pool.operations.count ? FuzzFormat.Pool.operations[opIndex] : reader.byte()
-        let lie: UInt16? = flags & 0x10 != 0 ? reader.u16() : nil
-        let handle: UInt16 = flags & 0x80 != 0 ? reader.u16() : 0
+        let head = requestHead(&reader, wideCount: true)
         let id = reader.pick(FuzzFormat.Pool.id)
         let sector = reader.pick(FuzzFormat.Pool.sector)
         let count = Int(reader.pick(FuzzFormat.Pool.descriptors) { min($0, FuzzFormat.Limit.descriptors) })
@@ -468,11 +482,11 @@ public enum FuzzDecoder {
         let pages = (0..<max(1, Blkif.indirectPages(forSegments: count))).map { _ in gref(&reader) }
         let vbds = state.connectedVbds
         guard !vbds.isEmpty else { return nil }
-        let vbd = vbds[Int(flags >> 5 & 3) % vbds.count]
+        let vbd = vbds[head.vbdIndex % vbds.count]
         guard state.canSubmit(vbd: vbd) else { return nil }
-        let event = IndirectRequestEvent(id: id, operation: operation, sector: sector, segments: segments,
-                                         nrSegments: lie, pages: pages, handle: handle, vbd: vbd,
-                                         hold: flags & 0x08 != 0)
+        let event = IndirectRequestEvent(id: id, operation: head.operation, sector: sector, segments: segments,
+                                         nrSegments: head.nrSegments, pages: pages, handle: head.handle, vbd: vbd,
+                                         hold: head.hold)
         return .indirect(event.canonical)
     }
 

@@ -160,30 +160,40 @@ public enum FuzzEncoder {
         let pageCount = max(1, Blkif.indirectPages(forSegments: request.segments.count))
         guard request.pages.count <= pageCount else { return nil }
         let pages = request.pages + Array(repeating: 0, count: pageCount - request.pages.count)
-        var flags = UInt8(vbdIndex) << 5
-        var after: [UInt8] = []
-        if let index = FuzzFormat.Pool.operations.firstIndex(of: request.operation) {
-            flags |= UInt8(index)
-        } else {
-            flags |= 7
-            after.append(request.operation)
-        }
-        if request.hold { flags |= 0x08 }
-        if let nr = request.nrSegments {
-            flags |= 0x10
-            after += [UInt8(truncatingIfNeeded: nr), UInt8(truncatingIfNeeded: nr >> 8)]
-        }
-        if request.handle != 0 {
-            flags |= 0x80
-            after += [UInt8(truncatingIfNeeded: request.handle), UInt8(truncatingIfNeeded: request.handle >> 8)]
-        }
-        var bytes = [FuzzFormat.Opcode.indirect.lowerBound, flags] + after
+        var bytes = [FuzzFormat.Opcode.indirect.lowerBound]
+        bytes += requestHead(operation: request.operation, nrSegments: request.nrSegments, wideCount: true,
+                             handle: request.handle, hold: request.hold, vbdIndex: vbdIndex)
         bytes += pick(request.id, FuzzFormat.Pool.id)
         bytes += pick(request.sector, FuzzFormat.Pool.sector)
         bytes += pick(UInt64(request.segments.count), FuzzFormat.Pool.descriptors)
         for segment in request.segments { bytes += self.segment(segment) }
         for page in pages { bytes += pick(UInt64(page), FuzzFormat.Pool.gref) }
         return bytes
+    }
+
+    /// The head request and indirect choices share (`FuzzDecoder.requestHead`):
+    /// flags, then the operation, count and handle the flags announce.
+    static func requestHead(operation: UInt8, nrSegments: UInt16?, wideCount: Bool, handle: UInt16, hold: Bool,
+                            vbdIndex: Int) -> [UInt8] {
+        var flags = UInt8(vbdIndex) << 5
+        var after: [UInt8] = []
+        if let index = FuzzFormat.Pool.operations.firstIndex(of: operation) {
+            flags |= UInt8(index)
+        } else {
+            flags |= 7
+            after.append(operation)
+        }
+        if hold { flags |= 0x08 }
+        if let count = nrSegments {
+            flags |= 0x10
+            after.append(UInt8(truncatingIfNeeded: count))
+            if wideCount { after.append(UInt8(truncatingIfNeeded: count >> 8)) }
+        }
+        if handle != 0 {
+            flags |= 0x80
+            after += [UInt8(truncatingIfNeeded: handle), UInt8(truncatingIfNeeded: handle >> 8)]
+        }
+        return [flags] + after
     }
 
     /// A segment's gref pick and sectors byte (or explicit sectors).
@@ -285,24 +295,8 @@ public enum FuzzEncoder {
     /// The request body (flags onwards) of a request event, for the vbd at `vbdIndex`.
     static func requestBody(_ request: RequestEvent, vbdIndex: Int) -> [UInt8]? {
         guard request.segments.count <= Blkif.maxSegmentsPerRequest else { return nil }
-        var flags = UInt8(vbdIndex) << 5
-        var after: [UInt8] = []
-        if let index = FuzzFormat.Pool.operations.firstIndex(of: request.operation) {
-            flags |= UInt8(index)
-        } else {
-            flags |= 7
-            after.append(request.operation)
-        }
-        if request.hold { flags |= 0x08 }
-        if let nr = request.nrSegments {
-            flags |= 0x10
-            after.append(nr)
-        }
-        if request.handle != 0 {
-            flags |= 0x80
-            after += [UInt8(truncatingIfNeeded: request.handle), UInt8(truncatingIfNeeded: request.handle >> 8)]
-        }
-        var bytes = [flags] + after
+        var bytes = requestHead(operation: request.operation, nrSegments: request.nrSegments.map(UInt16.init),
+                                wideCount: false, handle: request.handle, hold: request.hold, vbdIndex: vbdIndex)
         bytes += pick(request.id, FuzzFormat.Pool.id)
         bytes += pick(request.sector, FuzzFormat.Pool.sector)
         if request.operation == BlkifOperation.discard.rawValue {
