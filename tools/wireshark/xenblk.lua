@@ -91,6 +91,19 @@ local function dissect_control(tvb, pinfo, tree, vbd)
     pinfo.cols.info:set(text)
 end
 
+-- One segment (8 bytes: gref, first_sect, last_sect, padding) under `tree`,
+-- labelled; returns its canonical text.
+local function add_segment(tree, s, label_suffix)
+    local gref, first, last = s(0, 4):le_uint(), s(4, 1):uint(), s(5, 1):uint()
+    local text = string.format("%d:%d-%d", gref, first, last)
+    local seg = tree:add(f.seg, s, text .. label_suffix)
+    seg:add_le(f.gref, s(0, 4))
+    seg:add(f.first_sect, s(4, 1))
+    seg:add(f.last_sect, s(5, 1))
+    if last > 7 or last < first then seg:add_proto_expert_info(e_lies, "sectors outside the page or reversed") end
+    return text
+end
+
 -- Version 2: an indirect request (flags bit 1). The slot is
 -- blkif_request_indirect (64 bytes in both ABIs, the rest of the slot zero);
 -- the descriptors follow the slot.
@@ -120,14 +133,7 @@ local function dissect_indirect(tvb, pinfo, tree, vbd, hold)
         ops[inner] or tostring(inner), tostring(slot(sector_at, 8):le_uint64()))
     local count = (total - size) / 8
     for i = 0, count - 1 do
-        local s = tvb(1 + size + 8 * i, 8)
-        local gref, first, last = s(0, 4):le_uint(), s(4, 1):uint(), s(5, 1):uint()
-        local seg = tree:add(f.seg, s, string.format("%d:%d-%d (descriptor %d)", gref, first, last, i))
-        seg:add_le(f.gref, s(0, 4))
-        seg:add(f.first_sect, s(4, 1))
-        seg:add(f.last_sect, s(5, 1))
-        if last > 7 or last < first then seg:add_proto_expert_info(e_lies, "sectors outside the page or reversed") end
-        info = info .. " seg=" .. string.format("%d:%d-%d", gref, first, last)
+        info = info .. " seg=" .. add_segment(tree, tvb(1 + size + 8 * i, 8), " (descriptor " .. i .. ")")
     end
     if nr ~= count then info = info .. " nr=" .. nr end
     -- The pages up to those the descriptors fill or the last non-zero gref.
@@ -197,15 +203,7 @@ local function dissect_request(tvb, pinfo, tree, vbd)
         end
         for i = 0, shown - 1 do
             local s = slot(seg_at + 8 * i, 8)
-            local gref, first, last = s(0, 4):le_uint(), s(4, 1):uint(), s(5, 1):uint()
-            local label = string.format("%d:%d-%d", gref, first, last)
-            if i >= nr then label = label .. " (beyond nr_segments)" end
-            local seg = tree:add(f.seg, s, label)
-            seg:add_le(f.gref, s(0, 4))
-            seg:add(f.first_sect, s(4, 1))
-            seg:add(f.last_sect, s(5, 1))
-            if last > 7 or last < first then seg:add_proto_expert_info(e_lies, "sectors outside the page or reversed") end
-            info = info .. " seg=" .. string.format("%d:%d-%d", gref, first, last)
+            info = info .. " seg=" .. add_segment(tree, s, i >= nr and " (beyond nr_segments)" or "")
         end
         if nr ~= shown then info = info .. " nr=" .. nr end
     end
