@@ -221,12 +221,12 @@ final class ConnectionModel {
     }
 
     /// The request stays in flight until its `complete` (or the disconnect).
-    func hold(_ request: PendingRequest) {
-        state.inFlight.append(request)
+    func hold(_ request: consuming PendingRequest) {
         state.inFlightIDs.append(request.id)
         if request.hasOneOffHandles { state.mappedVersion &+= 1 }
-        guard request.isWrite else { return }
-        state.heldWritePages.increment(pagesOf: request.segments)
+        if request.isWrite { state.heldWritePages.increment(pagesOf: request.segments) }
+        // Last, so the caller's reference moves into the list (no retain).
+        state.inFlight.append(consume request)
     }
 
     /// The held request `id` completes: it is no longer in flight.
