@@ -88,18 +88,22 @@ struct EventJudge {
         } else {
             predictor.predict(event, environment: record, world: world)
         }
-        Self.judge(predictor.prediction, reference: predictor.reference,
-                   observed: EventObservation(environment: consume record, publications: publications, world: world,
-                                              reading: predictor.prediction),
-                   in: world, treeMemo: &treeMemo, leakMemo: &leakMemo, findings: &findings)
+        Self.judge(predictor.prediction, reference: predictor.reference, environment: consume record,
+                   publications: publications, in: world, treeMemo: &treeMemo, leakMemo: &leakMemo, findings: &findings)
         return Self.violations(findings, at: position)
     }
 
     /// Holds the event's prediction against what was observed. One call with
     /// the prediction, rather than one per check, so it is handed over once.
-    private static func judge(_ prediction: Prediction, reference: ReferenceModel, observed: EventObservation,
+    /// The observation is made here, from the prediction as this call holds
+    /// it: made by the caller, from the prediction inside `self`, it took a
+    /// copy of the whole prediction (209 bytes) of its own.
+    private static func judge(_ prediction: Prediction, reference: ReferenceModel,
+                              environment: consuming EnvironmentRecord, publications: [Publication],
                               in world: some ObservedWorld, treeMemo: inout TreeCheckMemo,
                               leakMemo: inout LeakCheckMemo, findings: inout [Finding]) {
+        let observed = EventObservation(environment: consume environment, publications: publications, world: world,
+                                        reading: prediction)
         reference.settle(prediction.alerts, seen: observed.environment.alerts)
         if let vbd = prediction.negotiation?.vbd ?? prediction.teardown?.vbd { treeMemo.forget(vbd: vbd) }
         // Each finding carries its place in the report (`ReportSection`); the

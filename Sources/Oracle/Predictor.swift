@@ -98,7 +98,9 @@ struct Predictor {
         // predictor, the call copied the whole predictor (264 bytes) on
         // every event, and the loads after it stalled on that copy.
         if !changedPages.isEmpty { Self.refreshHeldWrites(from: changedPages, in: reference, world: world) }
-        if let heldNow { heldNow.model.hold(heldNow.request) }
+        // Handed over, not lent: lent, both references were retained for the
+        // call and released after it.
+        if let held = consume heldNow { held.model.hold(held.request) }
         if let vbd = treeVbd, let model = reference.connection(vbd) {
             prediction.tree = TreeExpectation(vbd: vbd, connection: model)
         }
@@ -115,8 +117,9 @@ struct Predictor {
     /// A finished request is kept for reuse, if nothing else holds it (a
     /// held object would change under its holder when reused).
     mutating func recycle(_ request: consuming PendingRequest) {
-        var request = request
-        if isKnownUniquelyReferenced(&request) { spareRequests.append(request) }
+        // The parameter itself is tested and moved into the list: copied into
+        // a variable first, it was retained for the list and released after.
+        if isKnownUniquelyReferenced(&request) { spareRequests.append(consume request) }
     }
 
     /// A request object to start: a spare one if there is one.

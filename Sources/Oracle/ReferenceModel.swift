@@ -221,12 +221,12 @@ final class ConnectionModel {
     }
 
     /// The request stays in flight until its `complete` (or the disconnect).
-    func hold(_ request: PendingRequest) {
-        state.inFlight.append(request)
+    func hold(_ request: consuming PendingRequest) {
         state.inFlightIDs.append(request.id)
         if request.hasOneOffHandles { state.mappedVersion &+= 1 }
-        guard request.isWrite else { return }
-        state.heldWritePages.increment(pagesOf: request.segments)
+        if request.isWrite { state.heldWritePages.increment(pagesOf: request.segments) }
+        // Last, so the caller's reference moves into the list (no retain).
+        state.inFlight.append(consume request)
     }
 
     /// The held request `id` completes: it is no longer in flight.
@@ -256,137 +256,6 @@ final class ConnectionModel {
     /// Handles the connection must have mapped right now: its tree and its held one-offs.
     var mappedHandles: [GrantHandle] {
         Array(state.tree.values) + state.inFlight.flatMap(\.oneOffHandles)
-    }
-}
-
-/// The reference's disk: sector → token, every sector reading as its
-/// initial token until written. Stored in blocks of consecutive sectors,
-/// made on first write, all in one list; a block is found by its number
-/// through an array (numbers below `denseBlockLimit`: a disk of up to
-/// 256 GiB) or else a dictionary. I/O runs over consecutive sectors, so a
-/// segment touches one block, or two, and never hashes.
-struct DiskModel {
-    private static let sectorsPerBlock = 512
-    /// Blocks are kept in chunks of this many, each allocated whole when the
-    /// first of its blocks is made: a growing disk never copies what it
-    /// holds (one array grown by appending copied it at every doubling, and
-    /// a large workload's disk model is tens of megabytes).
-    private static let blocksPerChunk = 64
-    private static let denseBlockLimit: UInt64 = 1 << 20
-    /// Block number → 1 + its place among the blocks; 0 for a block never written.
-    /// Grows only as far as the largest block number written.
-    private var denseIndex: [Int32] = []
-    /// Block number → its place among the blocks, for numbers too large for `denseIndex`.
-    private var sparseIndex: [UInt64: Int] = [:]
-    /// The blocks' sectors: the block in place p holds its sectors in chunk
-    /// `p / blocksPerChunk`, from `(p % blocksPerChunk) * sectorsPerBlock` on.
-    private var chunks: [[UInt64]] = []
-    private var blockCount = 0
-
-    /// The block's place; nil when it was never written.
-    private func place(ofBlock number: UInt64) -> Int? {
-        if number < Self.denseBlockLimit {
-            let index = Int(number)
-            guard index < denseIndex.count, denseIndex[index] != 0 else { return nil }
-            return Int(denseIndex[index] - 1)
-        }
-        return sparseIndex[number]
-    }
-
-    /// The block's place, made (reading as the initial tokens) if new.
-    private mutating func placeCreating(block number: UInt64) -> Int {
-        if let place = place(ofBlock: number) { return place }
-        let place = blockCount
-        blockCount += 1
-        if place / Self.blocksPerChunk == chunks.count {
-            chunks.append([UInt64](repeating: 0, count: Self.blocksPerChunk * Self.sectorsPerBlock))
-        }
-        let first = number &* UInt64(Self.sectorsPerBlock)
-        withBlock(place) { block in
-            for offset in 0..<Self.sectorsPerBlock {
-                block[offset] = Ramdisk.initialToken(sector: first &+ UInt64(offset))
-            }
-        }
-        if number < Self.denseBlockLimit {
-            let index = Int(number)
-            if index >= denseIndex.count {
-                let size = max(index + 1, denseIndex.count * 2, 64)
-                denseIndex.append(contentsOf: repeatElement(0, count: size - denseIndex.count))
-            }
-            denseIndex[index] = Int32(place + 1)
-        } else {
-            sparseIndex[number] = place
-        }
-        return place
-    }
-
-    /// `body` with the sectors of the block in `place`, to change in place.
-    private mutating func withBlock<Result>(_ place: Int, _ body: (UnsafeMutablePointer<UInt64>) -> Result) -> Result {
-        chunks[place / Self.blocksPerChunk].withUnsafeMutableBufferPointer { chunk in
-            body(chunk.baseAddress! + (place % Self.blocksPerChunk) * Self.sectorsPerBlock)
-        }
-    }
-
-    /// `body` with the sectors of the block in `place`, to read.
-    private func readingBlock<Result>(_ place: Int, _ body: (UnsafePointer<UInt64>) -> Result) -> Result {
-        chunks[place / Self.blocksPerChunk].withUnsafeBufferPointer { chunk in
-            body(chunk.baseAddress! + (place % Self.blocksPerChunk) * Self.sectorsPerBlock)
-        }
-    }
-
-    /// The sector's token.
-    func token(_ sector: UInt64) -> UInt64 {
-        let number = sector / UInt64(Self.sectorsPerBlock)
-        guard let place = place(ofBlock: number) else { return Ramdisk.initialToken(sector: sector) }
-        return readingBlock(place) { $0[Int(sector % UInt64(Self.sectorsPerBlock))] }
-    }
-
-    mutating func write(_ token: UInt64, at sector: UInt64) {
-        let place = placeCreating(block: sector / UInt64(Self.sectorsPerBlock))
-        withBlock(place) { $0[Int(sector % UInt64(Self.sectorsPerBlock))] = token }
-    }
-
-    /// Consecutive sectors from `sector` on, read into `tokens`: one block
-    /// lookup and one copy per block the run touches, not one per sector.
-    func read(into tokens: UnsafeMutableBufferPointer<UInt64>, from sector: UInt64) {
-        var sector = sector
-        var done = 0
-        while done < tokens.count {
-            let offset = Int(sector % UInt64(Self.sectorsPerBlock))
-            let count = min(tokens.count - done, Self.sectorsPerBlock - offset)
-            if let place = place(ofBlock: sector / UInt64(Self.sectorsPerBlock)) {
-                readingBlock(place) { block in
-                    (tokens.baseAddress! + done).update(from: block + offset, count: count)
-                }
-            } else {
-                for step in 0..<count { tokens[done + step] = Ramdisk.initialToken(sector: sector &+ UInt64(step)) }
-            }
-            done += count
-            sector &+= UInt64(count)
-        }
-    }
-
-    /// `tokens` written to consecutive sectors from `sector` on, as writing
-    /// each in turn: one block lookup and one copy per block the run touches.
-    mutating func write(_ tokens: UnsafeBufferPointer<UInt64>, at sector: UInt64) {
-        var sector = sector
-        var done = 0
-        while done < tokens.count {
-            let offset = Int(sector % UInt64(Self.sectorsPerBlock))
-            let count = min(tokens.count - done, Self.sectorsPerBlock - offset)
-            let place = placeCreating(block: sector / UInt64(Self.sectorsPerBlock))
-            withBlock(place) { block in
-                (block + offset).update(from: tokens.baseAddress! + done, count: count)
-            }
-            done += count
-            sector &+= UInt64(count)
-        }
-    }
-
-    /// A discard: the sector reads as new again.
-    mutating func erase(_ sector: UInt64) {
-        guard place(ofBlock: sector / UInt64(Self.sectorsPerBlock)) != nil else { return }
-        write(Ramdisk.initialToken(sector: sector), at: sector)
     }
 }
 

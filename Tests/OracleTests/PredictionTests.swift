@@ -203,6 +203,40 @@ import Trace
         }
     }
 
+    /// Runs of counting tokens, single sectors and tokens that do not count
+    /// up (which outgrow a block's record of runs) mixed in few blocks, read
+    /// back over random ranges after every write, against a dictionary.
+    @Test func runsAndSpilledBlocksAgreeWithASectorDictionary() {
+        var disk = DiskModel()
+        var reference: [UInt64: UInt64] = [:]
+        var state: UInt64 = 0x2545_F491_4F6C_DD1D
+        func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 11 }
+        let span: UInt64 = 6 * 512
+        let base: UInt64 = 1 << 48 - 1024
+        for round in 0..<3000 {
+            let sector = base + next() % span
+            let count = Int(next() % 90) + 1
+            let counting = next() % 4 != 0
+            let first = next()
+            let tokens = (0..<count).map { counting ? first &+ UInt64($0) : next() % 5 }
+            tokens.withUnsafeBufferPointer { disk.write($0, at: sector) }
+            for (offset, token) in tokens.enumerated() { reference[sector + UInt64(offset)] = token }
+            let from = base + next() % span
+            let length = Int(next() % 700) + 1
+            var seen = [UInt64](repeating: 0, count: length)
+            seen.withUnsafeMutableBufferPointer { disk.read(into: $0, from: from) }
+            for offset in 0..<length {
+                let sector = from + UInt64(offset)
+                #expect(seen[offset] == (reference[sector] ?? Ramdisk.initialToken(sector: sector)),
+                        "round \(round), sector \(sector)")
+            }
+            if round % 500 == 0, let erased = reference.keys.first {
+                disk.erase(erased)
+                reference[erased] = nil
+            }
+        }
+    }
+
     @Test func anErasedSectorReadsAsNewAgain() {
         var disk = DiskModel()
         disk.write(5, at: 600)

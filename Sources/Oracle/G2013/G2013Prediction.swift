@@ -97,7 +97,7 @@ extension Predictor {
         prediction.unmaps = calls.unmapped
         prediction.unmapBatchOrder = calls.unmapBatches
         if !changedPages.isEmpty { Self.refreshHeldWrites(from: changedPages, in: reference, world: world) }
-        if let heldNow { heldNow.model.hold(heldNow.request) }
+        if let held = consume heldNow { held.model.hold(held.request) }
         if let vbd = treeVbd, let model = reference.connection(vbd) {
             // The limit is the parameter now; lowering it leaves a larger
             // tree until a purge can shrink it, and `tree-contents` holds
