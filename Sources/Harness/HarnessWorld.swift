@@ -51,10 +51,6 @@ final class HarnessWorld: ObservedWorld {
     func liveAllocationCount(of owner: AllocationOwner) -> Int { xen.kernel.liveAllocationCount(of: owner) }
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { grants.guestPage(domid: domid, gref: gref) }
     func guestTokens(_ page: GuestPage) -> SIMD8<UInt64> { memory.pageTokens(page) }
-    func readSegmentPages(_ segments: [BlkifSegment], domid: DomainID, withTokens: Bool,
-                          into reads: UnsafeMutableBufferPointer<SegmentPageRead>) {
-        grants.readSegmentPages(segments, of: domid, tokensFrom: withTokens ? memory : nil, into: reads)
-    }
     func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>) {
         guard xen.readDisk(vbd: vbd, from: first, into: tokens) else {
             // No disk attached: every sector reads as new.

@@ -97,29 +97,8 @@ public protocol ObservedWorld {
     /// The eight sector tokens of a guest page: I/O moves whole segments, so
     /// the oracle reads a page at once rather than sector by sector.
     func guestTokens(_ page: GuestPage) -> SIMD8<UInt64>
-    /// For each of `segments`, what `guestPage(domid:gref:)` answers for its
-    /// gref and, if `withTokens`, that page's `guestTokens` (zeros otherwise):
-    /// `reads[i]` for `segments[i]`, initialized by the call. One call per
-    /// request, where the two per segment were each a call the oracle
-    /// cannot inline. `reads` holds at least `segments.count` elements.
-    func readSegmentPages(_ segments: [BlkifSegment], domid: DomainID, withTokens: Bool,
-                          into reads: UnsafeMutableBufferPointer<SegmentPageRead>)
     /// The tokens of disk sectors `first ..< first + tokens.count` of `vbd`,
     /// read into `tokens` at once: one call and one look for the disk per
     /// run of sectors, not one per sector or per page.
     func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>)
-}
-
-extension ObservedWorld {
-    /// Segment by segment through `guestPage` and `guestTokens`, for worlds
-    /// (test stubs) with no faster way.
-    public func readSegmentPages(_ segments: [BlkifSegment], domid: DomainID, withTokens: Bool,
-                                 into reads: UnsafeMutableBufferPointer<SegmentPageRead>) {
-        precondition(reads.count >= segments.count, "one read per segment")
-        for (index, segment) in segments.enumerated() {
-            let page = guestPage(domid: domid, gref: segment.gref)
-            let tokens = withTokens ? page.map { guestTokens($0) } ?? SIMD8<UInt64>() : SIMD8<UInt64>()
-            reads.initializeElement(at: index, to: SegmentPageRead(page: page, tokens: tokens))
-        }
-    }
 }

@@ -26,7 +26,16 @@ extension Predictor {
         // element of the list. (Made by appending: a list made through
         // `init(unsafeUninitializedCapacity:)` looked its type up at run time.)
         // Into the predictor's own list, kept with its capacity.
-        readSegments(segments, domid: domid, stampsPages: stampsPages, withTokens: !isRead, world: world)
+        segmentScratch.removeAll(keepingCapacity: true)
+        for segment in segments {
+            let page = world.guestPage(domid: domid, gref: segment.gref)
+            var tokens = SIMD8<UInt64>()
+            if let page {
+                if stampsPages { changedPages.append(page) }
+                if !isRead { tokens = world.guestTokens(page) }
+            }
+            segmentScratch.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect, page: page, tokens: tokens))
+        }
 
         if let status = RequestValidation.status(of: request, segments: segments, in: model) {
             prediction.mapOps = .noBatch(because: "the request is invalid (answer \(status))")
@@ -136,24 +145,5 @@ extension Predictor {
         complete(pending, in: model)
         recycle(consume pending)
         return nil
-    }
-
-    /// `segmentScratch` becomes `segments` with the guest page behind each
-    /// (as the grants stand now) and, if `withTokens`, the page's tokens;
-    /// each page found is a changed page too if `stampsPages`. The world is
-    /// asked once for the whole request (`readSegmentPages`), into a buffer
-    /// on the stack for a request's few segments.
-    mutating func readSegments(_ segments: [BlkifSegment], domid: DomainID, stampsPages: Bool, withTokens: Bool,
-                               world: some ObservedWorld) {
-        segmentScratch.removeAll(keepingCapacity: true)
-        withUnsafeTemporaryAllocation(of: SegmentPageRead.self, capacity: segments.count) { reads in
-            world.readSegmentPages(segments, domid: domid, withTokens: withTokens, into: reads)
-            for (index, segment) in segments.enumerated() {
-                let read = reads[index]
-                if stampsPages, let page = read.page { changedPages.append(page) }
-                segmentScratch.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect,
-                                                page: read.page, tokens: read.tokens))
-            }
-        }
     }
 }

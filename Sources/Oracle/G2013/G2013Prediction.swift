@@ -182,7 +182,17 @@ extension Predictor {
         }
         let segments = request.effectiveSegments
         let isRead = operation == .read
-        readSegments(segments, domid: model.domid, stampsPages: operation.isWrite, withTokens: !isRead, world: world)
+        segmentScratch.removeAll(keepingCapacity: true)
+        for segment in segments {
+            let page = world.guestPage(domid: model.domid, gref: segment.gref)
+            var tokens = SIMD8<UInt64>()
+            if let page {
+                if operation.isWrite { changedPages.append(page) }
+                if !isRead { tokens = world.guestTokens(page) }
+            }
+            segmentScratch.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect, page: page,
+                                            tokens: tokens))
+        }
         if request.isDiscard {
             // The range first (`xen_vbd_translate`, which checks it only
             // when there are sectors), then whether the device discards at
@@ -265,7 +275,13 @@ extension Predictor {
             fail(&self)
             return nil
         }
-        readSegments(descriptors, domid: model.domid, stampsPages: false, withTokens: !isRead, world: world)
+        segmentScratch.removeAll(keepingCapacity: true)
+        for segment in descriptors {
+            let page = world.guestPage(domid: model.domid, gref: segment.gref)
+            let tokens = !isRead ? page.map { world.guestTokens($0) } ?? SIMD8<UInt64>() : SIMD8<UInt64>()
+            segmentScratch.append(SegmentIO(firstSect: segment.firstSect, lastSect: segment.lastSect, page: page,
+                                            tokens: tokens))
+        }
         return startIO(grefs: descriptors.map(\.gref), vbd: vbd, id: request.id, operation: operation,
                        isWrite: !isRead, sector: request.sectorNumber, hold: hold, steps: steps, calls: &calls,
                        statistics: &statistics)
