@@ -89,9 +89,10 @@ struct EventObservation {
     /// The event's unmap ops held against the handles expected to be unmapped.
     let unmaps: UnmapLedger
 
-    /// (The prediction is borrowed: an initializer's arguments are otherwise
-    /// its own, and the caller copied the whole prediction for it.)
-    init(environment: EnvironmentRecord, publications: [Publication], world: some ObservedWorld,
+    /// (The prediction and the world are borrowed: an initializer's arguments
+    /// are otherwise its own, and the caller copied the whole prediction for
+    /// it, and retained the world only for this to release it.)
+    init(environment: EnvironmentRecord, publications: [Publication], world: borrowing some ObservedWorld,
          reading prediction: borrowing Prediction) {
         // The ledger first, while the record is still the argument: read
         // after the record was moved into `self`, it was copied to be read.
@@ -103,7 +104,8 @@ struct EventObservation {
         }
         self.environment = environment
         self.publications = publications
-        connection = prediction.connectionVbd.flatMap { world.connection(vbd: $0) }
+        // Asked directly, not in a closure, which would capture (copy) the borrowed world.
+        if let vbd = prediction.connectionVbd { connection = world.connection(vbd: vbd) } else { connection = nil }
     }
 }
 

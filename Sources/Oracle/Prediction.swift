@@ -204,7 +204,7 @@ struct ExpectedMappings {
     }
 }
 
-/// See `ReferenceModel.mappedHandlesVersion(of:)`.
+/// See `ReferenceModel.mappedHandlesVersion`.
 struct MappedHandlesVersion: Equatable {
     let connections: UInt64
     let mappings: UInt64

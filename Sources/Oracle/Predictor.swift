@@ -150,7 +150,8 @@ struct Predictor {
             limit: g2013Run?.parameters.maxPersistentGrants
                 ?? connect.maxPersistent ?? connect.protocolName.maxPersistentGrants,
             sectors: connect.sectors, flush: connect.flush, discard: connect.discard,
-            g2013: g2013Run == nil ? nil : G2013ConnectionState()), vbd: connect.vbd)
+            g2013: g2013Run == nil ? nil : G2013ConnectionState(),
+            mappedChanges: reference.mappedChanges), vbd: connect.vbd)
         prediction.negotiation = ExpectedNegotiation(vbd: connect.vbd, persistent: mode,
                                                      backendOffers: connect.backendPersistent,
                                                      frontendFeature: frontendFeature)

@@ -75,18 +75,19 @@ final class ReferenceModel {
 
     func setFrontendKey(_ name: String, to value: String) { state.frontendKeys[name] = value }
 
+    /// Counts every change to what one of the reference's connections must
+    /// have mapped; each connection made for it (`setConnection`) is handed this.
+    let mappedChanges = MappedChangeCounter()
+
     /// Moves whenever what must be mapped (`ExpectedMappings`) may have
     /// changed: a connection came or went, or one's tree or held one-offs
-    /// changed. Each connection's `mappedVersion` only grows while it
-    /// exists, so their sum grows with any of them. `connections` is the
-    /// reference's own, read once by the caller.
-    func mappedHandlesVersion(of connections: [UInt16: ConnectionModel]) -> MappedHandlesVersion {
-        MappedHandlesVersion(connections: state.connectionsVersion,
-                             mappings: connections.values.reduce(0) { $0 &+ $1.mappedVersion })
+    /// changed (`mappedChanges`: only connections the reference holds
+    /// change, so it moves exactly when the sum of their `mappedVersion`s
+    /// would). Read per event without touching the connections: summing
+    /// them retained and released the dictionary (and walked it) every time.
+    var mappedHandlesVersion: MappedHandlesVersion {
+        MappedHandlesVersion(connections: state.connectionsVersion, mappings: mappedChanges.count)
     }
-
-    /// `mappedHandlesVersion(of:)` of the reference's own connections.
-    var mappedHandlesVersion: MappedHandlesVersion { mappedHandlesVersion(of: state.connections) }
 
     /// The alert an aborted request may or may not have printed: what it did
     /// decides whether the connection has alerted.
@@ -170,8 +171,10 @@ final class ConnectionModel {
     @exclusivity(unchecked) private var state = State()
 
     init(domid: DomainID, ringProtocol: BlkifProtocol, persistentMode: Bool, limit: Int,
-         sectors: UInt64, flush: Bool, discard: Bool, g2013: G2013ConnectionState? = nil) {
+         sectors: UInt64, flush: Bool, discard: Bool, g2013: G2013ConnectionState? = nil,
+         mappedChanges: MappedChangeCounter = MappedChangeCounter()) {
         self.g2013 = g2013
+        self.mappedChanges = mappedChanges
         self.domid = domid
         self.ringProtocol = ringProtocol
         self.persistentMode = persistentMode
@@ -195,6 +198,15 @@ final class ConnectionModel {
     /// Bumped whenever `mappedHandles` changes, so an unchanged expectation
     /// need not be held against the world again (see `LeakCheckMemo`).
     var mappedVersion: UInt64 { state.mappedVersion }
+    /// Told of every change to `mappedVersion`, with the other connections
+    /// of the same reference (`ReferenceModel.mappedHandlesVersion`).
+    private let mappedChanges: MappedChangeCounter
+
+    /// `mappedHandles` changed.
+    private func mappedHandlesChanged() {
+        state.mappedVersion &+= 1
+        mappedChanges.bump()
+    }
 
     /// The handle `gref`'s persistent map returned, if it is in the tree
     /// (asked per segment, so without handing out the whole tree).
@@ -210,20 +222,20 @@ final class ConnectionModel {
     func addPersistentGrant(_ gref: GrantRef, handle: GrantHandle) {
         state.tree.set(handle, for: gref)
         state.version &+= 1
-        state.mappedVersion &+= 1
+        mappedHandlesChanged()
     }
 
     /// `gref` leaves the tree (a G2013 purge or teardown unmapped it).
     func removePersistentGrant(_ gref: GrantRef) {
         guard state.tree.remove(gref) != nil else { return }
         state.version &+= 1
-        state.mappedVersion &+= 1
+        mappedHandlesChanged()
     }
 
     /// The request stays in flight until its `complete` (or the disconnect).
     func hold(_ request: consuming PendingRequest) {
         state.inFlightIDs.append(request.id)
-        if request.hasOneOffHandles { state.mappedVersion &+= 1 }
+        if request.hasOneOffHandles { mappedHandlesChanged() }
         if request.isWrite { state.heldWritePages.increment(pagesOf: request.segments) }
         // Last, so the caller's reference moves into the list (no retain).
         state.inFlight.append(consume request)
@@ -234,7 +246,7 @@ final class ConnectionModel {
         guard let index = state.inFlightIDs.firstIndex(of: id) else { return nil }
         state.inFlightIDs.remove(at: index)
         let request = state.inFlight.remove(at: index)
-        if request.hasOneOffHandles { state.mappedVersion &+= 1 }
+        if request.hasOneOffHandles { mappedHandlesChanged() }
         // Every page was counted in when the request was held.
         if request.isWrite { state.heldWritePages.decrement(pagesOf: request.segments) }
         return request
@@ -257,6 +269,18 @@ final class ConnectionModel {
     var mappedHandles: [GrantHandle] {
         Array(state.tree.values) + state.inFlight.flatMap(\.oneOffHandles)
     }
+}
+
+/// How many times what a reference's connections must have mapped has
+/// changed: one counter the reference reads per event, where it summed
+/// each connection's `mappedVersion`.
+final class MappedChangeCounter {
+    // Unchecked exclusivity: `count` is private to this final class; `bump`
+    // changes it in one statement and the getter reads it, neither calling
+    // out, so no two accesses can overlap. Bumped several times per request.
+    @exclusivity(unchecked) private(set) var count: UInt64 = 0
+
+    func bump() { count &+= 1 }
 }
 
 /// One segment of a pending request, as its I/O will move it: the lanes of
