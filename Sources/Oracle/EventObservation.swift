@@ -72,17 +72,18 @@ struct EnvironmentRecord {
     }
 }
 
-/// What a check may look at after one event besides the world itself: what
-/// the environment recorded and what the backend published (never the
+/// What a check may look at after one event besides the world itself and
+/// the backend's publications: what the environment recorded (never the
 /// backend's internals). Two things are read in the light of the prediction:
 /// which connection to look at, and which unmaps were expected.
 ///
 /// The world is not stored here: the few checks that read it take it as an
 /// argument. A stored generic world made this value be destroyed through
-/// its type's metadata on every event.
+/// its type's metadata on every event. Nor are the publications: the three
+/// checks that read them are handed them, and a stored list was retained
+/// for this value and released with it on every event.
 struct EventObservation {
     let environment: EnvironmentRecord
-    let publications: [Publication]
     /// What the backend publishes about the connection the event acted on
     /// (`Prediction.connectionVbd`); nil when it holds no such connection.
     let connection: ObservedConnection?
@@ -92,7 +93,7 @@ struct EventObservation {
     /// (The prediction and the world are borrowed: an initializer's arguments
     /// are otherwise its own, and the caller copied the whole prediction for
     /// it, and retained the world only for this to release it.)
-    init(environment: EnvironmentRecord, publications: [Publication], world: borrowing some ObservedWorld,
+    init(environment: EnvironmentRecord, world: borrowing some ObservedWorld,
          reading prediction: borrowing Prediction) {
         // The ledger first, while the record is still the argument: read
         // after the record was moved into `self`, it was copied to be read.
@@ -103,7 +104,6 @@ struct EventObservation {
             unmaps = UnmapLedger(expected: prediction.unmaps, batches: batches)
         }
         self.environment = environment
-        self.publications = publications
         // Asked directly, not in a closure, which would capture (copy) the borrowed world.
         if let vbd = prediction.connectionVbd { connection = world.connection(vbd: vbd) } else { connection = nil }
     }

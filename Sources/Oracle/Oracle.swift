@@ -102,18 +102,17 @@ struct EventJudge {
                               environment: consuming EnvironmentRecord, publications: [Publication],
                               in world: some ObservedWorld, treeMemo: inout TreeCheckMemo,
                               leakMemo: inout LeakCheckMemo, findings: inout [Finding]) {
-        let observed = EventObservation(environment: consume environment, publications: publications, world: world,
-                                        reading: prediction)
+        let observed = EventObservation(environment: consume environment, world: world, reading: prediction)
         reference.settle(prediction.alerts, seen: observed.environment.alerts)
         if let vbd = prediction.negotiation?.vbd ?? prediction.teardown?.vbd { treeMemo.forget(vbd: vbd) }
         // Each finding carries its place in the report (`ReportSection`); the
         // order of these calls matters only within one section.
-        Checks.negotiation(prediction, observed, into: &findings)
+        Checks.negotiation(prediction, observed, published: publications, into: &findings)
         Checks.mapOps(prediction, observed, into: &findings)
         Checks.overflowAlert(prediction, observed, into: &findings)
-        Checks.response(prediction, observed, into: &findings)
+        Checks.response(prediction, published: publications, into: &findings)
         Checks.responseSlot(observed.environment, into: &findings)
-        Checks.unmapBitmap(prediction, observed, into: &findings)
+        Checks.unmapBitmap(prediction, published: publications, into: &findings)
         Checks.unmapOps(prediction, observed, into: &findings)
         Checks.teardown(prediction, observed, in: world, into: &findings)
         Checks.data(prediction, in: world, into: &findings)

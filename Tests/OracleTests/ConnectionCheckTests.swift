@@ -9,22 +9,23 @@ import Trace
                                                               frontendFeature: "1"))
 
     @Test func theNegotiatedModePasses() {
-        let observed = observe(publications: [.negotiated(vbd: 0, persistent: true)], for: connect)
-        #expect(found { Checks.negotiation(connect, observed, into: &$0) } == [])
+        let published: [Publication] = [.negotiated(vbd: 0, persistent: true)]
+        #expect(found { Checks.negotiation(connect, observe(for: connect), published: published, into: &$0) } == [])
     }
 
     @Test func theWrongModeSaysWhatDecidedIt() {
-        let observed = observe(publications: [.negotiated(vbd: 0, persistent: false)], for: connect)
-        #expect(found { Checks.negotiation(connect, observed, into: &$0) } == [Finding(
+        let published: [Publication] = [.negotiated(vbd: 0, persistent: false)]
+        #expect(found { Checks.negotiation(connect, observe(for: connect), published: published, into: &$0) } == [Finding(
             .negotiation, in: .connection,
             expected: "persistent grants on (backend offers: true, frontend feature-persistent: 1)", seen: "off")])
-        #expect(found { Checks.negotiation(connect, observe(for: connect), into: &$0) }.map(\.seen) == ["no negotiation"])
+        #expect(found { Checks.negotiation(connect, observe(for: connect), published: [], into: &$0) }.map(\.seen)
+                    == ["no negotiation"])
     }
 
     @Test func anyOtherEventNegotiatesNothing() {
         let none = Prediction()
-        let observed = observe(publications: [.negotiated(vbd: 1, persistent: false)], for: none)
-        #expect(found { Checks.negotiation(none, observed, into: &$0) } == [
+        let published: [Publication] = [.negotiated(vbd: 1, persistent: false)]
+        #expect(found { Checks.negotiation(none, observe(for: none), published: published, into: &$0) } == [
             Finding(.negotiation, in: .connection, expected: "no negotiation now",
                     seen: "vbd 1 negotiated persistent grants off")])
     }
@@ -32,12 +33,12 @@ import Trace
     @Test func aConnectionTheBackendDoesNotHold() {
         var prediction = Prediction()
         prediction.tree = TreeExpectation(vbd: 2, connection: connectionModel())
-        #expect(found { Checks.negotiation(prediction, observe(for: prediction), into: &$0) } == [
+        #expect(found { Checks.negotiation(prediction, observe(for: prediction), published: [], into: &$0) } == [
             Finding(.negotiation, in: .tree, expected: "vbd 2 connected", seen: "the backend has no such connection"),
         ])
         var world = StubWorld()
         world.connections[2] = ObservedConnection(persistentMode: true, persistentCount: 0, treeVersion: 0)
-        #expect(found { Checks.negotiation(prediction, observe(world: world, for: prediction), into: &$0) } == [])
+        #expect(found { Checks.negotiation(prediction, observe(world: world, for: prediction), published: [], into: &$0) } == [])
     }
 }
 

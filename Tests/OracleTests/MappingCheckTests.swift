@@ -122,12 +122,12 @@ import Trace
 
     @Test func theBitmapOfTheOneOffsPasses() {
         let step = Publication.unmapping(vbd: 0, id: 7, nrSegments: 3, bitmap: 0b101)
-        #expect(found { Checks.unmapBitmap(prediction, observe(publications: [step], for: prediction), into: &$0) } == [])
+        #expect(found { Checks.unmapBitmap(prediction, published: [step], into: &$0) } == [])
     }
 
     @Test func aWrongBitmapShowsBothSets() {
         let step = Publication.unmapping(vbd: 0, id: 7, nrSegments: 3, bitmap: 0b001)
-        let findings = found { Checks.unmapBitmap(prediction, observe(publications: [step], for: prediction), into: &$0) }
+        let findings = found { Checks.unmapBitmap(prediction, published: [step], into: &$0) }
         #expect(findings.map(\.check) == [.unmapBitmap])
         #expect(findings.first?.expected == "request 7 bitmap {0,2} (its one-off segments)")
         #expect(findings.first?.seen == "bitmap {0}")
@@ -136,12 +136,12 @@ import Trace
     @Test func aBitBeyondTheSegmentsIsWrongEvenUnpredicted() {
         let step = Publication.unmapping(vbd: 0, id: 8, nrSegments: 2, bitmap: 0b100)
         let nothing = Prediction()
-        let findings = found { Checks.unmapBitmap(nothing, observe(publications: [step], for: nothing), into: &$0) }
+        let findings = found { Checks.unmapBitmap(nothing, published: [step], into: &$0) }
         #expect(findings.map(\.expected) == ["no bit at or beyond nr_segments 2 (request 8)"])
     }
 
     @Test func aMissingStepIsReported() {
-        let findings = found { Checks.unmapBitmap(prediction, observe(for: prediction), into: &$0) }
+        let findings = found { Checks.unmapBitmap(prediction, published: [], into: &$0) }
         #expect(findings.map(\.seen) == ["no unmap step for it"])
     }
 }

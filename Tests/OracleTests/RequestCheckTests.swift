@@ -8,19 +8,19 @@ import Trace
     let prediction = Prediction(responses: [ExpectedResponse(vbd: 0, id: 1, status: .okay)])
 
     @Test func theExpectedAnswerPasses() {
-        #expect(found { Checks.response(prediction, observe(publications: [response(id: 1, .okay)], for: prediction), into: &$0) } == [])
+        #expect(found { Checks.response(prediction, published: [response(id: 1, .okay)], into: &$0) } == [])
     }
 
     @Test func aWrongStatusNamesBoth() {
-        let findings = found { Checks.response(prediction, observe(publications: [response(id: 1, .error)], for: prediction), into: &$0) }
+        let findings = found { Checks.response(prediction, published: [response(id: 1, .error)], into: &$0) }
         #expect(findings == [Finding(.response, in: .responses, expected: "id 1 answered okay", seen: "error")])
     }
 
     @Test func anAnswerTwiceAndAnAnswerMissing() {
-        let twice = found { Checks.response(prediction, observe(publications: [response(id: 1, .okay), response(id: 1, .okay)],
-                                                        for: prediction), into: &$0) }
+        let twice = found { Checks.response(prediction, published: [response(id: 1, .okay), response(id: 1, .okay)],
+                                               into: &$0) }
         #expect(twice.map(\.expected) == ["no response for id 1 now (one per request)"])
-        #expect(found { Checks.response(prediction, observe(for: prediction), into: &$0) }.map(\.seen) == ["no response"])
+        #expect(found { Checks.response(prediction, published: [], into: &$0) }.map(\.seen) == ["no response"])
     }
 }
 

@@ -89,7 +89,7 @@ import Trace
 
     @Test func theResponseCheckComparesTheOperation() {
         let want = Prediction(responses: [ExpectedResponse(vbd: 0, id: 1, status: .okay, operation: .write)])
-        let findings = found { Checks.response(want, observe(publications: [response(id: 1, .okay)], for: want), into: &$0) }
+        let findings = found { Checks.response(want, published: [response(id: 1, .okay)], into: &$0) }
         #expect(findings == [Finding(.response, in: .responses, expected: "id 1 answered with its operation 1",
                                      seen: "operation 0")])
     }

@@ -60,9 +60,9 @@ func unmapBatch(_ ops: [(handle: GrantHandle, unmapped: GrantMapping?)]) -> Obse
         results: ops.map { UnmapResult(status: $0.unmapped == nil ? .badHandle : .okay, unmapped: $0.unmapped) }))
 }
 
-func observe(_ environment: [Observation] = [], publications: [Publication] = [], world: StubWorld = StubWorld(),
+func observe(_ environment: [Observation] = [], world: StubWorld = StubWorld(),
              for prediction: Prediction) -> EventObservation {
-    EventObservation(environment: EnvironmentRecord(environment), publications: publications, world: world,
+    EventObservation(environment: EnvironmentRecord(environment), world: world,
                      reading: prediction)
 }
 

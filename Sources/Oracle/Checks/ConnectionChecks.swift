@@ -7,9 +7,12 @@ extension Checks {
     /// backend offers them and the frontend's `feature-persistent` reads as
     /// 1; every other event, a repeated Connected among them, publishes none.
     /// After a connect or a request, the backend holds that vbd's connection.
-    static func negotiation(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
+    /// (The publications are handed to it, not kept in `observed`: kept,
+    /// the list was retained and released once more on every event.)
+    static func negotiation(_ prediction: Prediction, _ observed: EventObservation, published publications: [Publication],
+                            into findings: inout [Finding]) {
         if let expected = prediction.negotiation {
-            let seen = observed.publications.compactMap { publication -> Bool? in
+            let seen = publications.compactMap { publication -> Bool? in
                 if case let .negotiated(vbd, persistent) = publication, vbd == expected.vbd { return persistent }
                 return nil
             }
@@ -20,7 +23,7 @@ extension Checks {
                     seen: seen.isEmpty ? "no negotiation" : seen.map { $0 ? "on" : "off" }.joined(separator: ", ")))
             }
         } else {
-            for case let .negotiated(vbd, persistent) in observed.publications {
+            for case let .negotiated(vbd, persistent) in publications {
                 findings.append(Finding(.negotiation, in: .connection, expected: "no negotiation now",
                                         seen: "vbd \(vbd) negotiated persistent grants \(persistent ? "on" : "off")"))
             }

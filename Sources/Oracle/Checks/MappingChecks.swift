@@ -146,10 +146,11 @@ extension Checks {
     /// has no bit at or beyond its `nr_segments`, and for every request that
     /// completes or fails it is published, with exactly the bits of the
     /// segments that were one-offs or were demoted to one-offs.
-    static func unmapBitmap(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
-        if unmappedAsPredicted(prediction.unmapBitmaps, observed.publications) { return }
+    static func unmapBitmap(_ prediction: Prediction, published publications: [Publication],
+                            into findings: inout [Finding]) {
+        if unmappedAsPredicted(prediction.unmapBitmaps, publications) { return }
         var expected = prediction.unmapBitmaps
-        for publication in observed.publications {
+        for publication in publications {
             guard case let .unmapping(vbd, id, nrSegments, bitmap) = publication else { continue }
             if nrSegments < 16, bitmap >> nrSegments != 0 {
                 findings.append(Finding(.unmapBitmap, in: .unmapBitmaps,

@@ -11,10 +11,10 @@ extension Checks {
     /// exactly once, with the status the reference predicts (invalid:
     /// error or eopnotsupp; a failed map or allocation: error; otherwise
     /// okay) and the request's own operation byte, and nothing else is answered.
-    static func response(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
-        if answeredAsPredicted(prediction.responses, observed.publications) { return }
+    static func response(_ prediction: Prediction, published publications: [Publication], into findings: inout [Finding]) {
+        if answeredAsPredicted(prediction.responses, publications) { return }
         var expected = prediction.responses
-        for publication in observed.publications {
+        for publication in publications {
             guard case let .response(vbd, response) = publication else { continue }
             guard let index = expected.firstIndex(where: { $0.vbd == vbd && $0.id == response.id }) else {
                 findings.append(Finding(.response, in: .responses,
