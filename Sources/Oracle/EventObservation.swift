@@ -126,6 +126,15 @@ struct UnmapLedger {
     private(set) var missing: Set<GrantHandle>
 
     init(expected: borrowing Set<GrantHandle>, batches: [UnmapBatch]) {
+        // The usual event runs no unmap batch: then every expected handle is
+        // missing, and there is nothing to go through. (Going through no
+        // batches still cost as much as a small batch, on every event.) With
+        // none expected either, the set is not even copied: copying the
+        // empty one was a retain and, with the ledger, a release per event.
+        guard !batches.isEmpty else {
+            missing = expected.isEmpty ? [] : copy expected
+            return
+        }
         missing = copy expected
         for (index, batch) in batches.enumerated() {
             for (op, result) in zip(batch.ops, batch.results) {
@@ -144,6 +153,11 @@ struct UnmapLedger {
     /// hypercalls name them (a handle freed early in an event may be handed
     /// out and unmapped again later in it), each time matched by one op.
     init(expectedInOrder order: [[GrantHandle]], batches: [UnmapBatch]) {
+        // Nothing expected and nothing run: nothing to count.
+        guard !(order.isEmpty && batches.isEmpty) else {
+            missing = []
+            return
+        }
         var remaining: [GrantHandle: Int] = [:]
         for batch in order { for handle in batch { remaining[handle, default: 0] += 1 } }
         for (index, batch) in batches.enumerated() {
