@@ -45,9 +45,9 @@ struct Prediction {
         // Each list only if it holds something: most events fill few of them.
         mapOps = .noneOutsideRequest
         if !unmaps.isEmpty { unmaps.removeAll(keepingCapacity: unmaps.capacity <= Self.keptSetCapacity) }
-        if !unmapBitmaps.isEmpty { unmapBitmaps.removeAll(keepingCapacity: true) }
+        if !unmapBitmaps.isEmpty { unmapBitmaps.removeAllQuickly() }
         if unmapBatchOrder != nil { unmapBatchOrder = nil }
-        if !responses.isEmpty { responses.removeAll(keepingCapacity: true) }
+        if !responses.isEmpty { responses.removeAllQuickly() }
         if !diskWrites.isEmpty { diskWrites.removeAll() }
         if !guestWrites.isEmpty { guestWrites.removeAll() }
         alerts = .none
@@ -208,4 +208,15 @@ struct ExpectedMappings {
 struct MappedHandlesVersion: Equatable {
     let connections: UInt64
     let mappings: UInt64
+}
+
+extension Array {
+    /// Empties a short list, keeping its capacity. A completion leaves one
+    /// entry in each of the prediction's lists (a disconnect one per held
+    /// request): removing them from the end is a few instructions each,
+    /// where `removeAll(keepingCapacity:)` went through the generic range
+    /// replacement (~135 instructions) on every completion.
+    mutating func removeAllQuickly() {
+        while !isEmpty { removeLast() }
+    }
 }
