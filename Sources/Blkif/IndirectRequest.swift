@@ -135,14 +135,16 @@ public enum IndirectSegmentPages {
     /// The bytes of the pages that hold `segments`, one 4096-byte array per
     /// page; unused descriptors are zero.
     public static func encode(_ segments: [BlkifSegment]) -> [[UInt8]] {
-        let pageCount = Blkif.indirectPages(forSegments: segments.count)
-        var pages = Array(repeating: [UInt8](repeating: 0, count: Blkif.pageSize), count: pageCount)
-        for (index, segment) in segments.enumerated() {
-            let offset = (index % Blkif.segmentsPerIndirectPage) * blkifSegmentSize
-            pages[index / Blkif.segmentsPerIndirectPage].replaceSubrange(offset..<offset + blkifSegmentSize,
-                                                                         with: segment.descriptorBytes)
+        descriptorBytes(segments).map { $0 + [UInt8](repeating: 0, count: Blkif.pageSize - $0.count) }
+    }
+
+    /// What a frontend writes at the start of each page that `segments`
+    /// fill: the descriptors' bytes, 512 to a page (the last page's may be
+    /// shorter); the rest of each page is not written.
+    public static func descriptorBytes(_ segments: [BlkifSegment]) -> [[UInt8]] {
+        stride(from: 0, to: segments.count, by: Blkif.segmentsPerIndirectPage).map { start in
+            segments[start..<min(segments.count, start + Blkif.segmentsPerIndirectPage)].flatMap(\.descriptorBytes)
         }
-        return pages
     }
 
     /// Descriptor `index` read from the page bytes that hold it.

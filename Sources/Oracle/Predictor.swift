@@ -41,9 +41,7 @@ struct Predictor {
     /// environment it reads only the map results and allocation failures;
     /// from the world only the guest's grants and pages.
     mutating func predict(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld) {
-        prediction.clear()
-        if !changedPages.isEmpty { changedPages.removeAll(keepingCapacity: true) }
-        treeVbd = nil
+        startEvent()
         // A request the event holds in flight. It joins its connection's held
         // requests only after `refreshHeldWrites`: it took its tokens from the
         // pages as the event left them, so there is nothing to refresh in it.
@@ -94,6 +92,23 @@ struct Predictor {
         case .grant, .revoke, .fail, .expect, .write, .tick, .parameter, .generations:
             break
         }
+        finishEvent(holding: heldNow, world: world, treeLimit: nil)
+    }
+
+    /// What every event's prediction starts with, in every generation.
+    @inline(__always)
+    mutating func startEvent() {
+        prediction.clear()
+        if !changedPages.isEmpty { changedPages.removeAll(keepingCapacity: true) }
+        treeVbd = nil
+    }
+
+    /// What every event's prediction ends with, in every generation: held
+    /// writes refreshed from the pages the event changed, the event's own
+    /// held request joining its connection, the tree and the mappings
+    /// expected afterwards. `treeLimit` nil is the connection's own limit.
+    @inline(__always)
+    mutating func finishEvent(holding heldNow: consuming HeldRequest?, world: some ObservedWorld, treeLimit: Int?) {
         // Static, with what it reads handed over: as a method of the
         // predictor, the call copied the whole predictor (264 bytes) on
         // every event, and the loads after it stalled on that copy.
@@ -102,7 +117,8 @@ struct Predictor {
         // call and released after it.
         if let held = consume heldNow { held.model.hold(held.request) }
         if let vbd = treeVbd, let model = reference.connection(vbd) {
-            prediction.tree = TreeExpectation(vbd: vbd, connection: model)
+            prediction.tree = TreeExpectation(vbd: vbd, connection: model,
+                                              limit: treeLimit.map { max($0, model.treeCount) })
         }
         // Replaced only when it moved (`clear` leaves it as the last event
         // set it): the same version means the same connections with the same

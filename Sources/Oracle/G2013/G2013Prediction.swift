@@ -16,9 +16,7 @@ extension Predictor {
     /// `predict` for a G2013 backend; `run` is the reference's G2013 run state.
     mutating func predictG2013(_ event: TraceEventKind, environment: EnvironmentRecord, world: some ObservedWorld,
                                run: G2013Run) {
-        prediction.clear()
-        if !changedPages.isEmpty { changedPages.removeAll(keepingCapacity: true) }
-        treeVbd = nil
+        startEvent()
         // G2013 logs no overflow alert, and the alerts it does log
         // ("requesting a grant already in use", …) are its way of saying
         // what the reference already predicts; they are not judged.
@@ -96,19 +94,10 @@ extension Predictor {
         }
         prediction.unmaps = calls.unmapped
         prediction.unmapBatchOrder = calls.unmapBatches
-        if !changedPages.isEmpty { Self.refreshHeldWrites(from: changedPages, in: reference, world: world) }
-        if let held = consume heldNow { held.model.hold(held.request) }
-        if let vbd = treeVbd, let model = reference.connection(vbd) {
-            // The limit is the parameter now; lowering it leaves a larger
-            // tree until a purge can shrink it, and `tree-contents` holds
-            // the tree to the exact set anyway.
-            prediction.tree = TreeExpectation(vbd: vbd, connection: model,
-                                              limit: max(run.parameters.maxPersistentGrants, model.treeCount))
-        }
-        let version = reference.mappedHandlesVersion
-        if prediction.mappedAfter.version != version {
-            prediction.mappedAfter = ExpectedMappings(connections: reference.connections, version: version)
-        }
+        // The limit is the parameter now; lowering it leaves a larger tree
+        // until a purge can shrink it (the limit then is the tree's count),
+        // and `tree-contents` holds the tree to the exact set anyway.
+        finishEvent(holding: heldNow, world: world, treeLimit: run.parameters.maxPersistentGrants)
     }
 
     /// The guest side of an `indirect` event, as trace-format.md §4.8 has
@@ -116,11 +105,9 @@ extension Predictor {
     /// write the data pages they name stamped.
     private mutating func guestWritesDescriptors(of indirect: IndirectRequestEvent, domid: DomainID,
                                                  world: some ObservedWorld, run: G2013Run) {
-        let perPage = Blkif.segmentsPerIndirectPage
-        for (index, gref) in indirect.pages.enumerated() where index * perPage < indirect.segments.count {
+        for (gref, bytes) in zip(indirect.pages, IndirectSegmentPages.descriptorBytes(indirect.segments)) {
             guard let page = world.guestPage(domid: domid, gref: gref) else { continue }
-            let descriptors = indirect.segments[(index * perPage)..<min(indirect.segments.count, (index + 1) * perPage)]
-            run.guestBytes.write(page, offset: 0, descriptors.flatMap(\.descriptorBytes))
+            run.guestBytes.write(page, offset: 0, bytes)
         }
         guard BlkifOperation(rawValue: indirect.operation)?.isWrite == true else { return }
         for segment in indirect.segments where segment.isWellFormed {
