@@ -80,14 +80,8 @@ public final class Blkback {
             let vbd = parameters.vbd
             // A second Connected for a live connection changes nothing, as in xenbus.
             guard connections[vbd] == nil else { return }
-            let frontend = Xenstore.frontendDirectory(domid: parameters.domid, vbd: vbd)
-            let backend = Xenstore.backendDirectory(domid: parameters.domid, vbd: vbd)
-            if parameters.offersPersistent {
-                xen.xenstore.write(backend + "/feature-persistent", "1")
-            }
             let key = variant.has(.persistentKey) ? "feature-persistent-grants" : "feature-persistent"
-            let frontendWants = xen.xenstore.readUnsigned(frontend + "/" + key) == 1
-            let persistent = parameters.offersPersistent && frontendWants
+            let persistent = negotiatePersistentGrants(parameters, frontendKey: key)
             let device = xen.attachDisk(vbd: vbd, sectors: parameters.sectors)
             let ringPages = parameters.ringProtocol.ringSize * Blkif.maxSegmentsPerRequest
             if (reservedPages[vbd]?.count ?? 0) < ringPages {
@@ -98,6 +92,16 @@ public final class Blkback {
                                        reservedPages: reservedPages[vbd]!, heap: heap))
             publish(.negotiated(vbd: vbd, persistent: persistent))
         }
+    }
+
+    /// `connect()`'s advertisement and `connect_ring`'s reading of the
+    /// frontend: persistent grants are used when this backend offers them
+    /// and the frontend's `frontendKey` reads as 1 under `%u`.
+    func negotiatePersistentGrants(_ parameters: ConnectParameters, frontendKey key: String) -> Bool {
+        let frontend = Xenstore.frontendDirectory(domid: parameters.domid, vbd: parameters.vbd)
+        let backend = Xenstore.backendDirectory(domid: parameters.domid, vbd: parameters.vbd)
+        if parameters.offersPersistent { xen.xenstore.write(backend + "/feature-persistent", "1") }
+        return parameters.offersPersistent && xen.xenstore.readUnsigned(frontend + "/" + key) == 1
     }
 
     /// The frontend closes: in-flight I/O is drained and answered, then every
@@ -166,6 +170,13 @@ public final class Blkback {
     /// already in its pages): read in the vbd's protocol as its generation
     /// reads the slot.
     public func submit(vbd: UInt16, indirect: BlkifIndirectRequest, hold: Bool) {
+        guard variant.generation == .g2012 else {
+            return guarded { () throws(KernelPanic) in
+                guard let connection = connections[vbd] else { return }
+                try submitG2013(connection, .indirect(indirect), hold: hold)
+            }
+        }
+        // G2012 knows no indirect layout: it reads the slot's bytes as a read/write request.
         guard let connection = connections[vbd] else { return }
         submit(vbd: vbd, bytes: connection.parameters.ringProtocol.encode(indirect), hold: hold)
     }

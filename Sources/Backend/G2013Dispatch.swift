@@ -12,11 +12,9 @@ extension Blkback {
     func connectG2013(_ parameters: ConnectParameters) {
         let vbd = parameters.vbd
         guard connections[vbd] == nil else { return }
-        let frontend = Xenstore.frontendDirectory(domid: parameters.domid, vbd: vbd)
         let backend = Xenstore.backendDirectory(domid: parameters.domid, vbd: vbd)
-        if parameters.offersPersistent { xen.xenstore.write(backend + "/feature-persistent", "1") }
         xen.xenstore.write(backend + "/feature-max-indirect-segments", String(G2013State.maxIndirectSegments))
-        let persistent = parameters.offersPersistent && xen.xenstore.readUnsigned(frontend + "/feature-persistent") == 1
+        let persistent = negotiatePersistentGrants(parameters, frontendKey: "feature-persistent")
         let device = xen.attachDisk(vbd: vbd, sectors: parameters.sectors)
         let ring = SharedRing(vbd: vbd, ringProtocol: parameters.ringProtocol, log: xen.log)
         connections.add(Connection(g2013: parameters, persistentMode: persistent,
