@@ -29,7 +29,7 @@ public final class TraceRunner {
     public init(file: String, variant: BackendVariant, options: ReplayOptions = ReplayOptions()) {
         self.variant = variant
         self.options = options
-        run = TraceRun(file: file, variant: variant, oracle: options.oracle ? ConformanceOracle(generation: OracleGeneration(rawValue: variant.generation.rawValue) ?? .g2012) : nil)
+        run = TraceRun(file: file, variant: variant, oracle: options.oracle ? ConformanceOracle.judging(variant) : nil)
     }
 
     /// Replays a whole source, tears down what is still connected, and reports.
@@ -40,7 +40,7 @@ public final class TraceRunner {
         // reach it (the callback was made before it), so each event is applied
         // with no runtime exclusivity check of a class property.
         var run = TraceRun(file: source.file, variant: variant,
-                           oracle: options.oracle ? ConformanceOracle(generation: OracleGeneration(rawValue: variant.generation.rawValue) ?? .g2012) : nil)
+                           oracle: options.oracle ? ConformanceOracle.judging(variant) : nil)
         let backend = run.backend
         do {
             var first = true
@@ -294,13 +294,7 @@ private struct TraceRun {
             let grants = xen.grants
             let memory = xen.memory
             for index in 0..<segmentCount {
-                let segment = request.effectiveSegment(at: index)
-                guard segment.isWellFormed, let page = grants.guestPage(domid: domid, gref: segment.gref) else {
-                    continue
-                }
-                let sectors = Int(segment.firstSect)...Int(segment.lastSect)
-                memory.stamp(page, sectors: sectors, firstToken: nextToken)
-                nextToken &+= UInt64(sectors.count)
+                stampData(request.effectiveSegment(at: index), domid: domid, grants: grants, memory: memory)
             }
         }
         if let slot {
@@ -318,19 +312,23 @@ private struct TraceRun {
     private mutating func writeDescriptors(of indirect: IndirectRequestEvent, domid: DomainID) {
         let grants = xen.grants
         let memory = xen.memory
-        let perPage = Blkif.segmentsPerIndirectPage
-        for (index, gref) in indirect.pages.enumerated() where index * perPage < indirect.segments.count {
+        for (gref, bytes) in zip(indirect.pages, IndirectSegmentPages.descriptorBytes(indirect.segments)) {
             guard let page = grants.guestPage(domid: domid, gref: gref) else { continue }
-            let descriptors = indirect.segments[(index * perPage)..<min(indirect.segments.count, (index + 1) * perPage)]
-            memory.writeBytes(page, offset: 0, descriptors.flatMap(\.descriptorBytes))
+            memory.writeBytes(page, offset: 0, bytes)
         }
         guard BlkifOperation(rawValue: indirect.operation)?.isWrite == true else { return }
-        for segment in indirect.segments {
-            guard segment.isWellFormed, let page = grants.guestPage(domid: domid, gref: segment.gref) else { continue }
-            let sectors = Int(segment.firstSect)...Int(segment.lastSect)
-            memory.stamp(page, sectors: sectors, firstToken: nextToken)
-            nextToken &+= UInt64(sectors.count)
-        }
+        for segment in indirect.segments { stampData(segment, domid: domid, grants: grants, memory: memory) }
+    }
+
+    /// The guest writes fresh data (tokens counting up) into the sectors of
+    /// a well-formed segment whose gref its domain grants; others have no
+    /// page to write.
+    @inline(__always)
+    private mutating func stampData(_ segment: BlkifSegment, domid: DomainID, grants: GrantTable, memory: GuestMemory) {
+        guard segment.isWellFormed, let page = grants.guestPage(domid: domid, gref: segment.gref) else { return }
+        let sectors = Int(segment.firstSect)...Int(segment.lastSect)
+        memory.stamp(page, sectors: sectors, firstToken: nextToken)
+        nextToken &+= UInt64(sectors.count)
     }
 
     private mutating func expect(_ expectation: Expectation, vbd: UInt16, at position: TracePosition) {
@@ -441,5 +439,18 @@ struct LatestResponseStatuses {
             }
             statuses.small[Int(id)] = Int32(status)
         }
+    }
+}
+
+extension ConformanceOracle {
+    /// The oracle for `variant`, predicting under its generation. The Oracle
+    /// module names generations itself (it does not know the backend's
+    /// types); a backend generation it cannot predict is a programming
+    /// error, never a quiet fall-back to another generation's semantics.
+    static func judging(_ variant: BackendVariant) -> ConformanceOracle {
+        guard let generation = OracleGeneration(rawValue: variant.generation.rawValue) else {
+            preconditionFailure("the oracle predicts no generation named \(variant.generation.rawValue)")
+        }
+        return ConformanceOracle(generation: generation)
     }
 }
