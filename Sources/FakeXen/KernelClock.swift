@@ -6,7 +6,6 @@
 /// The kernel counts time in jiffies; here HZ is 1000, so a jiffy is a
 /// millisecond and `msecs_to_jiffies` is the identity.
 public final class KernelClock {
-    public static let hz: UInt64 = 1000
     /// Jiffies since boot. The clock starts at 0 and never wraps (a trace can
     /// add at most 2^40 ms per tick; the sum saturates).
     public private(set) var jiffies: UInt64 = 0
