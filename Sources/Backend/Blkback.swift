@@ -75,7 +75,7 @@ public final class Blkback {
 
     /// `connect_ring` and `connect`: negotiate, advertise, bring the ring up.
     public func connect(_ parameters: ConnectParameters) {
-        if variant.generation == .g2013 { return guarded { () throws(KernelPanic) in connectG2013(parameters) } }
+        if variant.generation.mapsFirst { return guarded { () throws(KernelPanic) in connectG2013(parameters) } }
         guarded { () throws(KernelPanic) in
             let vbd = parameters.vbd
             // A second Connected for a live connection changes nothing, as in xenbus.
@@ -109,7 +109,7 @@ public final class Blkback {
     public func disconnect(vbd: UInt16) {
         guarded { () throws(KernelPanic) in
             guard let connection = connections[vbd] else { return }
-            if variant.generation == .g2013 {
+            if variant.generation.mapsFirst {
                 try disconnectG2013(connection)
                 xen.xenstore.removeDirectory(Xenstore.backendDirectory(domid: connection.parameters.domid, vbd: vbd))
                 connections.remove(vbd: vbd)
@@ -145,11 +145,11 @@ public final class Blkback {
         guarded { () throws(KernelPanic) in
             guard let connection = connections[vbd] else { return }
             let ringProtocol = connection.parameters.ringProtocol
-            if variant.generation == .g2013, let indirect = (try? ringProtocol.decodeIndirectRequest(bytes)) ?? nil {
+            if variant.generation.mapsFirst, let indirect = (try? ringProtocol.decodeIndirectRequest(bytes)) ?? nil {
                 return try submitG2013(connection, .indirect(indirect), hold: hold)
             }
             guard let request = try? ringProtocol.decodeRequest(bytes) else { return }
-            if variant.generation == .g2013 { return try submitG2013(connection, .direct(request), hold: hold) }
+            if variant.generation.mapsFirst { return try submitG2013(connection, .direct(request), hold: hold) }
             try dispatch(connection, request, hold: hold)
         }
     }
@@ -161,7 +161,7 @@ public final class Blkback {
     public func submit(vbd: UInt16, request: BlkifRequest, hold: Bool) {
         guarded { () throws(KernelPanic) in
             guard let connection = connections[vbd] else { return }
-            if variant.generation == .g2013 { return try submitG2013(connection, .direct(request), hold: hold) }
+            if variant.generation.mapsFirst { return try submitG2013(connection, .direct(request), hold: hold) }
             try dispatch(connection, request, hold: hold)
         }
     }
@@ -184,7 +184,7 @@ public final class Blkback {
     /// Time passed (the trace's `tick`; the clock has moved already): each
     /// connection's thread wakes. G2012 has no periodic work.
     public func timePassed() {
-        guard variant.generation == .g2013 else { return }
+        guard variant.generation.mapsFirst else { return }
         guarded { () throws(KernelPanic) in try timePassedG2013() }
     }
 
@@ -192,7 +192,7 @@ public final class Blkback {
     public func complete(vbd: UInt16, id: UInt64) {
         guarded { () throws(KernelPanic) in
             guard let connection = connections[vbd] else { return }
-            if variant.generation == .g2013 { return completeG2013(connection, id: id) }
+            if variant.generation.mapsFirst { return completeG2013(connection, id: id) }
             try connection.withState { (state: inout ConnectionState) throws(KernelPanic) in
                 guard let slot = state.oldestInFlight(id: id) else { return }
                 try finishIO(connection, &state, slot: slot)

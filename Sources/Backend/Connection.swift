@@ -14,9 +14,13 @@ public struct ConnectParameters: Hashable, Sendable {
     public var sectors: UInt64
     public var flush: Bool
     public var discard: Bool
+    /// G2018: the hotplug script writes `physical-device` (the vbd is
+    /// created) only after this connect's `connect_ring` negotiated.
+    public var hotplugAfterConnect: Bool
 
     public init(domid: DomainID, vbd: UInt16 = 0, ringProtocol: BlkifProtocol = .native, offersPersistent: Bool = true,
-                maxPersistent: Int? = nil, sectors: UInt64 = 2_097_152, flush: Bool = true, discard: Bool = false) {
+                maxPersistent: Int? = nil, sectors: UInt64 = 2_097_152, flush: Bool = true, discard: Bool = false,
+                hotplugAfterConnect: Bool = false) {
         self.domid = domid
         self.vbd = vbd
         self.ringProtocol = ringProtocol
@@ -25,6 +29,7 @@ public struct ConnectParameters: Hashable, Sendable {
         self.sectors = sectors
         self.flush = flush
         self.discard = discard
+        self.hotplugAfterConnect = hotplugAfterConnect
     }
 }
 

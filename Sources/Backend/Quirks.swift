@@ -6,6 +6,10 @@ public enum Generation: String, CaseIterable, Sendable, Comparable {
     case g2012
     /// The 2013 rework (Linux 3.11–4.18): `g2013`, `g2013+QUIRK`, `linux-3.11`.
     case g2013
+    /// Today's design (Linux 4.19 on): purge by idle time, the
+    /// `feature_persistent` parameter: `g2018`, `g2018+QUIRK`, `linux-4.19`,
+    /// `linux-5.10`, `linux-5.10.18`.
+    case g2018
 
     public static func < (a: Generation, b: Generation) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
@@ -16,16 +20,36 @@ public enum Generation: String, CaseIterable, Sendable, Comparable {
         switch self {
         case .g2012: "fixed"
         case .g2013: "g2013"
+        case .g2018: "g2018"
         }
     }
 
-    /// The name of the backend with every quirk of the generation: what was shipped.
-    public var shippedName: String {
+    /// The backends that were shipped, by name, with the quirks each has;
+    /// together they cover every quirk of the generation.
+    public var shippedForms: [(name: String, quirks: Set<Quirk>)] {
         switch self {
-        case .g2012: "seed"
-        case .g2013: "linux-3.11"
+        case .g2012: [("seed", Set(quirks))]
+        case .g2013: [("linux-3.11", Set(quirks))]
+        case .g2018:
+            [
+                // 4.19: before the XSA-365/362 fixes, before the parameter.
+                ("linux-4.19", [.lostMapError, .staleGrantPointers, .bugOnHypercallError]),
+                // 5.10: the parameter (aac8a70db24b) and its three bugs, and the XSAs.
+                ("linux-5.10", [.lostMapError, .staleGrantPointers, .bugOnHypercallError,
+                                .hotplugOverridesNegotiation, .negotiationSticksAtZero, .advertisesNegotiated]),
+                // 5.10.18 to 5.10.27: the first XSA-365 fix and XSA-362's, with XSA-371 in them.
+                ("linux-5.10.18", [.activeGrantZapped, .hotplugOverridesNegotiation, .negotiationSticksAtZero,
+                                   .advertisesNegotiated]),
+            ]
         }
     }
+
+    /// The first shipped backend: the one CI gates on the generation's known defects.
+    public var shippedName: String { shippedForms[0].name }
+
+    /// From the 2013 rework on: map first and persist after, request slots,
+    /// a page pool, indirect descriptors, a thread loop with a purge.
+    public var mapsFirst: Bool { self >= .g2013 }
 
     /// The generation's quirks, in canonical order.
     public var quirks: [Quirk] { Quirk.allCases.filter { $0.generations.contains(self) } }
@@ -67,6 +91,18 @@ public enum Quirk: String, CaseIterable, Sendable, Comparable {
     case indirectDoubleFetch = "indirect-double-fetch"
     /// G2013: teardown empties the page pool before unmapping the grants, whose pages then stay in it.
     case teardownPoolLeak = "teardown-pool-leak"
+    /// G2018: the first XSA-365 fix zaps the pointers of the ENOMEM batch's
+    /// persistent hits, which stay ACTIVE for ever (XSA-371).
+    case activeGrantZapped = "active-grant-zapped"
+    /// G2018 (5.10): `xen_vbd_create` sets the vbd's feature from the
+    /// parameter, overwriting a negotiation that ran before it (fc9be616bb8f).
+    case hotplugOverridesNegotiation = "hotplug-overrides-negotiation"
+    /// G2018 (5.10): a connect negotiates only if the vbd's feature is still
+    /// set, so once 0 it stays 0 until the vbd is re-created (e94c6101e151).
+    case negotiationSticksAtZero = "negotiation-sticks-at-zero"
+    /// G2018 (5.10): `feature-persistent` advertises the negotiated value,
+    /// not the parameter (06ba5d2e943e).
+    case advertisesNegotiated = "advertises-negotiated"
 
     public static func < (a: Quirk, b: Quirk) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
@@ -78,15 +114,21 @@ public enum Quirk: String, CaseIterable, Sendable, Comparable {
         case .handleZeroUnmapped, .persistentKey, .teardownNextAfterFree, .teardownKeepsPages, .duplicateDangles,
              .enomemNoRollback, .freeBeforeDrain:
             [.g2012]
-        case .failedMapKeepsPage, .bugOnHypercallError, .responsePaddingLeak:
+        case .failedMapKeepsPage, .responsePaddingLeak:
             [.g2012, .g2013]
-        case .lostMapError, .staleGrantPointers, .indirectDoubleFetch, .teardownPoolLeak:
+        case .bugOnHypercallError:
+            [.g2012, .g2013, .g2018]
+        case .lostMapError, .staleGrantPointers:
+            [.g2013, .g2018]
+        case .indirectDoubleFetch, .teardownPoolLeak:
             [.g2013]
+        case .activeGrantZapped, .hotplugOverridesNegotiation, .negotiationSticksAtZero, .advertisesNegotiated:
+            [.g2018]
         }
     }
 
-    /// This quirk's bit in `BackendVariant`'s mask (sixteen quirks fit a `UInt16`).
-    fileprivate var bit: UInt16 {
+    /// This quirk's bit in `BackendVariant`'s mask (32 quirks fit a `UInt32`).
+    fileprivate var bit: UInt32 {
         switch self {
         case .handleZeroUnmapped: 1 << 0
         case .persistentKey: 1 << 1
@@ -102,6 +144,10 @@ public enum Quirk: String, CaseIterable, Sendable, Comparable {
         case .staleGrantPointers: 1 << 11
         case .indirectDoubleFetch: 1 << 12
         case .teardownPoolLeak: 1 << 13
+        case .activeGrantZapped: 1 << 14
+        case .hotplugOverridesNegotiation: 1 << 15
+        case .negotiationSticksAtZero: 1 << 16
+        case .advertisesNegotiated: 1 << 17
         }
     }
 }
@@ -115,7 +161,7 @@ public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
     public let quirks: Set<Quirk>
     /// `quirks` as bits: `has` runs per segment, and hashing a quirk means
     /// hashing its string raw value.
-    private let mask: UInt16
+    private let mask: UInt32
     /// The canonical name, built once: every run and every `expect violation
     /// … backend=NAME` line asks for it, and building it sorts and joins strings.
     public let name: String
@@ -143,10 +189,12 @@ public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
     public static let fixed = BackendVariant(generation: .g2012, quirks: [])
     public static let g2013 = BackendVariant(generation: .g2013, quirks: [])
     public static let linux311 = BackendVariant(generation: .g2013, quirks: Set(Generation.g2013.quirks))
+    public static let g2018 = BackendVariant(generation: .g2018, quirks: [])
 
     /// Every defect-free backend and every single-quirk one, generation by generation: what `replay matrix` runs.
     public static var matrix: [BackendVariant] {
-        Generation.allCases.flatMap { generation in
+        // G2018 joins once the oracle predicts it.
+        Generation.allCases.filter { $0 != .g2018 }.flatMap { generation in
             [BackendVariant(generation: generation, quirks: [])]
                 + generation.quirks.map { BackendVariant(generation: generation, quirks: [$0]) }
         }
@@ -171,14 +219,18 @@ public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
 
     /// The forms a backend name takes, for messages and help.
     public static var nameForms: String {
-        Generation.allCases.map { "\($0.shippedName), \($0.fixedName) or \($0.fixedName)+QUIRK[+QUIRK…]" }
-            .joined(separator: "; ")
+        Generation.allCases.map { generation in
+            (generation.shippedForms.map(\.name) + [generation.fixedName]).joined(separator: ", ")
+                + " or \(generation.fixedName)+QUIRK[+QUIRK…]"
+        }.joined(separator: "; ")
     }
 
     public init(name: String) throws(NameError) {
-        if let shipped = Generation.allCases.first(where: { $0.shippedName == name }) {
-            self.init(generation: shipped, quirks: Set(shipped.quirks))
-            return
+        for generation in Generation.allCases {
+            if let shipped = generation.shippedForms.first(where: { $0.name == name }) {
+                self.init(generation: generation, quirks: shipped.quirks)
+                return
+            }
         }
         let parts = name.split(separator: "+", omittingEmptySubsequences: false).map(String.init)
         guard let generation = Generation.allCases.first(where: { $0.fixedName == parts.first }) else {
@@ -195,10 +247,12 @@ public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
         self.init(generation: generation, quirks: quirks)
     }
 
-    /// The canonical name: the shipped name when every quirk of the
-    /// generation is on, else the defect-free name plus quirks in a fixed order.
+    /// The canonical name: a shipped backend's name when the quirks are
+    /// exactly its set, else the defect-free name plus quirks in a fixed order.
     private static func canonicalName(generation: Generation, quirks: Set<Quirk>) -> String {
-        if quirks.count == generation.quirks.count && !quirks.isEmpty { return generation.shippedName }
+        if !quirks.isEmpty, let shipped = generation.shippedForms.first(where: { $0.quirks == quirks }) {
+            return shipped.name
+        }
         return ([generation.fixedName] + quirks.sorted().map(\.rawValue)).joined(separator: "+")
     }
 

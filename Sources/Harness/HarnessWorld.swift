@@ -35,7 +35,7 @@ final class HarnessWorld: ObservedWorld {
 
     func tree(vbd: UInt16) -> ObservedTree? {
         // Only G2013's grants have flags; a G2012 tree publishes none.
-        let hasFlags = backend.variant.generation == .g2013
+        let hasFlags = backend.variant.generation.mapsFirst
         return backend.publishedTree(vbd: vbd).map { tree in
             ObservedTree(nodes: tree.nodes.map {
                 ObservedNode(gref: $0.gref, isRed: $0.color == .red, handle: $0.handle, left: $0.left, right: $0.right,
@@ -51,6 +51,9 @@ final class HarnessWorld: ObservedWorld {
     func liveAllocationCount(of owner: AllocationOwner) -> Int { xen.kernel.liveAllocationCount(of: owner) }
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { grants.guestPage(domid: domid, gref: gref) }
     func guestTokens(_ page: GuestPage) -> SIMD8<UInt64> { memory.pageTokens(page) }
+    func backendKey(domid: DomainID, vbd: UInt16, _ name: String) -> String? {
+        xen.xenstore.read(Xenstore.backendDirectory(domid: domid, vbd: vbd) + "/" + name)
+    }
     func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>) {
         guard xen.readDisk(vbd: vbd, from: first, into: tokens) else {
             // No disk attached: every sector reads as new.

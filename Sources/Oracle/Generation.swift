@@ -7,4 +7,6 @@ public enum OracleGeneration: String, CaseIterable, Sendable {
     case g2012
     /// The 2013 rework (Linux 3.11–4.18): docs/generations.md, G2013.
     case g2013
+    /// Today's design (Linux 4.19 on): docs/generations.md, G2018.
+    case g2018
 }

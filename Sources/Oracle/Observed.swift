@@ -101,4 +101,8 @@ public protocol ObservedWorld {
     /// read into `tokens` at once: one call and one look for the disk per
     /// run of sectors, not one per sector or per page.
     func readDisk(vbd: UInt16, from first: UInt64, into tokens: UnsafeMutableBufferPointer<UInt64>)
+    /// The value of the backend's own xenstore key `name` for the vbd (in
+    /// `/local/domain/0/backend/vbd/DOMID/VBD`), nil when absent: what the
+    /// frontend reads of the backend's advertisements.
+    func backendKey(domid: DomainID, vbd: UInt16, _ name: String) -> String?
 }

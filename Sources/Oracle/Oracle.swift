@@ -107,7 +107,7 @@ struct EventJudge {
         if let vbd = prediction.negotiation?.vbd ?? prediction.teardown?.vbd { treeMemo.forget(vbd: vbd) }
         // Each finding carries its place in the report (`ReportSection`); the
         // order of these calls matters only within one section.
-        Checks.negotiation(prediction, observed, published: publications, into: &findings)
+        Checks.negotiation(prediction, observed, published: publications, in: world, into: &findings)
         Checks.mapOps(prediction, observed, into: &findings)
         Checks.overflowAlert(prediction, observed, into: &findings)
         Checks.response(prediction, published: publications, into: &findings)

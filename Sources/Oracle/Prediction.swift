@@ -128,6 +128,11 @@ struct ExpectedNegotiation: Hashable {
     let backendOffers: Bool
     /// The frontend's `feature-persistent` key as written, nil when absent.
     let frontendFeature: String?
+    /// What the backend's own `feature-persistent` key must read once
+    /// connected (nil: absent): G2012 and G2013 write "1" when they offer
+    /// persistent grants and nothing otherwise.
+    let advertised: String?
+    let domid: DomainID
 }
 
 /// A disconnect of a known vbd: its connection, mappings and allocations must be gone.

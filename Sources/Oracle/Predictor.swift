@@ -170,7 +170,9 @@ struct Predictor {
             mappedChanges: reference.mappedChanges), vbd: connect.vbd)
         prediction.negotiation = ExpectedNegotiation(vbd: connect.vbd, persistent: mode,
                                                      backendOffers: connect.backendPersistent,
-                                                     frontendFeature: frontendFeature)
+                                                     frontendFeature: frontendFeature,
+                                                     advertised: connect.backendPersistent ? "1" : nil,
+                                                     domid: connect.domid)
         treeVbd = connect.vbd
     }
 

@@ -5,7 +5,7 @@ enum Schema {
     static let connect: [Param] = [
         .key("domid", "1..32767"), .key("protocol", "native|x86_32|x86_64"), .key("persistent", "0|1"),
         .key("backend-persistent", "0|1"), .key("max-persistent", "N"), .key("sectors", "N"),
-        .key("flush", "0|1"), .key("discard", "0|1"), .key("vbd", "N"),
+        .key("flush", "0|1"), .key("discard", "0|1"), .key("vbd", "N"), .key("hotplug", "before|after"),
     ]
     static let grant: [Param] = [.key("gref", "N or A..B"), .flag("ro"), .key("domid", "1..32767")]
     static let revoke: [Param] = [.key("gref", "N or A..B"), .key("domid", "1..32767")]
@@ -91,6 +91,11 @@ struct EventParser: Sendable {
             throw context.error(at: keyword.column,
                                 "unknown keyword \(quoted(keyword.text)); \(expectedOne(of: Schema.keywords))")
         }
+        // A version-1 keyword with a key of a later version (`connect hotplug=after`).
+        if kind.formatVersion > state.formatVersion {
+            throw context.error(at: keyword.column,
+                                "this '\(keyword.text)' needs trace format version \(kind.formatVersion) (hotplug=after), and this trace's header says version \(state.formatVersion); expected the header 'xenblk-trace \(kind.formatVersion)' to use it")
+        }
         return TraceEvent(kind: kind, position: .line(line, column: keyword.column))
     }
 
@@ -143,6 +148,7 @@ struct EventParser: Sendable {
         event.flush = try args.optional("flush", .bool) ?? true
         event.discard = try args.optional("discard", .bool) ?? false
         event.vbd = try args.optional("vbd", .integer()) ?? 0
+        event.hotplugAfterConnect = try args.optional("hotplug", .hotplugOrder) ?? false
         return .connect(event)
     }
 

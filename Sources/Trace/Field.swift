@@ -115,6 +115,18 @@ extension Field where Value == Bool {
             }
         }
     }
+
+    /// `hotplug=before|after`: true when the hotplug script runs after the frontend connected.
+    static var hotplugOrder: Field {
+        Field { (piece, key) throws(FieldError) -> Bool in
+            switch piece.text {
+            case "before": return false
+            case "after": return true
+            default:
+                throw FieldError(column: piece.column, message: "\(quoted(piece.text)) is not valid for '\(key)'; expected before or after")
+            }
+        }
+    }
 }
 
 extension Field where Value == ClosedRange<UInt32> {

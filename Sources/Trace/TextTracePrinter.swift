@@ -132,6 +132,7 @@ public struct TextTracePrinter: Sendable {
         words.key("flush", bit(event.flush), unless: "1")
         words.key("discard", bit(event.discard), unless: "0")
         words.key("vbd", event.vbd, unless: 0)
+        if event.hotplugAfterConnect { words.key("hotplug", "after") }
         return words
     }
 

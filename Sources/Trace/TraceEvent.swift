@@ -17,10 +17,15 @@ public struct ConnectEvent: Hashable, Sendable {
     public var flush: Bool
     public var discard: Bool
     public var vbd: UInt16
+    /// `hotplug=after` (format version 2): the hotplug script writes
+    /// `physical-device` only after the frontend has connected, so the vbd is
+    /// created after `connect_ring` negotiated (the order G2018's 2022 fix
+    /// fc9be616bb8f is about). Matters only for a vbd's first connect.
+    public var hotplugAfterConnect: Bool
 
     public init(domid: UInt16, protocolName: BlkifProtocol = .native, persistent: Bool? = nil,
                 backendPersistent: Bool = true, maxPersistent: Int? = nil, sectors: UInt64 = 2_097_152,
-                flush: Bool = true, discard: Bool = false, vbd: UInt16 = 0) {
+                flush: Bool = true, discard: Bool = false, vbd: UInt16 = 0, hotplugAfterConnect: Bool = false) {
         self.domid = domid
         self.protocolName = protocolName
         self.persistent = persistent
@@ -30,6 +35,7 @@ public struct ConnectEvent: Hashable, Sendable {
         self.flush = flush
         self.discard = discard
         self.vbd = vbd
+        self.hotplugAfterConnect = hotplugAfterConnect
     }
 }
 
@@ -258,7 +264,8 @@ extension TraceEventKind {
     public var formatVersion: Int {
         switch self {
         case .indirect, .write, .tick, .parameter, .generations: 2
-        case .frontendKey, .connect, .grant, .revoke, .fail, .request, .raw, .complete, .expect, .disconnect: 1
+        case .connect(let connect): connect.hotplugAfterConnect ? 2 : 1
+        case .frontendKey, .grant, .revoke, .fail, .request, .raw, .complete, .expect, .disconnect: 1
         }
     }
 }
@@ -271,7 +278,7 @@ public enum TraceFormat {
 
     /// The backend generations a `generations` line may name, in canonical
     /// order (the harness's `Generation` cases, by name).
-    public static let generationNames = ["g2012", "g2013"]
+    public static let generationNames = ["g2012", "g2013", "g2018"]
 
     /// Whose backends a trace's `expect` lines describe when it says nothing:
     /// a version-1 trace was written for G2012 (the only design there was);

@@ -14,6 +14,7 @@ import Trace
         world.grant([1, 2])
         world.connections[0] = ObservedConnection(persistentMode: true, persistentCount: 0, treeVersion: 0)
         world.trees[0] = ObservedTree(nodes: [], root: nil, brokenLinks: [])
+        world.backendKeys[0] = ["feature-persistent": "1"]
     }
 
     func check(_ event: TraceEventKind, _ environment: [Observation] = [], _ publications: [Publication] = [])

@@ -6,26 +6,42 @@ import Trace
 
 @Suite struct NegotiationCheckTests {
     let connect = Prediction(negotiation: ExpectedNegotiation(vbd: 0, persistent: true, backendOffers: true,
-                                                              frontendFeature: "1"))
+                                                              frontendFeature: "1", advertised: "1", domid: 3))
+    /// A backend that advertised what `connect` expects.
+    var advertising: StubWorld {
+        var world = StubWorld()
+        world.backendKeys[0] = ["feature-persistent": "1"]
+        return world
+    }
 
     @Test func theNegotiatedModePasses() {
         let published: [Publication] = [.negotiated(vbd: 0, persistent: true)]
-        #expect(found { Checks.negotiation(connect, observe(for: connect), published: published, into: &$0) } == [])
+        #expect(found { Checks.negotiation(connect, observe(for: connect), published: published, in: advertising, into: &$0) } == [])
     }
 
     @Test func theWrongModeSaysWhatDecidedIt() {
         let published: [Publication] = [.negotiated(vbd: 0, persistent: false)]
-        #expect(found { Checks.negotiation(connect, observe(for: connect), published: published, into: &$0) } == [Finding(
+        #expect(found { Checks.negotiation(connect, observe(for: connect), published: published, in: advertising, into: &$0) } == [Finding(
             .negotiation, in: .connection,
             expected: "persistent grants on (backend offers: true, frontend feature-persistent: 1)", seen: "off")])
-        #expect(found { Checks.negotiation(connect, observe(for: connect), published: [], into: &$0) }.map(\.seen)
+        #expect(found { Checks.negotiation(connect, observe(for: connect), published: [], in: advertising, into: &$0) }.map(\.seen)
                     == ["no negotiation"])
+    }
+
+    @Test func theAdvertisementIsHeldToThePrediction() {
+        let published: [Publication] = [.negotiated(vbd: 0, persistent: true)]
+        #expect(found { Checks.negotiation(connect, observe(for: connect), published: published, in: StubWorld(), into: &$0) } == [
+            Finding(.negotiation, in: .connection, expected: "backend key feature-persistent \"1\"", seen: "absent")])
+        var zero = StubWorld()
+        zero.backendKeys[0] = ["feature-persistent": "0"]
+        #expect(found { Checks.negotiation(connect, observe(for: connect), published: published, in: zero, into: &$0) }
+                    .map(\.seen) == ["\"0\""])
     }
 
     @Test func anyOtherEventNegotiatesNothing() {
         let none = Prediction()
         let published: [Publication] = [.negotiated(vbd: 1, persistent: false)]
-        #expect(found { Checks.negotiation(none, observe(for: none), published: published, into: &$0) } == [
+        #expect(found { Checks.negotiation(none, observe(for: none), published: published, in: StubWorld(), into: &$0) } == [
             Finding(.negotiation, in: .connection, expected: "no negotiation now",
                     seen: "vbd 1 negotiated persistent grants off")])
     }
@@ -33,12 +49,12 @@ import Trace
     @Test func aConnectionTheBackendDoesNotHold() {
         var prediction = Prediction()
         prediction.tree = TreeExpectation(vbd: 2, connection: connectionModel())
-        #expect(found { Checks.negotiation(prediction, observe(for: prediction), published: [], into: &$0) } == [
+        #expect(found { Checks.negotiation(prediction, observe(for: prediction), published: [], in: StubWorld(), into: &$0) } == [
             Finding(.negotiation, in: .tree, expected: "vbd 2 connected", seen: "the backend has no such connection"),
         ])
         var world = StubWorld()
         world.connections[2] = ObservedConnection(persistentMode: true, persistentCount: 0, treeVersion: 0)
-        #expect(found { Checks.negotiation(prediction, observe(world: world, for: prediction), published: [], into: &$0) } == [])
+        #expect(found { Checks.negotiation(prediction, observe(world: world, for: prediction), published: [], in: world, into: &$0) } == [])
     }
 }
 

@@ -38,7 +38,7 @@ import Trace
     @Test func aConnectNegotiatesWhatBothSidesOffer() {
         let prediction = predict(.connect(ConnectEvent(domid: 3, persistent: false, vbd: 1)))
         #expect(prediction.negotiation == ExpectedNegotiation(vbd: 1, persistent: false, backendOffers: true,
-                                                              frontendFeature: "0"))
+                                                              frontendFeature: "0", advertised: "1", domid: 3))
         #expect(prediction.tree?.vbd == 1)
         #expect(prediction.tree?.limit == BlkifProtocol.native.maxPersistentGrants)
         #expect(prediction.mapOps == .noneOutsideRequest)

@@ -13,6 +13,8 @@ struct StubWorld: ObservedWorld {
     var grants: [DomainID: [GrantRef: GuestPage]] = [:]
     var guestTokens: [GuestPage: [Int: UInt64]] = [:]
     var diskTokens: [UInt16: [UInt64: UInt64]] = [:]
+    /// The backend's xenstore keys, by vbd.
+    var backendKeys: [UInt16: [String: String]] = [:]
 
     func connection(vbd: UInt16) -> ObservedConnection? { connections[vbd] }
     func tree(vbd: UInt16) -> ObservedTree? { trees[vbd] }
@@ -22,6 +24,7 @@ struct StubWorld: ObservedWorld {
     func liveAllocations(of owner: AllocationOwner) -> [String] { allocations[owner] ?? [] }
     func liveAllocationCount(of owner: AllocationOwner) -> Int { liveAllocations(of: owner).count }
     func guestPage(domid: DomainID, gref: GrantRef) -> GuestPage? { grants[domid]?[gref] }
+    func backendKey(domid: DomainID, vbd: UInt16, _ name: String) -> String? { backendKeys[vbd]?[name] }
     func guestTokens(_ page: GuestPage) -> SIMD8<UInt64> {
         var tokens = SIMD8<UInt64>()
         for sector in 0..<8 { tokens[sector] = guestTokens[page]?[sector] ?? 0 }

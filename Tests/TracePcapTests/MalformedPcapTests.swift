@@ -134,7 +134,7 @@ import TracePcap
 
     @Test func badControlText() throws {
         #expect(try Self.error(packets: [headerPacket, control("connect domid=1 colour=red")])
-                == "m.pcap: packet 2: in the control text at column 17: unknown key 'colour' for 'connect'; expected one of domid, protocol, persistent, backend-persistent, max-persistent, sectors, flush, discard, vbd")
+                == "m.pcap: packet 2: in the control text at column 17: unknown key 'colour' for 'connect'; expected one of domid, protocol, persistent, backend-persistent, max-persistent, sectors, flush, discard, vbd, hotplug")
         #expect(try Self.error(packets: [headerPacket, packet(kind: 1, [0x63, 0xFF])])
                 == "m.pcap: packet 2: control text that is not UTF-8; expected an event's canonical text line")
         #expect(try Self.error(packets: [headerPacket, control("  ")])

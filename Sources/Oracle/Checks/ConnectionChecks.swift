@@ -6,11 +6,13 @@ extension Checks {
     /// negotiated mode, and it is persistent grants on exactly when the
     /// backend offers them and the frontend's `feature-persistent` reads as
     /// 1; every other event, a repeated Connected among them, publishes none.
-    /// After a connect or a request, the backend holds that vbd's connection.
+    /// The backend's own `feature-persistent` key then reads as predicted
+    /// (what a frontend decides on). After a connect or a request, the
+    /// backend holds that vbd's connection.
     /// (The publications are handed to it, not kept in `observed`: kept,
     /// the list was retained and released once more on every event.)
     static func negotiation(_ prediction: Prediction, _ observed: EventObservation, published publications: [Publication],
-                            into findings: inout [Finding]) {
+                            in world: some ObservedWorld, into findings: inout [Finding]) {
         if let expected = prediction.negotiation {
             let seen = publications.compactMap { publication -> Bool? in
                 if case let .negotiated(vbd, persistent) = publication, vbd == expected.vbd { return persistent }
@@ -21,6 +23,13 @@ extension Checks {
                     .negotiation, in: .connection,
                     expected: "persistent grants \(expected.persistent ? "on" : "off") (backend offers: \(expected.backendOffers), frontend feature-persistent: \(expected.frontendFeature ?? "absent"))",
                     seen: seen.isEmpty ? "no negotiation" : seen.map { $0 ? "on" : "off" }.joined(separator: ", ")))
+            }
+            let advertised = world.backendKey(domid: expected.domid, vbd: expected.vbd, "feature-persistent")
+            if advertised != expected.advertised {
+                findings.append(Finding(
+                    .negotiation, in: .connection,
+                    expected: "backend key feature-persistent " + (expected.advertised.map { "\"\($0)\"" } ?? "absent"),
+                    seen: advertised.map { "\"\($0)\"" } ?? "absent"))
             }
         } else {
             for case let .negotiated(vbd, persistent) in publications {
