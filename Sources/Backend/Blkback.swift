@@ -41,6 +41,10 @@ public final class Blkback {
     // the runtime check cost more than the scan.
     @exclusivity(unchecked) var connections = ConnectionTable()
     private var reservedPages: [UInt16: ReservedPages] = [:]
+    /// G2018: each backend device's `vbd.feature_gnt_persistent`, by
+    /// (domain, vbd), from its creation on; it outlives the frontend's
+    /// connections (docs/generations.md, G2018 "Negotiation").
+    var g2018Devices: [UInt32: Bool] = [:]
     /// Publications not yet drained, in one value so that a drain or a
     /// publish is one access to this object, not one per array touched.
     // Unchecked exclusivity: each publish is one append and each drain one

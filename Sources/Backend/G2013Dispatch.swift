@@ -14,7 +14,9 @@ extension Blkback {
         guard connections[vbd] == nil else { return }
         let backend = Xenstore.backendDirectory(domid: parameters.domid, vbd: vbd)
         xen.xenstore.write(backend + "/feature-max-indirect-segments", String(G2013State.maxIndirectSegments))
-        let persistent = negotiatePersistentGrants(parameters, frontendKey: "feature-persistent")
+        let persistent = variant.generation == .g2018
+            ? negotiateG2018(parameters)
+            : negotiatePersistentGrants(parameters, frontendKey: "feature-persistent")
         let device = xen.attachDisk(vbd: vbd, sectors: parameters.sectors)
         let ring = SharedRing(vbd: vbd, ringProtocol: parameters.ringProtocol, log: xen.log)
         connections.add(Connection(g2013: parameters, persistentMode: persistent,
@@ -239,7 +241,11 @@ extension Blkback {
         for bio in state.g2013.slots[slot].bios { connection.device.complete(bio) }
         state.g2013.slots[slot].bios.removeAll()
         var entries = takeEntries(&state, slot: slot)
-        unmapEntries(&state, &entries, count: state.g2013.slots[slot].nrPages)
+        if variant.generation == .g2018 {
+            unmapCompletedEntries(&state, &entries, count: state.g2013.slots[slot].nrPages)
+        } else {
+            unmapEntries(&state, &entries, count: state.g2013.slots[slot].nrPages)
+        }
         state.g2013.slots[slot].entries = entries
         state.g2013.releaseSlot(slot)
         respond(connection, id: state.g2013.slots[slot].id, operation: state.g2013.slots[slot].operation, status: .okay)
@@ -268,7 +274,7 @@ extension Blkback {
     /// when its time has come, then the pool shrunk to `max_buffer_pages`.
     func threadLoop(_ connection: Connection, _ state: inout ConnectionState) throws(KernelPanic) {
         if state.persistentMode && xen.clock.isAfter(state.g2013.nextLRU) {
-            try purge(connection, &state)
+            if variant.generation == .g2018 { try purgeByAge(&state) } else { try purge(connection, &state) }
             state.g2013.nextLRU = xen.clock.jiffies &+ G2013State.lruInterval
         }
         shrinkPool(&state.g2013.pool, keeping: xen.parameters.maxBufferPages)
@@ -303,8 +309,46 @@ extension Blkback {
             state.persistentGrants.modifyRecord(current) { $0.wasActive = false }
         }
         state.g2013.overflow = false
-        // `unmap_purged_grants`: the list was built at its head, so the last
-        // victim chosen is unmapped first.
+        unmapPurged(victims, &state)
+    }
+
+    /// G2018's `purge_persistent_gnt`: every inactive grant unused for
+    /// `persistent_grant_unused_seconds`, however many, then inactive ones
+    /// of any age up to the number the limit asks for; the rest untouched.
+    private func purgeByAge(_ state: inout ConnectionState) throws(KernelPanic) {
+        let count = state.persistentGrants.count
+        let limit = xen.parameters.maxPersistentGrants
+        var wanted = 0
+        if count > limit || (count == limit && state.g2013.overflow) {
+            wanted = min(count, (limit / 100) * G2013State.lruPercentClean + count - limit)
+        }
+        let timeout = UInt64(xen.parameters.persistentGrantUnusedSeconds) * 1000
+        let now = xen.clock.jiffies
+        var victims: [KernelAddress] = []
+        for takesUsed in [false, true] where !takesUsed || victims.count < wanted {
+            var node = state.persistentGrants.first()
+            while let current = node {
+                let record = heap.read(current)
+                try xen.kernel.bugOn(record.handle == invalidHandle, "persistent grant \(record.gref) has an invalid handle")
+                node = state.persistentGrants.next(after: current)
+                if record.active { continue }
+                if takesUsed {
+                    if victims.count >= wanted { continue }
+                } else if timeout == 0 || now &- record.lastUsed < timeout {
+                    continue
+                }
+                state.persistentGrants.erase(current)
+                victims.append(current)
+            }
+        }
+        guard !victims.isEmpty else { return }
+        state.g2013.overflow = false
+        unmapPurged(victims, &state)
+    }
+
+    /// `unmap_purged_grants`, run at once: the list was built at its head,
+    /// so the last victim chosen is unmapped first; hypercalls of 11.
+    private func unmapPurged(_ victims: [KernelAddress], _ state: inout ConnectionState) {
         var ops: [UnmapOp] = []
         var pages: [PageFrame] = []
         for victim in victims.reversed() {

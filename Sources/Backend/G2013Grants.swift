@@ -39,9 +39,18 @@ extension Blkback {
     /// A stale pointer's record may be freed: the heap observes it.
     func putPersistentGrant(_ grant: KernelAddress, _ state: inout ConnectionState) {
         if !heap.read(grant).active { xen.kernel.alert("freeing a grant already unused") }
-        state.persistentGrants.modifyRecord(grant) {
-            $0.wasActive = true
-            $0.active = false
+        // G2013 marks the grant used since the last purge; G2018 notes when.
+        if variant.generation == .g2018 {
+            let now = xen.clock.jiffies
+            state.persistentGrants.modifyRecord(grant) {
+                $0.lastUsed = now
+                $0.active = false
+            }
+        } else {
+            state.persistentGrants.modifyRecord(grant) {
+                $0.wasActive = true
+                $0.active = false
+            }
         }
         state.g2013.inUse -= 1
     }
@@ -130,8 +139,16 @@ extension Blkback {
             let goesOn = forgetsErrors ? mapUntil != count : !failed && mapUntil != count
             if !goesOn { break }
         }
-        invalidate(&entries, from: lastMap, pointersFrom: mapUntil, count: count)
+        invalidate(&entries, from: lastMap, pointersFrom: pointersClearedFrom(lastMap: lastMap, mapUntil: mapUntil),
+                   count: count)
         return !failed
+    }
+
+    /// Where the step's exit starts clearing grant pointers: `map_until`
+    /// since XSA-371's fix; the first XSA-365 fix cleared them from
+    /// `last_map`, the current batch's persistent hits included.
+    private func pointersClearedFrom(lastMap: Int, mapUntil: Int) -> Int {
+        variant.has(.activeGrantZapped) ? lastMap : mapUntil
     }
 
     /// The second pass for an entry that mapped: in persistent mode with
@@ -162,7 +179,8 @@ extension Blkback {
                              lastMap: Int, mapUntil: Int, count: Int) -> Bool {
         state.g2013.pool.append(contentsOf: batchPages)
         if !variant.has(.staleGrantPointers) {
-            invalidate(&entries, from: lastMap, pointersFrom: mapUntil, count: count)
+            invalidate(&entries, from: lastMap, pointersFrom: pointersClearedFrom(lastMap: lastMap, mapUntil: mapUntil),
+                       count: count)
         }
         return false
     }
@@ -183,6 +201,7 @@ extension Blkback {
     /// with a handle unmapped (hypercalls of at most 11, their pages back on
     /// the pool), and their handles made invalid.
     func unmapEntries(_ state: inout ConnectionState, _ entries: inout [GrantEntry], count: Int) {
+        if variant.generation == .g2018 { return unmapEntriesInChunks(&state, &entries, count: count) }
         var ops: [UnmapOp] = []
         var pages: [PageFrame] = []
         for index in 0..<count {
@@ -201,6 +220,46 @@ extension Blkback {
             }
         }
         if !ops.isEmpty { unmapBatch(&ops, &pages, into: &state.g2013.pool) }
+    }
+
+    /// G2018's `xen_blkbk_unmap` (the error paths): chunks of 11 entries,
+    /// one hypercall for each chunk that has anything to unmap.
+    private func unmapEntriesInChunks(_ state: inout ConnectionState, _ entries: inout [GrantEntry], count: Int) {
+        var ops: [UnmapOp] = []
+        var pages: [PageFrame] = []
+        var start = 0
+        while start < count {
+            let end = min(start + Blkif.maxSegmentsPerRequest, count)
+            prepareUnmap(&state, &entries, start..<end, ops: &ops, pages: &pages)
+            if !ops.isEmpty { unmapBatch(&ops, &pages, into: &state.g2013.pool) }
+            start = end
+        }
+    }
+
+    /// G2018's `xen_blkbk_unmap_and_respond`: every one-off of the request
+    /// in one hypercall (none when there is none), its pages back on the pool.
+    func unmapCompletedEntries(_ state: inout ConnectionState, _ entries: inout [GrantEntry], count: Int) {
+        var ops: [UnmapOp] = []
+        var pages: [PageFrame] = []
+        prepareUnmap(&state, &entries, 0..<count, ops: &ops, pages: &pages)
+        if !ops.isEmpty { unmapBatch(&ops, &pages, into: &state.g2013.pool) }
+    }
+
+    /// `xen_blkbk_unmap_prepare`: grants are put; one-offs with a handle are
+    /// queued and their handles made invalid.
+    private func prepareUnmap(_ state: inout ConnectionState, _ entries: inout [GrantEntry], _ range: Range<Int>,
+                              ops: inout [UnmapOp], pages: inout [PageFrame]) {
+        for index in range {
+            if let grant = entries[index].grant {
+                putPersistentGrant(grant, &state)
+                continue
+            }
+            guard entries[index].handle != invalidHandle else { continue }
+            let page = entries[index].page ?? PageFrame(0)
+            ops.append(UnmapOp(hostPage: page, handle: entries[index].handle))
+            pages.append(page)
+            entries[index].handle = invalidHandle
+        }
     }
 
     /// One unmap hypercall; its pages go back on the pool. (`BUG_ON(ret)`

@@ -14,6 +14,9 @@ struct PersistentGrant: Poisonable {
     var active = false
     /// G2013's `PERSISTENT_GNT_WAS_ACTIVE`: used since the last purge.
     var wasActive = false
+    /// G2018's `last_used`: the jiffies of the last put (unset, 0, while
+    /// the grant has been active since its add: a purge skips it then).
+    var lastUsed: UInt64 = 0
 
     static func fresh(gref: GrantRef) -> PersistentGrant {
         PersistentGrant(page: nil, gref: gref, handle: 0, links: .detached)
@@ -23,7 +26,7 @@ struct PersistentGrant: Poisonable {
     /// (The flags are bits of poisoned bytes: both set.)
     static var poisoned: PersistentGrant {
         PersistentGrant(page: nil, gref: 0x6b6b_6b6b, handle: 0x6b6b_6b6b, links: .detached, active: true,
-                        wasActive: true)
+                        wasActive: true, lastUsed: 0x6b6b_6b6b_6b6b_6b6b)
     }
 }
 

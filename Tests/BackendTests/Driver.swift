@@ -192,12 +192,13 @@ final class Driver {
     /// Connects. `persistent` writes the frontend's `feature-persistent` key first (nil: keys stay as they are).
     @discardableResult
     func connect(persistent: Bool? = true, offers: Bool = true, maxPersistent: Int? = nil, proto: BlkifProtocol = .native,
-                 sectors: UInt64 = 4096, flush: Bool = true, discard: Bool = false) -> Step {
+                 sectors: UInt64 = 4096, flush: Bool = true, discard: Bool = false, hotplugAfter: Bool = false) -> Step {
         if let persistent { frontendKey("feature-persistent", persistent ? "1" : "0") }
         self.proto = proto
         connectCount += 1
         let parameters = ConnectParameters(domid: domid, vbd: vbd, ringProtocol: proto, offersPersistent: offers,
-                                           maxPersistent: maxPersistent, sectors: sectors, flush: flush, discard: discard)
+                                           maxPersistent: maxPersistent, sectors: sectors, flush: flush, discard: discard,
+                                           hotplugAfterConnect: hotplugAfter)
         return run("connect #\(connectCount)") { backend.connect(parameters) }
     }
 
