@@ -14,8 +14,10 @@ import Trace
 //
 // Version 2 adds `connect again` (0x90...0x93); version 3 adds the events of
 // trace format 2: indirect requests (0x94...0x9F), guest writes (0xA0...0xA3),
-// ticks (0xA4...0xA7) and module parameters (0xA8...0xAB). Version 1 is
-// everything else below, with 0x90...0xFF reserved.
+// ticks (0xA4...0xA7) and module parameters (0xA8...0xAB); version 4 adds a
+// connect whose hotplug script runs after the frontend connected
+// (0xAC...0xAD, `connect hotplug=after`). Version 1 is everything else
+// below, with 0x90...0xFF reserved.
 //
 // An input is a sequence of *choices*. Each starts with one opcode byte; its
 // parameters follow. Reading past the end of the input yields zero bytes, so a
@@ -40,7 +42,8 @@ import Trace
 // | 0xA0...0xA3 | write         | gref pick(G), offset pick(O), length byte, bytes, after-reads pick(R) |
 // | 0xA4...0xA7 | tick          | milliseconds pick(MS)                                      |
 // | 0xA8...0xAB | param         | parameter byte, value pick (per parameter)                 |
-// | 0xAC...0xFF | reserved      | none: a no-op, for later choices                           |
+// | 0xAC...0xAD | connect late  | as connect; the event says hotplug=after (version 4)       |
+// | 0xAE...0xFF | reserved      | none: a no-op, for later choices                           |
 //
 // A *pick* is one byte b: 0xFC, 0xFD, 0xFE, 0xFF are followed by an explicit
 // little-endian value of 1, 2, 4, 8 bytes; any other b picks pool[b % pool.count]
@@ -126,9 +129,9 @@ import Trace
 /// The constants and pools of the fuzz input format.
 public enum FuzzFormat {
     /// The version the fuzz targets and the encoder use.
-    public static let version = 3
+    public static let version = 4
     /// Every version the decoder still reads.
-    public static let versions = 1...3
+    public static let versions = 1...4
     public static let maxEvents = 256
     public static let maxInput = 65536
     /// Grefs granted or revoked over one input, at most (keeps runs fast).
@@ -153,8 +156,10 @@ public enum FuzzFormat {
         public static let write: ClosedRange<UInt8> = 0xA0...0xA3
         public static let tick: ClosedRange<UInt8> = 0xA4...0xA7
         public static let parameter: ClosedRange<UInt8> = 0xA8...0xAB
+        /// Version 4 on.
+        public static let connectHotplugAfter: ClosedRange<UInt8> = 0xAC...0xAD
         /// No-ops today; the next choices take values from here.
-        public static let reserved: ClosedRange<UInt8> = 0xAC...0xFF
+        public static let reserved: ClosedRange<UInt8> = 0xAE...0xFF
     }
 
     enum Pool {
@@ -315,6 +320,8 @@ public enum FuzzDecoder {
         case FuzzFormat.Opcode.grant: return grant(&reader, state: state)
         case FuzzFormat.Opcode.complete: return complete(&reader, state: state)
         case FuzzFormat.Opcode.connect: return connect(&reader, state: state)
+        case FuzzFormat.Opcode.connectHotplugAfter where version >= 4:
+            return connect(&reader, state: state, hotplugAfterConnect: true)
         case FuzzFormat.Opcode.disconnect: return disconnect(&reader, state: state)
         case FuzzFormat.Opcode.fail: return fail(&reader)
         case FuzzFormat.Opcode.revoke: return revoke(&reader, state: state)
@@ -341,7 +348,8 @@ public enum FuzzDecoder {
 
     // MARK: choices
 
-    static func connect(_ reader: inout FuzzReader, state: FuzzState) -> TraceEventKind? {
+    static func connect(_ reader: inout FuzzReader, state: FuzzState, hotplugAfterConnect: Bool = false)
+        -> TraceEventKind? {
         let flags = reader.byte()
         let vbd = UInt16(truncatingIfNeeded: reader.pick(FuzzFormat.Pool.vbd))
         let domid = domid(&reader)
@@ -356,7 +364,8 @@ public enum FuzzDecoder {
             domid: domid, protocolName: FuzzFormat.Pool.protocols[Int(flags & 3)],
             persistent: FuzzFormat.Pool.persistent[Int(flags >> 2 & 3)],
             backendPersistent: flags & 0x10 == 0, maxPersistent: limit, sectors: sectors,
-            flush: flags & 0x20 == 0, discard: flags & 0x40 != 0, vbd: vbd))
+            flush: flags & 0x20 == 0, discard: flags & 0x40 != 0, vbd: vbd,
+            hotplugAfterConnect: hotplugAfterConnect))
     }
 
     /// The shared shape of `grant` and `revoke`: a range and a domain.

@@ -237,7 +237,8 @@ public enum FuzzEncoder {
         if !connect.backendPersistent { flags |= 0x10 }
         if !connect.flush { flags |= 0x20 }
         if connect.discard { flags |= 0x40 }
-        var bytes = [FuzzFormat.Opcode.connect.lowerBound, flags]
+        let opcode = connect.hotplugAfterConnect ? FuzzFormat.Opcode.connectHotplugAfter : FuzzFormat.Opcode.connect
+        var bytes = [opcode.lowerBound, flags]
         bytes += pick(UInt64(connect.vbd), FuzzFormat.Pool.vbd)
         bytes += pick(UInt64(connect.domid), FuzzFormat.Pool.domid)
         let limit = connect.maxPersistent.map { UInt64(clamping: $0) }
