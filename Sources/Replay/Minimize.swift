@@ -14,11 +14,12 @@ extension Replay {
             discussion: """
                 Removes events and simplifies arguments while the trace still fails under the backend \
                 with the same first failing check, then prints the result as a commented text trace. \
-                Under a backend other than its generation's defect-free one (fixed, g2013) it adds \
+                Under a backend other than its generation's defect-free one (fixed, g2013, g2018) it adds \
                 `expect violation CHECK backend=NAME`, so the output is a regression trace: it passes the gate \
                 under that backend exactly while the defect is still detected, and must be clean under every \
-                other backend (and names the shipped form, seed or linux-3.11, too when that shows the same \
-                check; a G2013 trace starts with `generations g2013`). A trace that crashes the model is minimized as \
+                other backend (and names each shipped form that has the backend's quirks — seed, linux-3.11, \
+                linux-4.19, linux-5.10, linux-5.10.18 — too when it shows the same check; a later generation's \
+                trace starts with `generations g2013` or `generations g2018`). A trace that crashes the model is minimized as \
                 well: each candidate then runs in a forked child, and failing the same way means crashing.
                 Exit status: 0 when the minimized trace is written; 1 when the trace does not fail under the \
                 backend, or fails only for a missing expected violation (nothing to keep failing); 2 for usage \
@@ -30,7 +31,7 @@ extension Replay {
 
         @OptionGroup var backendOption: BackendOption
 
-        @Flag(inversion: .prefixedNo, help: "Add `expect violation CHECK backend=NAME` (never under fixed or g2013).")
+        @Flag(inversion: .prefixedNo, help: "Add `expect violation CHECK backend=NAME` (never under fixed, g2013 or g2018).")
         var expect = true
 
         @Option(help: "Replays allowed; the smallest trace found by then is printed.")
@@ -50,18 +51,24 @@ extension Replay {
             var body = result.events
             var check: CheckID?
             if case .violation(let found) = result.outcome { check = found }
-            // The generation's defect-free and shipped forms (fixed and seed; g2013 and linux-3.11).
+            // The generation's defect-free form (fixed, g2013, g2018) and the shipped forms that have
+            // every quirk of this backend (seed; linux-3.11; linux-4.19, linux-5.10, linux-5.10.18).
             let defectFree = BackendVariant(generation: variant.generation, quirks: [])
-            let shipped = BackendVariant(generation: variant.generation, quirks: Set(variant.generation.quirks))
             let expecting = expect && variant != defectFree && check != nil
             if expecting, let check {
                 body.insert(.expect(.violation(check, backend: variant.name), vbd: 0), at: 0)
-                // The shipped form has every quirk: name it too when the trace shows the same check
-                // there (traces/known-defects is gated under it).
-                if variant != shipped {
+                // Name a shipped form too when the trace shows the same check there
+                // (traces/known-defects is gated under the shipped forms).
+                var position = 1
+                for form in variant.generation.shippedForms where form.quirks.isSuperset(of: variant.quirks) {
+                    let shipped = BackendVariant(generation: variant.generation, quirks: form.quirks)
+                    guard shipped != variant else { continue }
                     var withShipped = body
-                    withShipped.insert(.expect(.violation(check, backend: shipped.name), vbd: 0), at: 1)
-                    if TraceMinimizer(variant: shipped).isolatedOutcome(withShipped) == .pass { body = withShipped }
+                    withShipped.insert(.expect(.violation(check, backend: shipped.name), vbd: 0), at: position)
+                    if TraceMinimizer(variant: shipped).isolatedOutcome(withShipped) == .pass {
+                        body = withShipped
+                        position += 1
+                    }
                 }
             }
             // Expectations of a version-1 trace concern G2012; a later
