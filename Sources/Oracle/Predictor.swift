@@ -157,21 +157,28 @@ struct Predictor {
         }
         // The key is read as sscanf's %u would: "1", " 1" and "1\n" all mean 1.
         let frontendFeature = reference.frontendKey("feature-persistent")
-        let mode = connect.backendPersistent && frontendFeature.flatMap(ReferenceModel.scanUnsigned) == 1
-        // G2013 ignores `max-persistent=`: its limit is the module
-        // parameter, read where it is used (`limit` is the value at connect).
         let g2013Run = reference.g2013
+        // G2018 negotiates in today's form; the vbd's creation (`hotplug=`)
+        // changes nothing in it, only in the 5.10 quirks.
+        let negotiation = if let g2013Run, g2013Run.isG2018 {
+            PersistentNegotiation.today(featureParameter: g2013Run.parameters.featurePersistent,
+                                        backendPersistent: connect.backendPersistent, frontendKey: frontendFeature)
+        } else {
+            PersistentNegotiation.original(backendPersistent: connect.backendPersistent, frontendKey: frontendFeature)
+        }
+        // G2013 and G2018 ignore `max-persistent=`: their limit is the module
+        // parameter, read where it is used (`limit` is the value at connect).
         reference.setConnection(ConnectionModel(
-            domid: connect.domid, ringProtocol: connect.protocolName, persistentMode: mode,
+            domid: connect.domid, ringProtocol: connect.protocolName, persistentMode: negotiation.persistent,
             limit: g2013Run?.parameters.maxPersistentGrants
                 ?? connect.maxPersistent ?? connect.protocolName.maxPersistentGrants,
             sectors: connect.sectors, flush: connect.flush, discard: connect.discard,
-            g2013: g2013Run == nil ? nil : G2013ConnectionState(),
+            g2013: g2013Run.map { G2013ConnectionState(tracksWasActive: !$0.isG2018) },
             mappedChanges: reference.mappedChanges), vbd: connect.vbd)
-        prediction.negotiation = ExpectedNegotiation(vbd: connect.vbd, persistent: mode,
-                                                     backendOffers: connect.backendPersistent,
+        prediction.negotiation = ExpectedNegotiation(vbd: connect.vbd, persistent: negotiation.persistent,
+                                                     backendOffers: negotiation.backendOffers,
                                                      frontendFeature: frontendFeature,
-                                                     advertised: connect.backendPersistent ? "1" : nil,
+                                                     advertised: negotiation.advertised,
                                                      domid: connect.domid)
         treeVbd = connect.vbd
     }

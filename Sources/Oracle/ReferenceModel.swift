@@ -8,9 +8,10 @@ import Trace
 final class ReferenceModel {
     /// Whose reference semantics the model predicts by.
     let generation: OracleGeneration
-    /// What a G2013 run keeps beyond its connections (clock, parameters,
-    /// armed allocation faults, the guest's bytes); nil under G2012, which
-    /// has none of them.
+    /// What a G2013 or G2018 run keeps beyond its connections (clock,
+    /// parameters, armed allocation faults, the guest's bytes); nil under
+    /// G2012, which has none of them. G2018 is predicted through the G2013
+    /// steps, with its own rules where docs/generations.md says G2018 differs.
     let g2013: G2013Run?
 
     /// Everything the reference keeps across events, in one value.
@@ -44,7 +45,7 @@ final class ReferenceModel {
 
     init(generation: OracleGeneration = .g2012) {
         self.generation = generation
-        g2013 = generation == .g2013 ? G2013Run() : nil
+        g2013 = generation == .g2012 ? nil : G2013Run(generation: generation)
     }
 
     /// Vbds below this are looked up by index (`State.byVbd`); 64 cover every real guest.

@@ -38,7 +38,7 @@ import Trace
         grants.activate(1)
         for gref: GrantRef in [2, 4] {
             grants.activate(gref)
-            grants.put(gref)
+            grants.put(gref, at: 0)
         }
         #expect(G2013Purge.victims(model: model, grants: grants, limit: 100) == [3, 5, 6, 7, 8])
     }
@@ -47,7 +47,7 @@ import Trace
         let (model, grants) = connection(grefs: 1...12)
         for gref: GrantRef in 1...12 where gref != 7 {
             grants.activate(gref)
-            grants.put(gref)
+            grants.put(gref, at: 0)
         }
         grants.activate(2)
         // 12 over a limit of 9: 3 go; only 7 was unused, then 1 and 3 (2 is ACTIVE).
@@ -60,7 +60,7 @@ import Trace
         run.parameters.maxPersistentGrants = 8
         grants.activate(20)
         grants.activate(5)
-        grants.put(5)
+        grants.put(5, at: 0)
         var calls = G2013Hypercalls(environment: EnvironmentRecord([]))
         G2013GrantSteps(model: model, grants: grants, run: run).purge(calls: &calls)
         // 12 victims: 1-4 and 6-19 but 5 (WAS_ACTIVE) and 20 (ACTIVE): 1, 2, 3, 4, 6 … 13.

@@ -2,9 +2,9 @@ import FakeXen
 import Trace
 
 extension Checks {
-    /// `grant-states` (G2013): each published grant's ACTIVE and WAS_ACTIVE
-    /// flags are the reference's — ACTIVE exactly while a request uses it,
-    /// WAS_ACTIVE once put and until the next purge. A flag left set keeps
+    /// `grant-states` (G2013, G2018): each published grant's ACTIVE and
+    /// WAS_ACTIVE flags are the reference's — ACTIVE exactly while a request
+    /// uses it, WAS_ACTIVE once put and until the next purge (G2018: never). A flag left set keeps
     /// a grant from ever being purged; one cleared early lets the purge
     /// take a grant a request still uses. Judged for grefs both trees hold
     /// (`tree-contents` reports the others), on a connection in the
@@ -26,8 +26,10 @@ extension Checks {
                 }
             }
             guard !wrong.isEmpty else { continue }
+            // G2018 has no WAS_ACTIVE: its grants publish the flag as never set.
+            let rule = grants.tracksWasActive ? "WAS_ACTIVE once put until a purge" : "no WAS_ACTIVE (G2018)"
             findings.append(Finding(.grantStates, in: .tree,
-                                    expected: "vbd \(vbd): each grant ACTIVE while in use, WAS_ACTIVE once put until a purge",
+                                    expected: "vbd \(vbd): each grant ACTIVE while in use, " + rule,
                                     seen: Wording.list(wrong, limit: 4)))
         }
     }

@@ -88,7 +88,8 @@ extension Checks {
                                 seen: sizes(seen) + "; batch \(batch): " + Wording.list(seen[batch]) + " (\(detail))"))
     }
 
-    /// `unmap-ops`: an unmap batch holds at most 11 ops; every op unmaps a
+    /// `unmap-ops`: an unmap batch holds at most 11 ops (G2018's completion:
+    /// 256, `Prediction.unmapBatchLimit`); every op unmaps a
     /// live handle the event had to unmap (a one-off of a request that
     /// completes or fails); persistent grants stay mapped until disconnect;
     /// and every handle the event had to unmap is unmapped (at a disconnect,
@@ -104,8 +105,8 @@ extension Checks {
         // The batches are listed only for an event that ran one.
         let batches = observed.environment.unmapBatchCount > 0 ? observed.environment.unmapBatches : []
         for (index, batch) in batches.enumerated() {
-            if batch.ops.count > Blkif.maxSegmentsPerRequest {
-                findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap batches of at most 11",
+            if batch.ops.count > prediction.unmapBatchLimit {
+                findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap batches of at most \(prediction.unmapBatchLimit)",
                                         seen: "a batch of \(batch.ops.count)"))
             }
             while let next = surprises.first, next.batch == index {

@@ -37,9 +37,16 @@ struct G2013Hypercalls {
         var start = 0
         while start < handles.count {
             let end = min(start + Blkif.maxSegmentsPerRequest, handles.count)
-            unmapBatches.append(Array(handles[start..<end]))
+            unmapInOneHypercall(Array(handles[start..<end]))
             start = end
         }
+    }
+
+    /// `handles` unmapped in order by one hypercall, however many they are
+    /// (none for none: docs/generations.md, G2018 "Unmapping").
+    mutating func unmapInOneHypercall(_ handles: [GrantHandle]) {
+        guard !handles.isEmpty else { return }
+        unmapBatches.append(handles)
         unmapped.formUnion(handles)
     }
 }

@@ -2,8 +2,9 @@ import Blkif
 import FakeXen
 
 /// `xen_blkbk_map` and `xen_blkbk_unmap` as docs/generations.md states them
-/// (G2013 "The map step", "The unmap step"): the steps a request's entries
-/// go through, on one connection, with the run's parameters and faults.
+/// (G2013 "The map step", "The unmap step"; G2018 keeps the map step and
+/// changes the unmapping, "Unmapping"): the steps a request's entries go
+/// through, on one connection, with the run's parameters and faults.
 struct G2013GrantSteps {
     let model: ConnectionModel
     let grants: G2013ConnectionState
@@ -89,19 +90,57 @@ struct G2013GrantSteps {
         return .persistent(gref)
     }
 
-    /// The unmap step over `entries`, in order: grants are put, one-offs
-    /// unmapped in hypercalls of at most 11, their pages back on the pool.
+    /// `xen_blkbk_unmap`, the unmap step of the error paths (a failed
+    /// map, the indirect page after parsing) and, in G2013, of completion
+    /// too. G2013 "The unmap step": over all the entries, grants put and
+    /// one-offs unmapped in hypercalls of at most 11 queued operations.
+    /// G2018 "Unmapping": the entries in chunks of 11 *entries*, one
+    /// hypercall per chunk that queued any one-off.
     func unmap(_ entries: [G2013Entry], calls: inout G2013Hypercalls) {
+        guard run.isG2018 else {
+            let handles = release(entries[...])
+            calls.unmap(handles)
+            grants.putPages(handles.count)
+            return
+        }
+        var start = entries.startIndex
+        while start < entries.endIndex {
+            let end = min(start + Blkif.maxSegmentsPerRequest, entries.endIndex)
+            unmapInOneHypercall(entries[start..<end], calls: &calls)
+            start = end
+        }
+    }
+
+    /// The unmap step of a request whose I/O completed. G2018
+    /// (`xen_blkbk_unmap_and_respond`): every one-off of the request in
+    /// one hypercall, none when there is none. G2013: its one unmap step.
+    func unmapAtCompletion(_ entries: [G2013Entry], calls: inout G2013Hypercalls) {
+        if run.isG2018 {
+            unmapInOneHypercall(entries[...], calls: &calls)
+        } else {
+            unmap(entries, calls: &calls)
+        }
+    }
+
+    /// `entries`' grants put and their one-offs unmapped by one hypercall
+    /// (none if there is none), the pages back on the pool.
+    private func unmapInOneHypercall(_ entries: ArraySlice<G2013Entry>, calls: inout G2013Hypercalls) {
+        let handles = release(entries)
+        calls.unmapInOneHypercall(handles)
+        grants.putPages(handles.count)
+    }
+
+    /// Puts each entry's persistent grant, in entry order, and returns the
+    /// one-offs' handles to unmap, in entry order.
+    private func release(_ entries: ArraySlice<G2013Entry>) -> [GrantHandle] {
         var handles: [GrantHandle] = []
         for entry in entries {
             switch entry {
-            case .persistent(let gref): grants.put(gref)
+            case .persistent(let gref): grants.put(gref, at: run.jiffies)
             case .oneOff(let handle): handles.append(handle)
             case .none: break
             }
         }
-        guard !handles.isEmpty else { return }
-        calls.unmap(handles)
-        grants.putPages(handles.count)
+        return handles
     }
 }

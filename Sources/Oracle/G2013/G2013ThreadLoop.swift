@@ -2,7 +2,8 @@ import Blkif
 import FakeXen
 
 /// The G2013 thread's periodic work and its teardown (docs/generations.md,
-/// G2013 "The thread loop", "Purge", "Disconnect").
+/// G2013 "The thread loop", "Purge", "Disconnect"), which G2018 keeps but
+/// for the purge's choice of victims (G2018 "Purge").
 extension G2013GrantSteps {
     /// One pass of the loop body: the purge when its time has come, then
     /// the pool shrunk to `max_buffer_pages`.
@@ -14,12 +15,24 @@ extension G2013GrantSteps {
         grants.shrinkPool(to: run.parameters.maxBufferPages)
     }
 
-    /// `purge_persistent_gnt`: when the tree is over the limit (or at it
-    /// after an overflow), the oldest-unused grants go, lowest gref first.
+    /// `purge_persistent_gnt`. G2013: when the tree is over the limit (or
+    /// at it after an overflow), the grants unused since the last purge go
+    /// first, lowest gref first, and every grant left forgets its use.
+    /// G2018: the timed-out grants go, and more if the tree is over its
+    /// limit; nothing left in the tree changes, and the overflow flag stays
+    /// when nothing went.
     func purge(calls: inout G2013Hypercalls) {
-        let victims = G2013Purge.victims(model: model, grants: grants, limit: run.parameters.maxPersistentGrants)
-        guard let victims else { return }
-        grants.clearWasActive()
+        let limit = run.parameters.maxPersistentGrants
+        let victims: [GrantRef]
+        if run.isG2018 {
+            victims = G2018Purge.victims(model: model, grants: grants, limit: limit, jiffies: run.jiffies,
+                                         unusedSeconds: run.parameters.persistentGrantUnusedSeconds)
+            guard !victims.isEmpty else { return }
+        } else {
+            guard let chosen = G2013Purge.victims(model: model, grants: grants, limit: limit) else { return }
+            victims = chosen
+            grants.clearWasActive()
+        }
         grants.overflow = false
         // The work item unmaps them from the head of the list each was
         // pushed on: the reverse of the order they were chosen in.
