@@ -193,8 +193,7 @@ public struct BackendVariant: Hashable, Sendable, CustomStringConvertible {
 
     /// Every defect-free backend and every single-quirk one, generation by generation: what `replay matrix` runs.
     public static var matrix: [BackendVariant] {
-        // G2018 joins once the oracle predicts it.
-        Generation.allCases.filter { $0 != .g2018 }.flatMap { generation in
+        Generation.allCases.flatMap { generation in
             [BackendVariant(generation: generation, quirks: [])]
                 + generation.quirks.map { BackendVariant(generation: generation, quirks: [$0]) }
         }

@@ -43,7 +43,7 @@ import Testing
         let outcome = try replay(["matrix", "traces/known-defects"], in: Repository.root)
         #expect(outcome.status == 0, "\(outcome)")
         let quirks = BackendVariant.matrix.filter { !$0.quirks.isEmpty }.count
-        #expect(outcome.lastLine == "\(quirks) of \(quirks) quirks detected; fixed clean, g2013 clean", "\(outcome)")
+        #expect(outcome.lastLine == "\(quirks) of \(quirks) quirks detected; fixed clean, g2013 clean, g2018 clean", "\(outcome)")
     }
 
     @Test func undetectedQuirksExitOne() throws {
