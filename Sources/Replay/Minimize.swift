@@ -48,34 +48,31 @@ extension Replay {
             do { result = try minimizer.minimize(kinds) } catch {
                 throw Self.failure(error, file: file)
             }
-            var body = result.events
             var check: CheckID?
             if case .violation(let found) = result.outcome { check = found }
             // The generation's defect-free form (fixed, g2013, g2018) and the shipped forms that have
             // every quirk of this backend (seed; linux-3.11; linux-4.19, linux-5.10, linux-5.10.18).
             let defectFree = BackendVariant(generation: variant.generation, quirks: [])
             let expecting = expect && variant != defectFree && check != nil
+            var header: [TraceEventKind] = []
             if expecting, let check {
-                body.insert(.expect(.violation(check, backend: variant.name), vbd: 0), at: 0)
+                // Expectations of a version-1 trace concern G2012; a later generation's are
+                // scoped to it (trace-format.md §4.9) — before any is tried under a shipped form,
+                // or a trace of version-1 events would not apply them there.
+                if variant.generation != .g2012 { header.append(.generations([variant.generation.rawValue])) }
+                header.append(.expect(.violation(check, backend: variant.name), vbd: 0))
                 // Name a shipped form too when the trace shows the same check there
                 // (traces/known-defects is gated under the shipped forms).
-                var position = 1
                 for form in variant.generation.shippedForms where form.quirks.isSuperset(of: variant.quirks) {
                     let shipped = BackendVariant(generation: variant.generation, quirks: form.quirks)
                     guard shipped != variant else { continue }
-                    var withShipped = body
-                    withShipped.insert(.expect(.violation(check, backend: shipped.name), vbd: 0), at: position)
-                    if TraceMinimizer(variant: shipped).isolatedOutcome(withShipped) == .pass {
-                        body = withShipped
-                        position += 1
+                    let line = TraceEventKind.expect(.violation(check, backend: shipped.name), vbd: 0)
+                    if TraceMinimizer(variant: shipped).isolatedOutcome(header + [line] + result.events) == .pass {
+                        header.append(line)
                     }
                 }
             }
-            // Expectations of a version-1 trace concern G2012; a later
-            // generation's are scoped to it (trace-format.md §4.9).
-            if expecting && variant.generation != .g2012 {
-                body.insert(.generations([variant.generation.rawValue]), at: 0)
-            }
+            let body = header + result.events
             let eventLines = TextTracePrinter.render(body)
 
             // Where the violation stands in the printed text, and how the trace does under fixed.

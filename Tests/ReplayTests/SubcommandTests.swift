@@ -97,6 +97,22 @@ import Testing
         #expect(try scratch.contents("min.trace").contains("expect persistent=5"))
     }
 
+    /// A finding of version-1 events under a later generation's quirk is
+    /// scoped to that generation before the shipped forms are tried, so
+    /// each shipped form that shows the same check is named too.
+    @Test func aG2018FindingNamesItsGenerationAndEveryShippedFormThatShowsIt() throws {
+        let scratch = try WorkDirectory()
+        try scratch.write("sticks.trace", "xenblk-trace 2\nfrontend-key feature-persistent 2\nconnect domid=2\ngrant gref=1\n")
+        let outcome = try scratch.replay("minimize", "--backend", "g2018+negotiation-sticks-at-zero", "sticks.trace")
+        #expect(outcome.status == 0, "\(outcome)")
+        let lines = outcome.standardOutput.split(separator: "\n").filter { !$0.hasPrefix("#") }
+        #expect(lines == ["xenblk-trace 2", "generations g2018",
+                          "expect violation negotiation backend=g2018+negotiation-sticks-at-zero",
+                          "expect violation negotiation backend=linux-5.10",
+                          "expect violation negotiation backend=linux-5.10.18",
+                          "frontend-key feature-persistent 2", "connect domid=2"], "\(outcome)")
+    }
+
     @Test func passingTraceHasNothingToKeepAndExitsOne() throws {
         let scratch = try WorkDirectory()
         try scratch.write("pass.trace", SampleTrace.passing)
