@@ -205,16 +205,7 @@ extension Blkback {
         var ops: [UnmapOp] = []
         var pages: [PageFrame] = []
         for index in 0..<count {
-            if let grant = entries[index].grant {
-                putPersistentGrant(grant, &state)
-                continue
-            }
-            guard entries[index].handle != invalidHandle else { continue }
-            // A zeroed entry has no page: its unmap names frame 0, as C's would name NULL's.
-            let page = entries[index].page ?? PageFrame(0)
-            ops.append(UnmapOp(hostPage: page, handle: entries[index].handle))
-            pages.append(page)
-            entries[index].handle = invalidHandle
+            prepareUnmap(&state, &entries, index..<index + 1, ops: &ops, pages: &pages)
             if ops.count == Blkif.maxSegmentsPerRequest {
                 unmapBatch(&ops, &pages, into: &state.g2013.pool)
             }
@@ -245,8 +236,9 @@ extension Blkback {
         if !ops.isEmpty { unmapBatch(&ops, &pages, into: &state.g2013.pool) }
     }
 
-    /// `xen_blkbk_unmap_prepare`: grants are put; one-offs with a handle are
-    /// queued and their handles made invalid.
+    /// `xen_blkbk_unmap_prepare` (G2018's name; G2013 did the same per
+    /// entry inline): grants are put; one-offs with a handle are queued and
+    /// their handles made invalid.
     private func prepareUnmap(_ state: inout ConnectionState, _ entries: inout [GrantEntry], _ range: Range<Int>,
                               ops: inout [UnmapOp], pages: inout [PageFrame]) {
         for index in range {
@@ -255,6 +247,7 @@ extension Blkback {
                 continue
             }
             guard entries[index].handle != invalidHandle else { continue }
+            // A zeroed entry has no page: its unmap names frame 0, as C's would name NULL's.
             let page = entries[index].page ?? PageFrame(0)
             ops.append(UnmapOp(hostPage: page, handle: entries[index].handle))
             pages.append(page)
