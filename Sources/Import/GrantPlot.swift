@@ -35,13 +35,20 @@ public struct GrantPlot {
         let held = max(peak(\.grantsHeldPeak), 1)
         let unmaps = max(Double(max(persistent.buckets.last?.unmapHypercalls ?? 0, legacy.buckets.last?.unmapHypercalls ?? 0)), 1)
         return [
-            Panel(name: "Persistent grants held by the backend", axisLabel: "grants", maximum: held, percent: false,
+            Panel(name: "Persistent grants held by the backend (peak \(Int(peak(\.grantsHeldPeak))))", axisLabel: "grants", maximum: held, percent: false,
                   value: { Double($0.grantsHeld) }),
-            Panel(name: "Persistent hit rate (segments that needed no map)", axisLabel: "hit rate", maximum: 1, percent: true,
+            Panel(name: "Persistent hit rate (segments that needed no map): \(Self.rate(persistent)) persistent, \(Self.rate(legacy)) legacy", axisLabel: "hit rate", maximum: 1, percent: true,
                   value: { $0.hitRate }),
-            Panel(name: "Unmap hypercalls so far", axisLabel: "hypercalls", maximum: unmaps, percent: false,
+            Panel(name: "Unmap hypercalls so far: \(persistent.buckets.last?.unmapHypercalls ?? 0) persistent, \(legacy.buckets.last?.unmapHypercalls ?? 0) legacy", axisLabel: "hypercalls", maximum: unmaps, percent: false,
                   value: { Double($0.unmapHypercalls) }),
         ]
+    }
+
+    /// The hit rate over the whole trace, as a percentage with one decimal.
+    static func rate(_ series: GrantSeries) -> String {
+        let segments = series.buckets.reduce(0) { $0 + $1.segments }
+        let hits = series.buckets.reduce(0) { $0 + $1.hits }
+        return segments == 0 ? "-" : number(Double(hits) * 100 / Double(segments)) + "%"
     }
 
     private func peak(_ key: KeyPath<GrantSeries.Bucket, Int>) -> Double {
@@ -72,11 +79,11 @@ public struct GrantPlot {
     private func legend() -> String {
         var out = ""
         let y = 52.0
-        var x = Self.width / 2 - 170
+        var x = Self.width / 2 - 235
         for (name, colour) in [("persistent frontend (pool reused)", Self.colours.persistent), ("legacy frontend (grant per segment)", Self.colours.legacy)] {
             out += "<line x1=\"\(Self.number(x))\" y1=\"\(Self.number(y))\" x2=\"\(Self.number(x + 24))\" y2=\"\(Self.number(y))\" stroke=\"\(colour)\" stroke-width=\"3\"/>\n"
             out += "<text x=\"\(Self.number(x + 30))\" y=\"\(Self.number(y + 4))\" font-size=\"12\">\(name)</text>\n"
-            x += 200
+            x += 250
         }
         return out
     }
@@ -145,7 +152,7 @@ public struct GrantPlot {
     /// An axis label: 1500 as 1.5k, 2000000 as 2M.
     static func short(_ value: Double) -> String {
         if value >= 1_000_000 { return number(value / 1_000_000) + "M" }
-        if value >= 10_000 { return number(value / 1000) + "k" }
+        if value >= 1000 { return number(value / 1000) + "k" }
         return number(value)
     }
 

@@ -63,7 +63,7 @@ final class InputLines {
                 }
                 return nil
             }
-            if let newline {
+            if let newline, newline - start <= Self.maxLineBytes {
                 return try deliver(upTo: newline, consuming: newline + 1, body)
             }
             if end - start > Self.maxLineBytes {
