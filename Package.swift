@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Trace", targets: ["Trace"]),
         .library(name: "Harness", targets: ["Harness"]),
         .library(name: "FuzzSupport", targets: ["FuzzSupport"]),
+        .library(name: "Import", targets: ["Import"]),
         .executable(name: "replay", targets: ["Replay"]),
     ],
     dependencies: [

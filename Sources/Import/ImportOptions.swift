@@ -36,6 +36,8 @@ public struct ImportOptions: Sendable {
     public var maxTrimBytes: UInt64 = 1 << 30
     /// The most devices imported at once (one vbd each).
     public var maxDevices = 64
+    /// Stop reading after this many records (a prefix of a long trace); nil: read them all.
+    public var maxRecords: Int?
 
     public init(format: ImportFormat) { self.format = format }
 
@@ -54,6 +56,7 @@ public struct ImportOptions: Sendable {
         }
         if !(1...32767).contains(domid) { found.append("the domain must be within 1...32767") }
         if let sectors = diskSectors, sectors == 0 { found.append("the disk must have at least one sector") }
+        if let records = maxRecords, records < 1 { found.append("--max-records must be at least 1") }
         return found
     }
 }

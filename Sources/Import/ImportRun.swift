@@ -53,7 +53,7 @@ final class ImportRun {
         let input = try InputLines(path: path)
         var parser = options.format.parser(blkparseAction: options.blkparseAction)
         let conversion = RecordConversion(options: options)
-        while !session.hasPanicked,
+        while !session.hasPanicked, tally.records < options.maxRecords ?? .max,
               let line = try input.next({ (bytes) throws(LineProblem) -> TraceLine in try parser.parse(bytes) }) {
             if input.lineNumber & 0xFFFF == 0 { progress?.update(pass: pass, input: input) }
             switch line {

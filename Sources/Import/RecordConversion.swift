@@ -68,9 +68,12 @@ public struct TraceSurvey: Sendable {
         let input = try InputLines(path: path)
         var parser = options.format.parser(blkparseAction: options.blkparseAction)
         let conversion = RecordConversion(options: options)
-        while let line = try input.next({ (bytes) throws(LineProblem) -> TraceLine in try parser.parse(bytes) }) {
+        var records = 0
+        while records < options.maxRecords ?? .max,
+              let line = try input.next({ (bytes) throws(LineProblem) -> TraceLine in try parser.parse(bytes) }) {
             if input.lineNumber & 0xFFFF == 0 { progress?.update(pass: 1, input: input) }
             guard case let .record(record) = line else { continue }
+            records += 1
             if record.time != nil { survey.hasClock = true }
             let outcome: RecordConversion.Outcome
             do { outcome = try conversion.outcome(record) } catch {

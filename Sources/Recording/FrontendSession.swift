@@ -27,6 +27,8 @@ public struct SessionFindings: Sendable {
     public internal(set) var count = 0
     public internal(set) var panicked = false
     public internal(set) var statistics = ReplayStatistics()
+
+    public init() {}
 }
 
 /// Collects the oracle's findings (a class, so the runner's callback does not

@@ -55,6 +55,9 @@ extension Replay {
         @Option(help: "Every vbd's disk size in 512-byte sectors (default: just enough for the trace); I/O beyond it is skipped.")
         var diskSectors: UInt64?
 
+        @Option(help: "Import only the first N records (a prefix of a long trace).")
+        var maxRecords: Int?
+
         @Option(name: .customLong("protocol"), help: "The ring ABI.")
         var ringProtocol: BlkifProtocol = .native
 
@@ -78,6 +81,7 @@ extension Replay {
             options.queueDepth = queueDepth?.depth
             options.device = device
             options.diskSectors = diskSectors
+            options.maxRecords = maxRecords
             options.variant = backendOption.backend
             options.oracle = oracle
             return options
