@@ -17,8 +17,8 @@ extension Replay {
                 tencent (Timestamp,Offset,Size,IOType,VolumeID). FILE may be gzip-compressed (told by its magic bytes).
                 Offsets and lengths become 512-byte sectors: reads and writes widen to whole sectors (counted as \
                 widened), trims narrow to the sectors they cover whole; a request of more than 11 pages is split into \
-                ring requests; trims become discards (the disk then offers discard), syncs and blkparse F flushes \
-                become flushes; the trace's time becomes tick events (format version 2). Each device gets a vbd (or \
+                ring requests; trims become discards (the disk then offers discard; one longer than 1 GiB is cut to 1 GiB, \
+                counted), syncs and blkparse F flushes become flushes, a blkparse FWS write a flush then the write; the trace's time becomes tick events (format version 2). Each device gets a vbd (or \
                 --device picks one), with a disk just large enough for its I/O unless --disk-sectors says.
                 Lines skipped and counted, not errors: blank lines, lines starting with #, a CSV header line before the \
                 first record, blkparse's m messages, other actions and its summary block, blkparse requests without \
