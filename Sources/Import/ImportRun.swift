@@ -103,7 +103,10 @@ final class ImportRun {
         case .read, .write:
             if converted.range.adjusted { tally.widened += 1 }
             if converted.preflush {
-                try issue(PlannedRequest(operation: .flush, sector: 0), vbd: vbd, due: record.completion, start: 0, end: 0)
+                // blkparse completes a flush-then-write with the write's C event: the flush is matched by its sectors.
+                let range = converted.range
+                try issue(PlannedRequest(operation: .flush, sector: 0), vbd: vbd, due: record.completion,
+                          start: range.start, end: range.end)
                 tally.flushes += 1
             }
             let operation: PlannedRequest.Operation = converted.kind == .read ? .read : .write
@@ -186,6 +189,7 @@ final class ImportRun {
     private func drain() throws {
         while !session.hasPanicked, let first = firstDue(vbd: nil) {
             if let due = pending[first].due { try advance(to: due) }
+            tally.completedAtEnd += 1
             try finish(at: first)
         }
     }

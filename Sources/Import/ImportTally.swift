@@ -23,6 +23,8 @@ public struct ImportTally: Sendable {
     public internal(set) var splits = 0
     /// Requests completed before the trace says, because the ring's slots were all taken.
     public internal(set) var earlyCompletions = 0
+    /// Requests still in flight when the trace ended (held ones only), completed then.
+    public internal(set) var completedAtEnd = 0
     public internal(set) var tickedMilliseconds: UInt64 = 0
     public internal(set) var packets = 0
     public internal(set) var frontendTally = FrontendTally()

@@ -144,8 +144,11 @@ import TracePcap
         #expect(tally.skipped[.message] == 1)
         #expect(tally.skipped[.summary] == 11)
         #expect(tally.skipped[.unmatchedCompletion] == 1)
-        // Requests were held until their C event: several in flight at once.
+        // Requests were held until their C event: several in flight at once. Every one
+        // but the last (W 300 + 1, never completed) met its C, the FWFS flush with its write's.
         #expect(tally.frontendTally.depthPeak > 1)
+        #expect(tally.completedAtEnd == 1)
+        #expect(tally.earlyCompletions == 0)
         let ring = try requests(out)
         #expect(ring.allSatisfy { $0.hold })
         // 256 sectors are 32 pages: 11 + 11 + 10.
