@@ -40,6 +40,10 @@ final class ImportRun {
         self.session = session
         depth = options.effectiveQueueDepth
         tally = ImportTally(frontend: session.frontend)
+        // A held request the backend answered by itself (it failed) is no longer pending.
+        session.onResponse = { [unowned self] vbd, id in
+            if let index = pending.firstIndex(where: { $0.vbd == vbd && $0.id == id }) { pending.remove(at: index) }
+        }
     }
 
     /// Whether requests are held for a later `complete` (else each is answered at once).
@@ -156,6 +160,7 @@ final class ImportRun {
 
     private func finish(at index: Int) throws {
         let request = pending.remove(at: index)
+        guard !session.hasPanicked else { return }
         try session.complete(id: request.id, vbd: request.vbd)
     }
 
@@ -196,6 +201,8 @@ final class ImportRun {
 
     private func advance(to time: UInt64) throws {
         var milliseconds = clock.advance(to: time)
+        // After a panic the host is down: no time passes for it.
+        guard !session.hasPanicked else { return }
         while milliseconds > 0 {
             let step = min(milliseconds, TraceEventKind.maxTickMilliseconds)
             try session.tick(milliseconds: step)

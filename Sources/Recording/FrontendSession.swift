@@ -70,6 +70,10 @@ public final class FrontendSession {
     let runner: TraceRunner
     private let findings = FindingLog()
     public private(set) var tally = FrontendTally()
+    /// Told of every response to a request in flight (its vbd and id), once
+    /// the frontend has taken the request back: whoever decides completions
+    /// learns of requests the backend answered on its own (a failed one).
+    public var onResponse: ((UInt16, UInt64) -> Void)?
     private var grefs = GrefAllocator()
     private var vbds: [VbdFrontend] = []
     /// Where each connected vbd's state is in `vbds`.
@@ -205,6 +209,7 @@ public final class FrontendSession {
         guard let slot = slotOfVbd[vbd], let index = vbds[slot].inFlight.firstIndex(where: { $0.id == id }) else { return }
         let request = vbds[slot].inFlight.remove(at: index)
         vbds[slot].freeIDs.append(request.id)
+        onResponse?(vbd, id)
         if isPersistent {
             vbds[slot].freePool.append(contentsOf: request.grefs)
             return

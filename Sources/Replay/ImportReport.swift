@@ -55,14 +55,14 @@ enum ImportReport {
         if !o.oracle {
             lines.append("  oracle: off")
         } else {
-            for tally in [summary.written, summary.compared] {
+            for (tally, file) in [(summary.written, summary.out), (summary.compared, "\(summary.out) (\(summary.compared.frontend), in memory)")] {
                 let outcome = tally.outcome
                 if outcome.count == 0 && !outcome.panicked {
                     lines.append("  oracle (\(tally.frontend)): no violation under \(o.variant.name)")
                 } else {
                     lines.append("  oracle (\(tally.frontend)): \(outcome.count) violation(s)\(outcome.panicked ? ", the backend panicked" : "")")
                     for v in outcome.kept {
-                        lines.append("    \(v.position): \(v.check.rawValue): expected \(v.expected); seen \(v.seen)")
+                        lines.append("    \(file): \(v.position): \(v.check.rawValue): expected \(v.expected); seen \(v.seen)")
                     }
                 }
             }

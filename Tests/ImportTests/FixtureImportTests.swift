@@ -1,4 +1,5 @@
 import Foundation
+import Backend
 import Harness
 @testable import Import
 import Recording
@@ -213,6 +214,23 @@ import TracePcap
         #expect(!text.contains("persistent=1"))
         #expect(text.contains("revoke"))
         #expect(TraceRunner.replay(.file(path: out), variant: .fixed).verdict == .pass)
+    }
+
+    /// A quirk that panics the backend (handle 0 taken for "not mapped", then
+    /// BUG_ON on a hit): the import stops there, says so, and still writes
+    /// the file, which replays to the same panic.
+    @Test func aBackendPanicEndsTheRunButNotTheImport() throws {
+        let scratch = try Scratch("panic")
+        defer { scratch.cleanUp() }
+        let out = scratch.path("p.pcap")
+        let variant = try BackendVariant(name: "fixed+handle-zero-unmapped")
+        let summary = try importTrace(.msr, Fixture.path("msr.csv"), to: out) { $0.variant = variant }
+        #expect(summary.failed)
+        #expect(summary.persistent.outcome.panicked)
+        #expect(!summary.legacy.outcome.panicked)
+        #expect(summary.persistent.records < summary.legacy.records)
+        let report = TraceRunner.replay(.file(path: out), variant: variant)
+        #expect(report.panicked)
     }
 
     @Test func aG2013BackendRecordsToo() throws {
