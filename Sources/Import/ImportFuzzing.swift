@@ -3,10 +3,11 @@ import Harness
 
 /// The property the FuzzImport target checks: any bytes, as a trace of any
 /// format, are an import error or a recording that replays clean under the
-/// fixed backend — never a crash, a hang, an importer bug or a violation.
+/// backend it was recorded against (fixed, or g2013 with indirect requests)
+/// — never a crash, a hang, an importer bug or a violation.
 public enum ImportFuzzing {
     /// Byte 0 picks the format, byte 1 the options (frontend, blkparse action,
-    /// queue depth); the rest is the trace file (gzip when it starts 1f 8b).
+    /// queue depth, G2013 with indirect requests); the rest is the trace file (gzip when it starts 1f 8b).
     public static func options(_ input: UnsafeBufferPointer<UInt8>) -> ImportOptions {
         let formats = ImportFormat.allCases
         var options = ImportOptions(format: formats[Int(input.first ?? 0) % formats.count])
@@ -18,6 +19,10 @@ public enum ImportFuzzing {
         case 2: options.queueDepth = .fixed(4)
         case 3: options.queueDepth = options.format.hasCompletions ? .trace : .fixed(32)
         default: break
+        }
+        if flags & 16 != 0 {
+            options.variant = .g2013
+            options.indirect = true
         }
         // Bounds that keep one input's work small: a line may ask for a lot.
         options.maxIOBytes = 1 << 20
@@ -54,7 +59,7 @@ public enum ImportFuzzing {
             let kept = (summary.written.outcome.kept + summary.compared.outcome.kept).prefix(3)
             return "the oracle found \(summary.written.outcome.count + summary.compared.outcome.count) violation(s) in an import: \(kept)"
         }
-        let report = TraceRunner.replay(.file(path: out), variant: .fixed)
+        let report = TraceRunner.replay(.file(path: out), variant: options.variant)
         guard report.verdict == .pass else {
             return "the recording does not replay clean: \(report.violations.prefix(3)) \(String(describing: report.traceError))"
         }

@@ -36,10 +36,17 @@ public struct ImportOptions: Sendable {
     public var maxTrimBytes: UInt64 = 1 << 30
     /// The most devices imported at once (one vbd each).
     public var maxDevices = 64
+    /// Records of more than 11 pages as indirect requests of up to 256
+    /// segments (G2013 backends only), instead of split into direct ones.
+    public var indirect = false
     /// Stop reading after this many records (a prefix of a long trace); nil: read them all.
     public var maxRecords: Int?
 
     public init(format: ImportFormat) { self.format = format }
+
+    /// `MAX_INDIRECT_SEGMENTS`: the most segments blkback takes in one
+    /// indirect request (G2013 advertises it as `feature-max-indirect-segments`).
+    public static let maxIndirectSegments = 256
 
     /// The queue depth this import uses.
     public var effectiveQueueDepth: QueueDepth { queueDepth ?? (format.hasCompletions ? .trace : .fixed(1)) }
@@ -57,6 +64,9 @@ public struct ImportOptions: Sendable {
         if !(1...32767).contains(domid) { found.append("the domain must be within 1...32767") }
         if let sectors = diskSectors, sectors == 0 { found.append("the disk must have at least one sector") }
         if let records = maxRecords, records < 1 { found.append("--max-records must be at least 1") }
+        if indirect && variant.generation == .g2012 {
+            found.append("indirect requests need a G2013 backend (linux-3.11, g2013, g2013+QUIRK): G2012's blkback has none")
+        }
         return found
     }
 }

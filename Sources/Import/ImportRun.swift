@@ -115,10 +115,15 @@ final class ImportRun {
             }
             let operation: PlannedRequest.Operation = converted.kind == .read ? .read : .write
             var pieces = 0
-            try RequestSplitter.split(converted.range, operation: operation, maxSegments: maxSegments) { plan in
+            // As blkfront does: indirect only when a direct request cannot carry the I/O.
+            let indirect = options.indirect && RequestSplitter.requestCount(converted.range, maxSegments: maxSegments) > 1
+            let limit = indirect ? ImportOptions.maxIndirectSegments : maxSegments
+            try RequestSplitter.split(converted.range, operation: operation, maxSegments: limit) { plan in
                 pieces += 1
                 let end = plan.sector + UInt64(plan.segments.reduce(0) { $0 + $1.sectorCount })
-                try issue(plan, vbd: vbd, due: record.completion, start: plan.sector, end: end)
+                try issue(plan, vbd: vbd, due: record.completion, start: plan.sector, end: end,
+                          indirect: indirect && plan.segments.count > maxSegments)
+                if indirect && plan.segments.count > maxSegments { tally.indirect += 1 }
                 tally.segments += plan.segments.count
                 if converted.kind == .read { tally.reads += 1 } else { tally.writes += 1 }
             }
@@ -128,7 +133,8 @@ final class ImportRun {
     }
 
     /// Places one ring request once its vbd has room for it.
-    private func issue(_ plan: PlannedRequest, vbd: UInt16, due: UInt64?, start: UInt64, end: UInt64) throws {
+    private func issue(_ plan: PlannedRequest, vbd: UInt16, due: UInt64?, start: UInt64, end: UInt64,
+                       indirect: Bool = false) throws {
         guard !session.hasPanicked else { return }
         switch depth {
         case let .fixed(limit):
@@ -141,7 +147,7 @@ final class ImportRun {
                 try finish(at: first)
             }
         }
-        let id = try session.issue(plan, vbd: vbd, hold: holds)
+        let id = try session.issue(plan, vbd: vbd, hold: holds, indirect: indirect)
         issued += 1
         if holds { pending.append(Pending(vbd: vbd, id: id, due: due, start: start, end: end, order: issued)) }
     }

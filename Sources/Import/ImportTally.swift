@@ -19,6 +19,8 @@ public struct ImportTally: Sendable {
     public internal(set) var flushes = 0
     public internal(set) var discards = 0
     public internal(set) var segments = 0
+    /// Of the reads and writes, those placed as indirect requests (`--indirect`).
+    public internal(set) var indirect = 0
     /// Ring requests beyond one per record: a record of more than 11 pages is split.
     public internal(set) var splits = 0
     /// Requests completed before the trace says, because the ring's slots were all taken.

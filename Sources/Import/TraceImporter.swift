@@ -40,7 +40,8 @@ public enum TraceImporter {
         if let problem = options.problems.first { throw ImportError(file: path, line: 0, problem) }
         let survey = try TraceSurvey.take(path: path, options: options, progress: progress)
         let isCompressed = try InputLines(path: path).isCompressed
-        let version = survey.hasClock ? 2 : TraceFormat.versions.lowerBound
+        // Ticks and indirect requests are version-2 events.
+        let version = survey.hasClock || options.indirect ? 2 : TraceFormat.versions.lowerBound
         let temporary = temporaryPath(beside: out)
         let writer: PcapTraceWriter
         do { writer = try PcapTraceWriter(path: temporary, version: version) } catch {

@@ -150,8 +150,11 @@ public final class FrontendSession {
 
     /// Places one request on `vbd`'s ring with a granted page per segment;
     /// returns its id. A request not held is answered at once.
+    /// With `indirect`, the segments go in a descriptor page (one more
+    /// granted page, which the backend maps read-only) and the ring carries a
+    /// `BLKIF_OP_INDIRECT` request: up to 256 segments, for G2013 backends.
     @discardableResult
-    public func issue(_ plan: PlannedRequest, vbd: UInt16, hold: Bool) throws -> UInt64 {
+    public func issue(_ plan: PlannedRequest, vbd: UInt16, hold: Bool, indirect: Bool = false) throws -> UInt64 {
         let slot = slotOfVbd[vbd]!
         let id = vbds[slot].freeIDs.removeLast()
         var segments: [BlkifSegment] = []
@@ -163,8 +166,19 @@ public final class FrontendSession {
             used.append(gref)
             segments.append(BlkifSegment(gref: gref, firstSect: shape.first, lastSect: shape.last))
         }
+        var descriptorPage: GrantRef?
+        if indirect {
+            let gref = try page(slot: slot, readOnly: true)
+            used.append(gref)
+            descriptorPage = gref
+        }
         vbds[slot].inFlight.append(VbdFrontend.InFlight(id: id, grefs: used))
         tally.depthPeak = max(tally.depthPeak, vbds[slot].inFlight.count)
+        if let descriptorPage {
+            try emit(.indirect(IndirectRequestEvent(id: id, operation: plan.operationCode, sector: plan.sector,
+                                                    segments: segments, pages: [descriptorPage], vbd: vbd, hold: hold)))
+            return id
+        }
         var nrSectors: UInt64?
         if case let .discard(sectors) = plan.operation { nrSectors = sectors }
         try emit(.request(RequestEvent(id: id, operation: plan.operationCode, sector: plan.sector, segments: segments,

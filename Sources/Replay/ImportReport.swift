@@ -28,7 +28,7 @@ enum ImportReport {
             lines.append("  skipped lines: " + reasons.joined(separator: ", "))
         }
         lines.append("  sectors: \(w.widened) widened to whole sectors, \(w.narrowed) trims narrowed, \(w.clippedTrims) trims cut to \(o.maxTrimBytes >> 20) MiB")
-        lines.append("  ring requests: \(w.requests) (\(w.reads) read, \(w.writes) write, \(w.flushes) flush, \(w.discards) discard), \(w.segments) segments, \(w.splits) splits, \(w.earlyCompletions) completed early (ring full), \(w.completedAtEnd) at the end of the trace")
+        lines.append("  ring requests: \(w.requests) (\(w.reads) read, \(w.writes) write, \(w.flushes) flush, \(w.discards) discard), \(w.segments) segments, \(w.splits) splits, \(w.indirect) indirect, \(w.earlyCompletions) completed early (ring full), \(w.completedAtEnd) at the end of the trace")
         lines.append("  trace time: \(w.tickedMilliseconds) ms in ticks; \(w.packets) packets written")
         let p = summary.persistent
         let l = summary.legacy

@@ -233,6 +233,39 @@ import TracePcap
         #expect(report.panicked)
     }
 
+    /// With --indirect under a G2013 backend, a record of more than 11 pages
+    /// is one indirect request of up to 256 segments; smaller ones stay direct.
+    @Test func indirectRequestsForG2013() throws {
+        let scratch = try Scratch("indirect")
+        defer { scratch.cleanUp() }
+        let out = scratch.path("i.pcap")
+        let summary = try importTrace(.fio, Fixture.path("fio-v2.log"), to: out) {
+            $0.variant = .g2013
+            $0.indirect = true
+        }
+        #expect(!summary.failed, "\(summary.written.outcome.kept)")
+        let events = try PcapTraceReader.readAll(path: out).map(\.kind)
+        let indirect = events.compactMap { kind -> IndirectRequestEvent? in
+            if case let .indirect(request) = kind { return request }
+            return nil
+        }
+        // read 8192 1048576 (256 pages), write 512 45056 (12 pages), write 49152 45057 (12 pages),
+        // write 2097152 131072 (32 pages).
+        #expect(indirect.map(\.segments.count) == [256, 12, 12, 32])
+        #expect(indirect.allSatisfy { $0.pages.count == 1 })
+        #expect(summary.written.indirect == 4 && summary.written.splits == 0)
+        #expect(TraceRunner.replay(.file(path: out), variant: .g2013).verdict == .pass)
+        let again = scratch.path("j.pcap")
+        _ = try importTrace(.fio, Fixture.path("fio-v2.log"), to: again) {
+            $0.variant = .g2013
+            $0.indirect = true
+        }
+        #expect(try bytes(of: out) == bytes(of: again))
+        var options = ImportOptions(format: .fio)
+        options.indirect = true
+        #expect(options.problems == ["indirect requests need a G2013 backend (linux-3.11, g2013, g2013+QUIRK): G2012's blkback has none"])
+    }
+
     @Test func aG2013BackendRecordsToo() throws {
         let scratch = try Scratch("g2013")
         defer { scratch.cleanUp() }
