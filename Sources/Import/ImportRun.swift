@@ -40,10 +40,6 @@ final class ImportRun {
         self.session = session
         depth = options.effectiveQueueDepth
         tally = ImportTally(frontend: session.frontend)
-        // A held request the backend answered by itself (it failed) is no longer pending.
-        session.onResponse = { [unowned self] vbd, id in
-            if let index = pending.firstIndex(where: { $0.vbd == vbd && $0.id == id }) { pending.remove(at: index) }
-        }
     }
 
     /// Whether requests are held for a later `complete` (else each is answered at once).
@@ -147,9 +143,12 @@ final class ImportRun {
                 try finish(at: first)
             }
         }
-        let id = try session.issue(plan, vbd: vbd, hold: holds, indirect: indirect)
+        // blkback answers a discard at once: holding one would only keep its slot.
+        var hold = holds
+        if case .discard = plan.operation { hold = false }
+        let id = try session.issue(plan, vbd: vbd, hold: hold, indirect: indirect)
         issued += 1
-        if holds { pending.append(Pending(vbd: vbd, id: id, due: due, start: start, end: end, order: issued)) }
+        if hold { pending.append(Pending(vbd: vbd, id: id, due: due, start: start, end: end, order: issued)) }
     }
 
     /// The request of `vbd` (or any vbd) due first: the earliest completion time, then the oldest.

@@ -42,7 +42,13 @@ private final class FindingLog {
 struct VbdFrontend {
     struct InFlight {
         let id: UInt64
-        let grefs: [GrantRef]
+        var grefs: [GrantRef]
+        /// Placed with `hold`: its ring slot stays taken until a `complete`
+        /// names it, even when the backend answered it before (a failure).
+        let held: Bool
+        var completeSent = false
+        /// Answered already, its pages taken back; waiting for its `complete`.
+        var answered = false
     }
 
     /// blkfront's shadow free list: ids 0..<ring size, last freed first.
@@ -70,10 +76,6 @@ public final class FrontendSession {
     let runner: TraceRunner
     private let findings = FindingLog()
     public private(set) var tally = FrontendTally()
-    /// Told of every response to a request in flight (its vbd and id), once
-    /// the frontend has taken the request back: whoever decides completions
-    /// learns of requests the backend answered on its own (a failed one).
-    public var onResponse: ((UInt16, UInt64) -> Void)?
     private var grefs = GrefAllocator()
     private var vbds: [VbdFrontend] = []
     /// Where each connected vbd's state is in `vbds`.
@@ -172,7 +174,7 @@ public final class FrontendSession {
             used.append(gref)
             descriptorPage = gref
         }
-        vbds[slot].inFlight.append(VbdFrontend.InFlight(id: id, grefs: used))
+        vbds[slot].inFlight.append(VbdFrontend.InFlight(id: id, grefs: used, held: hold))
         tally.depthPeak = max(tally.depthPeak, vbds[slot].inFlight.count)
         if let descriptorPage {
             try emit(.indirect(IndirectRequestEvent(id: id, operation: plan.operationCode, sector: plan.sector,
@@ -186,8 +188,17 @@ public final class FrontendSession {
         return id
     }
 
-    /// The device finishes a held request.
+    /// The device finishes a held request. One the backend answered already
+    /// gives its slot and id back now (the `complete` does nothing more).
     public func complete(id: UInt64, vbd: UInt16) throws {
+        if let slot = slotOfVbd[vbd], let index = vbds[slot].inFlight.firstIndex(where: { $0.id == id && !$0.completeSent }) {
+            if vbds[slot].inFlight[index].answered {
+                vbds[slot].inFlight.remove(at: index)
+                vbds[slot].freeIDs.append(id)
+            } else {
+                vbds[slot].inFlight[index].completeSent = true
+            }
+        }
         try emit(.complete(id: id, vbd: vbd))
     }
 
@@ -220,10 +231,17 @@ public final class FrontendSession {
     /// The response is in: give the id back and the pages (persistent: to the
     /// pool, the last segment's on top; legacy: end foreign access).
     private func responded(id: UInt64, vbd: UInt16) throws {
-        guard let slot = slotOfVbd[vbd], let index = vbds[slot].inFlight.firstIndex(where: { $0.id == id }) else { return }
-        let request = vbds[slot].inFlight.remove(at: index)
-        vbds[slot].freeIDs.append(request.id)
-        onResponse?(vbd, id)
+        guard let slot = slotOfVbd[vbd],
+              let index = vbds[slot].inFlight.firstIndex(where: { $0.id == id && !$0.answered }) else { return }
+        let request = vbds[slot].inFlight[index]
+        if request.held && !request.completeSent {
+            // Answered before its complete: the pages come back now, the slot and id at the complete.
+            vbds[slot].inFlight[index].answered = true
+            vbds[slot].inFlight[index].grefs = []
+        } else {
+            vbds[slot].inFlight.remove(at: index)
+            vbds[slot].freeIDs.append(request.id)
+        }
         if isPersistent {
             vbds[slot].freePool.append(contentsOf: request.grefs)
             return

@@ -43,6 +43,7 @@ enum ImportReport {
             row("grants / revokes") { "\($0.frontendTally.grants) / \($0.frontendTally.revokes)" },
             row("pool peak") { "\($0.frontendTally.poolPeak)" },
             row("in flight peak") { "\($0.frontendTally.depthPeak)" },
+            row("responses not okay") { "\($0.frontendTally.failedResponses)" },
         ]
         let widths = (0..<3).map { column in rows.map { $0[column].count }.max() ?? 0 }
         for cells in rows {

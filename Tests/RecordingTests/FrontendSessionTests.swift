@@ -67,6 +67,37 @@ import TracePcap
         #expect(report.verdict == .pass, "\(report.violations)")
     }
 
+    /// A held request the backend answers at once (it fails validation)
+    /// keeps its ring slot and id until its `complete`, as the trace format
+    /// counts held requests; its page comes back at the answer.
+    @Test func aHeldRequestAnsweredEarlyWaitsForItsComplete() throws {
+        let scratch = try Scratch("early")
+        defer { scratch.cleanUp() }
+        let path = scratch.path("e.pcap")
+        let writer = try PcapTraceWriter(path: path)
+        let session = FrontendSession(frontend: .persistent, protocolName: .native, domid: 2, sink: writer)
+        try session.connect(vbd: 0, sectors: 64)
+        let bad = PlannedRequest(operation: .read, sector: 0, segments: [.init(first: 5, last: 2)])
+        let id = try session.issue(bad, vbd: 0, hold: true)
+        #expect(session.tally.failedResponses == 1)
+        #expect(session.inFlightCount(vbd: 0) == 1)
+        let good = try session.issue(PlannedRequest(operation: .write, sector: 8, segments: [.init(first: 0, last: 7)]),
+                                     vbd: 0, hold: true)
+        #expect(good != id)
+        // The failed request's page went back to the pool: the write reused it.
+        #expect(session.tally.grants == 1)
+        try session.complete(id: id, vbd: 0)
+        #expect(session.inFlightCount(vbd: 0) == 1)
+        try session.complete(id: good, vbd: 0)
+        #expect(session.inFlightCount(vbd: 0) == 0)
+        // Ids come back last freed first.
+        #expect(try session.issue(bad, vbd: 0, hold: false) == good)
+        try session.disconnect(vbd: 0)
+        try writer.close()
+        let report = TraceRunner.replay(.file(path: path), variant: .fixed)
+        #expect(report.verdict == .pass, "\(report.violations) \(String(describing: report.traceError))")
+    }
+
     /// The counting sink numbers events as a file would, and keeps none.
     @Test func aDiscardingSinkCountsPackets() throws {
         let sink = DiscardingSink(path: "memory")
