@@ -1,6 +1,8 @@
 /// fio's iolog, versions 2 and 3 (the first line says which). Version 2:
 /// `FILE ACTION [OFFSET LENGTH]`, time passing only by `wait` lines (OFFSET
-/// microseconds); version 3: `TIMESTAMP FILE ACTION [OFFSET LENGTH]`, the
+/// microseconds since the previous wait, as fio's HOWTO documents it; fio's
+/// own replay code has since compared it with milliseconds since the job's
+/// start, so a v2 log written for that reading runs 1000 times faster here); version 3: `TIMESTAMP FILE ACTION [OFFSET LENGTH]`, the
 /// timestamp in microseconds since the start (fio writes `utime_since_now`),
 /// `wait` ignored as fio ignores it. Offsets and lengths in bytes; `trim` is
 /// a discard, `sync` and `datasync` flushes; `add`, `open` and `close` skipped.
