@@ -2,7 +2,7 @@
 /// `FILE ACTION [OFFSET LENGTH]`, time passing only by `wait` lines (OFFSET
 /// microseconds since the previous wait, as fio's HOWTO documents it; fio's
 /// own replay code has since compared it with milliseconds since the job's
-/// start, so a v2 log written for that reading runs 1000 times faster here); version 3: `TIMESTAMP FILE ACTION [OFFSET LENGTH]`, the
+/// start: a v2 log written for that reading keeps its order here, not its pace); version 3: `TIMESTAMP FILE ACTION [OFFSET LENGTH]`, the
 /// timestamp in microseconds since the start (fio writes `utime_since_now`),
 /// `wait` ignored as fio ignores it. Offsets and lengths in bytes; `trim` is
 /// a discard, `sync` and `datasync` flushes; `add`, `open` and `close` skipped.
