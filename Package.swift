@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Trace", targets: ["Trace"]),
         .library(name: "Harness", targets: ["Harness"]),
         .library(name: "FuzzSupport", targets: ["FuzzSupport"]),
+        .library(name: "Import", targets: ["Import"]),
         .executable(name: "replay", targets: ["Replay"]),
     ],
     dependencies: [
@@ -47,8 +48,12 @@ let package = Package(
         .target(name: "Minimizer", dependencies: ["Harness", "Backend", "Blkif", "Oracle", "Trace"]),
         // workload models (blkfront's frontends) recorded as pcap traces.
         .target(name: "Recording", dependencies: ["Seeded", "Harness", "Backend", "Blkif", "Oracle", "Trace", "TracePcap"]),
+        // zlib, for gzip-compressed block I/O traces (pkg-config zlib, apt zlib1g-dev).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // recorded block I/O traces (blkparse, fio, MSR, SPC, Alibaba, Tencent) replayed through the frontend models.
+        .target(name: "Import", dependencies: ["CZlib", "Recording", "Harness", "Backend", "Blkif", "Trace", "TracePcap"]),
         .executableTarget(name: "Replay", dependencies: [
-            "Harness", "FuzzSupport", "Minimizer", "Recording", "Trace", "TracePcap", "Backend", "Blkif",
+            "Harness", "FuzzSupport", "Minimizer", "Recording", "Import", "Trace", "TracePcap", "Backend", "Blkif",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // What several test targets share: repository paths, scratch files,
@@ -68,6 +73,8 @@ let package = Package(
         .testTarget(name: "FuzzSupportTests", dependencies: ["TestSupport", "FuzzSupport", "Harness", "Trace", "Backend", "Blkif", "Seeded"]),
         .testTarget(name: "MinimizerTests", dependencies: ["TestSupport", "Minimizer", "FuzzSupport", "Backend", "Trace"]),
         .testTarget(name: "RecordingTests", dependencies: ["TestSupport", "Recording", "Harness", "TracePcap", "Trace", "Backend", "Blkif"]),
+        .testTarget(name: "ImportTests", dependencies: ["TestSupport", "Import", "Recording", "Harness", "TracePcap", "Trace", "Backend", "Blkif"],
+                    exclude: ["Fixtures"]),
         // tools/wireshark/xenblk.lua, run by tshark on files the pcap writer wrote.
         .testTarget(name: "WiresharkDissectorTests", dependencies: ["TestSupport", "TracePcap", "Trace", "Blkif"]),
         // Runs the built `replay` as a subprocess; depending on it makes `swift test` build it.

@@ -11,7 +11,7 @@
 # system's libpcap is linked. FUZZ_SCRATCH moves the Swift build directory.
 
 set -o pipefail
-targets="FuzzReplay FuzzTraceText FuzzPcap FuzzRequestABI"
+targets="FuzzReplay FuzzTraceText FuzzPcap FuzzRequestABI FuzzImport"
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ -f "$here/../Fuzz/Package.swift" ]; then
     project="$(cd "$here/.." && pwd)"

@@ -23,6 +23,9 @@ let package = Package(
         .executableTarget(name: "FuzzTraceText", dependencies: [.product(name: "FuzzSupport", package: harness)]),
         // The pcap trace reader (libpcap) on any bytes: an error or a trace, never a crash or a hang.
         .executableTarget(name: "FuzzPcap", dependencies: [.product(name: "FuzzSupport", package: harness)]),
+        // The block-trace importers on any bytes (a format and options, then a file):
+        // an error, or a recording that replays clean (fixed; g2013 with indirect); never a crash or a hang.
+        .executableTarget(name: "FuzzImport", dependencies: [.product(name: "Import", package: harness)]),
         // Ring request and response bytes in each ABI: decode and re-encode round-trip.
         .executableTarget(name: "FuzzRequestABI", dependencies: [.product(name: "FuzzSupport", package: harness)]),
     ],

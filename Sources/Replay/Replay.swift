@@ -16,7 +16,7 @@ struct Replay: ParsableCommand {
             Each subcommand's help says what fails for it.
             """,
         version: versionText,
-        subcommands: [Run.self, Dump.self, Matrix.self, Decode.self, Minimize.self, Convert.self, Record.self, Bench.self],
+        subcommands: [Run.self, Dump.self, Matrix.self, Decode.self, Minimize.self, Convert.self, Record.self, ImportTrace.self, Bench.self],
         defaultSubcommand: Run.self)
 
     /// The formats this build reads and writes: what a version means to a trace's author.
