@@ -37,7 +37,7 @@ public struct ImportOptions: Sendable {
     /// The most devices imported at once (one vbd each).
     public var maxDevices = 64
     /// Records of more than 11 pages as indirect requests of up to 256
-    /// segments (G2013 backends only), instead of split into direct ones.
+    /// segments (backends from G2013 on), instead of split into direct ones.
     public var indirect = false
     /// Stop reading after this many records (a prefix of a long trace); nil: read them all.
     public var maxRecords: Int?
@@ -65,7 +65,7 @@ public struct ImportOptions: Sendable {
         if let sectors = diskSectors, sectors == 0 { found.append("the disk must have at least one sector") }
         if let records = maxRecords, records < 1 { found.append("--max-records must be at least 1") }
         if indirect && variant.generation == .g2012 {
-            found.append("indirect requests need a G2013 backend (linux-3.11, g2013, g2013+QUIRK): G2012's blkback has none")
+            found.append("indirect requests need a G2013 or G2018 backend (linux-3.11, g2013, g2018, linux-5.10…): G2012's blkback has none")
         }
         return found
     }

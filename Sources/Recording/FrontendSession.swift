@@ -154,7 +154,7 @@ public final class FrontendSession {
     /// returns its id. A request not held is answered at once.
     /// With `indirect`, the segments go in a descriptor page (one more
     /// granted page, which the backend maps read-only) and the ring carries a
-    /// `BLKIF_OP_INDIRECT` request: up to 256 segments, for G2013 backends.
+    /// `BLKIF_OP_INDIRECT` request: up to 256 segments, for backends from G2013 on.
     @discardableResult
     public func issue(_ plan: PlannedRequest, vbd: UInt16, hold: Bool, indirect: Bool = false) throws -> UInt64 {
         let slot = slotOfVbd[vbd]!

@@ -17,7 +17,7 @@ extension Replay {
                 tencent (Timestamp,Offset,Size,IOType,VolumeID). FILE may be gzip-compressed (told by its magic bytes).
                 Offsets and lengths become 512-byte sectors: reads and writes widen to whole sectors (counted as \
                 widened), trims narrow to the sectors they cover whole; a request of more than 11 pages is split into \
-                ring requests (or, with --indirect and a G2013 backend, indirect requests of up to 256 segments); trims become discards (the disk then offers discard; one longer than 1 GiB is cut to 1 GiB, \
+                ring requests (or, with --indirect and a G2013 or G2018 backend, indirect requests of up to 256 segments); trims become discards (the disk then offers discard; one longer than 1 GiB is cut to 1 GiB, \
                 counted), syncs and blkparse F flushes become flushes, a blkparse FWS write a flush then the write; the trace's time becomes tick events (format version 2). Each device gets a vbd (or \
                 --device picks one), with a disk just large enough for its I/O unless --disk-sectors says.
                 Lines skipped and counted, not errors: blank lines, lines starting with #, a CSV header line before the \
@@ -55,7 +55,7 @@ extension Replay {
         @Option(help: "Every vbd's disk size in 512-byte sectors (default: just enough for the trace); I/O beyond it is skipped.")
         var diskSectors: UInt64?
 
-        @Flag(help: "Records of more than 11 pages as indirect requests of up to 256 segments (needs a G2013 --backend).")
+        @Flag(help: "Records of more than 11 pages as indirect requests of up to 256 segments (needs a G2013 or G2018 --backend).")
         var indirect = false
 
         @Option(help: "Import only the first N records (a prefix of a long trace).")

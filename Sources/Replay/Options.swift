@@ -16,7 +16,7 @@ struct BackendOption: ParsableArguments {
     // A transform, not ExpressibleByArgument, so the error can say which
     // part of the name is wrong; argument-parser then shows no default, so
     // the help says it.
-    @Option(help: ArgumentHelp("The backend: seed, fixed, or fixed+QUIRK[+QUIRK…] (G2012, the 2012 change); linux-3.11, g2013, or g2013+QUIRK[+QUIRK…] (G2013, the 2013 rework) (default: fixed).",
+    @Option(help: ArgumentHelp("The backend: seed, fixed, or fixed+QUIRK[+QUIRK…] (G2012, the 2012 change); linux-3.11, g2013, or g2013+QUIRK[+QUIRK…] (G2013, the 2013 rework); linux-4.19, linux-5.10, linux-5.10.18, g2018, or g2018+QUIRK[+QUIRK…] (G2018, today's design) (default: fixed).",
                                discussion: BackendName.quirksByGeneration,
                                valueName: "backend"),
             transform: { try BackendName.parse($0) })

@@ -234,14 +234,14 @@ import TracePcap
         #expect(report.panicked)
     }
 
-    /// With --indirect under a G2013 backend, a record of more than 11 pages
-    /// is one indirect request of up to 256 segments; smaller ones stay direct.
-    @Test func indirectRequestsForG2013() throws {
-        let scratch = try Scratch("indirect")
+    /// With --indirect under a G2013 or G2018 backend, a record of more than
+    /// 11 pages is one indirect request of up to 256 segments; smaller ones stay direct.
+    @Test(arguments: [BackendVariant.g2013, .g2018]) func indirectRequestsFromG2013On(variant: BackendVariant) throws {
+        let scratch = try Scratch("indirect-\(variant.name)")
         defer { scratch.cleanUp() }
         let out = scratch.path("i.pcap")
         let summary = try importTrace(.fio, Fixture.path("fio-v2.log"), to: out) {
-            $0.variant = .g2013
+            $0.variant = variant
             $0.indirect = true
         }
         #expect(!summary.failed, "\(summary.written.outcome.kept)")
@@ -255,16 +255,16 @@ import TracePcap
         #expect(indirect.map(\.segments.count) == [256, 12, 12, 32])
         #expect(indirect.allSatisfy { $0.pages.count == 1 })
         #expect(summary.written.indirect == 4 && summary.written.splits == 0)
-        #expect(TraceRunner.replay(.file(path: out), variant: .g2013).verdict == .pass)
+        #expect(TraceRunner.replay(.file(path: out), variant: variant).verdict == .pass)
         let again = scratch.path("j.pcap")
         _ = try importTrace(.fio, Fixture.path("fio-v2.log"), to: again) {
-            $0.variant = .g2013
+            $0.variant = variant
             $0.indirect = true
         }
         #expect(try bytes(of: out) == bytes(of: again))
         var options = ImportOptions(format: .fio)
         options.indirect = true
-        #expect(options.problems == ["indirect requests need a G2013 backend (linux-3.11, g2013, g2013+QUIRK): G2012's blkback has none"])
+        #expect(options.problems == ["indirect requests need a G2013 or G2018 backend (linux-3.11, g2013, g2018, linux-5.10…): G2012's blkback has none"])
     }
 
     @Test func aG2013BackendRecordsToo() throws {
