@@ -111,20 +111,27 @@ final class InputLines {
             gzread(file, bytes.baseAddress! + end, UInt32(room))
         }
         if read < 0 {
-            var code: Int32 = 0
-            let message = gzerror(file, &code).map { String(cString: $0) } ?? "read error"
-            throw ImportError(file: path, line: lineNumber + 1, "cannot read: \(message)")
+            let (_, message) = zlibError()
+            throw ImportError(file: path, line: lineNumber + 1, "cannot read: \(message.isEmpty ? "read error" : message)")
         }
         if read == 0 {
             // A gzip stream cut short reads as an end without an error from
             // gzread; gzerror says so.
-            var code: Int32 = 0
-            let message = gzerror(file, &code).map { String(cString: $0) } ?? ""
+            let (code, message) = zlibError()
             if code != Z_OK && code != Z_STREAM_END {
                 throw ImportError(file: path, line: lineNumber + 1, "cannot read: \(message)")
             }
             atEnd = true
         }
         end += Int(read)
+    }
+
+    /// zlib's error code and message, without the path zlib puts first (the
+    /// error names the file and line already).
+    private func zlibError() -> (code: Int32, message: String) {
+        var code: Int32 = 0
+        var message = gzerror(file, &code).map { String(cString: $0) } ?? ""
+        if message.hasPrefix(path + ": ") { message.removeFirst(path.count + 2) }
+        return (code, message)
     }
 }
