@@ -14,16 +14,8 @@ public struct RecordingSummary: Sendable {
     /// Requests, segments, map and unmap operations of the replay; persistent
     /// hits come from the oracle and are nil without it.
     public internal(set) var statistics = ReplayStatistics()
-    public internal(set) var responses = 0
-    /// Responses whose status is not okay (a workload should see none).
-    public internal(set) var failedResponses = 0
-    public internal(set) var grants = 0
-    public internal(set) var revokes = 0
-    public internal(set) var connects = 0
-    /// The most granted pages the persistent frontend's pool ever held.
-    public internal(set) var poolPeak = 0
-    /// The most requests in flight at once.
-    public internal(set) var depthPeak = 0
+    /// What the frontend did: responses, grants, revokes, connects, its peaks.
+    public let frontend: FrontendTally
     /// What the oracle found (the first ones kept) and how many in all:
     /// under the fixed backend a recording must have none.
     public internal(set) var violations: [Violation] = []
@@ -35,13 +27,7 @@ public struct RecordingSummary: Sendable {
         self.workload = workload
         self.packets = packets
         statistics = outcome.statistics
-        responses = tally.responses
-        failedResponses = tally.failedResponses
-        grants = tally.grants
-        revokes = tally.revokes
-        connects = tally.connects
-        poolPeak = tally.poolPeak
-        depthPeak = tally.depthPeak
+        frontend = tally
         violations = outcome.kept
         violationCount = outcome.count
         panicked = outcome.panicked

@@ -58,14 +58,8 @@ enum ImportReport {
         } else {
             for (tally, file) in [(summary.written, summary.out), (summary.compared, "\(summary.out) (\(summary.compared.frontend), in memory)")] {
                 let outcome = tally.outcome
-                if outcome.count == 0 && !outcome.panicked {
-                    lines.append("  oracle (\(tally.frontend)): no violation under \(o.variant.name)")
-                } else {
-                    lines.append("  oracle (\(tally.frontend)): \(outcome.count) violation(s)\(outcome.panicked ? ", the backend panicked" : "")")
-                    for v in outcome.kept {
-                        lines.append("    \(file): \(v.position): \(v.check.rawValue): expected \(v.expected); seen \(v.seen)")
-                    }
-                }
+                lines += RecordingReport.oracleLines(label: "oracle (\(tally.frontend))", variant: o.variant, file: file,
+                                                     count: outcome.count, panicked: outcome.panicked, kept: outcome.kept)
             }
         }
         return lines.joined(separator: "\n")

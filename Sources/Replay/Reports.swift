@@ -154,25 +154,31 @@ enum VerboseLine {
 }
 
 enum RecordingReport {
+    /// The oracle's verdict on a recorded run, as the `record` and `import`
+    /// summaries print it: one line, then each kept violation with its place.
+    static func oracleLines(label: String, variant: BackendVariant, file: String, count: Int, panicked: Bool,
+                            kept: [Violation]) -> [String] {
+        if count == 0 && !panicked { return ["  \(label): no violation under \(variant.name)"] }
+        return ["  \(label): \(count) violation(s)\(panicked ? ", the backend panicked" : "")"]
+            + kept.map { "    \(file): \($0.position): \($0.check.rawValue): expected \($0.expected); seen \($0.seen)" }
+    }
+
     static func render(_ summary: RecordingSummary) -> String {
         let w = summary.workload
         let s = summary.statistics
         var lines: [String] = []
+        let f = summary.frontend
         let reconnect = w.reconnectEvery.map { ", reconnect every \($0)" } ?? ""
         lines.append("recorded \(summary.file): \(w.frontend) frontend, seed \(w.seed), \(w.protocolName), queue depth \(w.queueDepth)\(reconnect)")
-        lines.append("  \(summary.packets) packets: \(s.requests) requests, \(s.segments) segments, \(summary.responses) responses (\(summary.failedResponses) not okay), \(summary.connects) connect(s)")
+        lines.append("  \(summary.packets) packets: \(s.requests) requests, \(s.segments) segments, \(f.responses) responses (\(f.failedResponses) not okay), \(f.connects) connect(s)")
         let hits = s.oracle.map { "\($0.persistentHits) persistent hits" } ?? "persistent hits not counted (--no-oracle)"
         lines.append("  \(s.mapOps) map ops, \(s.unmapOps) unmap ops (\(s.unmapHypercalls) unmap hypercalls), \(hits)")
-        lines.append("  frontend: \(summary.grants) grants, \(summary.revokes) revokes, pool peak \(summary.poolPeak), in flight peak \(summary.depthPeak)")
+        lines.append("  frontend: \(f.grants) grants, \(f.revokes) revokes, pool peak \(f.poolPeak), in flight peak \(f.depthPeak)")
         if s.oracle == nil {
             lines.append("  oracle: off")
-        } else if summary.violationCount == 0 && !summary.panicked {
-            lines.append("  oracle: no violation under \(BackendVariant.fixed.name)")
         } else {
-            lines.append("  oracle: \(summary.violationCount) violation(s)\(summary.panicked ? ", the backend panicked" : "")")
-            for v in summary.violations {
-                lines.append("    \(summary.file): \(v.position): \(v.check.rawValue): expected \(v.expected); seen \(v.seen)")
-            }
+            lines += oracleLines(label: "oracle", variant: .fixed, file: summary.file, count: summary.violationCount,
+                                 panicked: summary.panicked, kept: summary.violations)
         }
         return lines.joined(separator: "\n")
     }

@@ -51,15 +51,15 @@ import TracePcap
         #expect(persistent.statistics.segments == legacy.statistics.segments)
         // Legacy maps and unmaps every segment; persistent only its pool, once.
         #expect(legacy.statistics.unmapOps == legacy.statistics.segments)
-        #expect(persistent.statistics.unmapOps == persistent.poolPeak)
-        #expect(persistent.poolPeak <= 8 * 11)
-        #expect(persistent.statistics.oracle?.persistentHits == persistent.statistics.segments - persistent.poolPeak)
+        #expect(persistent.statistics.unmapOps == persistent.frontend.poolPeak)
+        #expect(persistent.frontend.poolPeak <= 8 * 11)
+        #expect(persistent.statistics.oracle?.persistentHits == persistent.statistics.segments - persistent.frontend.poolPeak)
         for summary in [persistent, legacy] {
             #expect(summary.violationCount == 0, "\(summary.violations)")
-            #expect(summary.failedResponses == 0)
-            #expect(summary.responses == 1000)
+            #expect(summary.frontend.failedResponses == 0)
+            #expect(summary.frontend.responses == 1000)
         }
-        #expect(legacy.grants == legacy.statistics.segments && legacy.revokes == legacy.grants)
+        #expect(legacy.frontend.grants == legacy.statistics.segments && legacy.frontend.revokes == legacy.frontend.grants)
     }
 
     /// Queue depth above one: requests are held and complete out of order;
@@ -70,8 +70,8 @@ import TracePcap
         let workload = Workload(seed: 9, requests: 600, segments: 11...11, sectorPattern: .random, queueDepth: 32,
                                 protocolName: .x86_32)
         let (summary, path) = try Self.record(workload, scratch, "r.pcap")
-        #expect(summary.depthPeak == 32)
-        #expect(summary.poolPeak == 352)
+        #expect(summary.frontend.depthPeak == 32)
+        #expect(summary.frontend.poolPeak == 352)
         #expect(summary.violationCount == 0, "\(summary.violations)")
         let events = try PcapTraceReader.readAll(path: path).map(\.kind)
         var issued: [UInt64] = []
@@ -91,7 +91,7 @@ import TracePcap
         defer { scratch.cleanUp() }
         let workload = Workload(seed: 2, requests: 250, queueDepth: 4, reconnectEvery: 100)
         let (summary, path) = try Self.record(workload, scratch, "c.pcap")
-        #expect(summary.connects == 3)
+        #expect(summary.frontend.connects == 3)
         let text = try dumpPcap(path)
         #expect(text.components(separatedBy: "\ndisconnect\n").count - 1 == 3)
         #expect(text.contains("expect persistent="))
