@@ -18,6 +18,17 @@ extension Driver {
         return run("indirect id=\(id)") { backend.submit(vbd: vbd, indirect: request, hold: hold) }
     }
 
+    /// With the limit at 100, connects, grants grefs 1...120 and 500, and
+    /// fills the tree to the limit with one indirect read of grefs 1...100
+    /// through descriptor page 500 (which becomes a grant first): 1...99 and 500.
+    func fillTreeToALimitOf100() {
+        xen.parameters.maxPersistentGrants = 100
+        connect()
+        grant(1...120)
+        grant(500)
+        indirect(op: .read, id: 1, (1...100).map { seg($0) }, page: 500)
+    }
+
     /// Time passes; the backend's threads wake.
     @discardableResult
     func tick(_ milliseconds: UInt64) -> Step {
@@ -109,11 +120,7 @@ extension Driver {
     /// grants, unused ones first, in ascending gref, unmapped in reverse order.
     @Test func thePurgeTakesTheLeastRecentlyUsedInAscendingGrefAndUnmapsThemInReverse() {
         let d = Driver(.g2013)
-        d.xen.parameters.maxPersistentGrants = 100
-        d.connect()
-        d.grant(1...120)
-        d.grant(500)
-        d.indirect(op: .read, id: 1, (1...100).map { seg($0) }, page: 500)
+        d.fillTreeToALimitOf100()
         #expect(d.treeGrefs == Array(1...99) + [500])
         // next_lru starts at 0: the first loop after any time has passed purges.
         let purge = d.tick(100)

@@ -71,11 +71,7 @@ import Testing
     /// active grants are never taken; with nothing taken overflow stays.
     @Test func overTheLimitTheSecondWalkTakesRecentlyUsedGrants() {
         let d = Driver(.g2018)
-        d.xen.parameters.maxPersistentGrants = 100
-        d.connect()
-        d.grant(1...120)
-        d.grant(500)
-        d.indirect(op: .read, id: 1, (1...100).map { seg($0) }, page: 500)
+        d.fillTreeToALimitOf100()
         #expect(d.treeGrefs == Array(1...99) + [500])
         d.read(id: 2, [seg(1), seg(2)], hold: true)
         // Overflow is set; 100 at the limit: n = 5, none timed out, 1 and 2 active.
