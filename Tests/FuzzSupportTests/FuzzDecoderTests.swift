@@ -90,6 +90,15 @@ import Trace
         }
     }
 
+    /// Format 4's connect with a late hotplug: the connect's parameters, and
+    /// `hotplug=after`; in format 3 the same bytes are a reserved no-op.
+    @Test func aLateHotplugConnectFromFormat4On() {
+        let bytes: [UInt8] = [0xAC, 0x04, 0x00, 0x00, 0x00, 0x00]
+        #expect(FuzzDecoder.decode(bytes) == [.connect(ConnectEvent(domid: 1, persistent: false, hotplugAfterConnect: true))])
+        #expect(FuzzDecoder.decode(bytes, version: 3).isEmpty)
+        #expect(FuzzEncoder.encode(FuzzDecoder.decode(bytes)).bytes == bytes)
+    }
+
     @Test func connectAgainRepeatsALiveVbdsDomainAndRing() {
         // connect (x86_32, domid 2, vbd 1), connect again (index 0, persistent=0), then again with nothing connected
         let connect: [UInt8] = [0x5C, 0x01, 0x01, 0x01, 0x00, 0x00]

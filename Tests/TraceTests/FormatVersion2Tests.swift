@@ -46,6 +46,20 @@ import Trace
         #expect(kinds.map(\.formatVersion) == [1] + Array(repeating: 2, count: 9))
     }
 
+    /// `connect hotplug=after` is version 2; `hotplug=before` is the default
+    /// and prints as nothing, so such a connect stays version 1.
+    @Test func theHotplugOrderOfAConnect() throws {
+        let kinds = try Self.events("connect domid=3 hotplug=after\nconnect domid=4 vbd=1 hotplug=before\n")
+        #expect(kinds == [.connect(ConnectEvent(domid: 3, hotplugAfterConnect: true)),
+                          .connect(ConnectEvent(domid: 4, vbd: 1))])
+        #expect(kinds.map(\.formatVersion) == [2, 1])
+        #expect(TextTracePrinter.render(kinds) == "xenblk-trace 2\nconnect domid=3 hotplug=after\nconnect domid=4 vbd=1\n")
+        #expect(Self.error("connect domid=3 hotplug=after\n", version: 1)
+                == "v2.trace:2:1: this 'connect' needs trace format version 2 (hotplug=after), and this trace's header says version 1; expected the header 'xenblk-trace 2' to use it")
+        #expect(Self.error("connect domid=3 hotplug=late\n")
+                == "v2.trace:2:25: 'late' is not valid for 'hotplug'; expected before or after")
+    }
+
     @Test func canonicalTextOfTheNewEvents() throws {
         let text = TextTracePrinter.render(try Self.events("""
             connect domid=3
