@@ -283,11 +283,7 @@ extension Blkback {
     /// `purge_persistent_gnt` and, at once, the work that unmaps its victims.
     private func purge(_ connection: Connection, _ state: inout ConnectionState) throws(KernelPanic) {
         let count = state.persistentGrants.count
-        let limit = xen.parameters.maxPersistentGrants
-        guard count > limit || (count == limit && state.g2013.overflow) else { return }
-        var wanted = (limit / 100) * G2013State.lruPercentClean
-        wanted = count - limit + wanted
-        wanted = min(count, wanted)
+        let wanted = purgeShare(state)
         guard wanted != 0, wanted <= count - state.g2013.inUse else { return }
         var victims: [KernelAddress] = []
         // Pass 1 skips grants used since the last purge; pass 2 takes them too.
@@ -312,16 +308,21 @@ extension Blkback {
         unmapPurged(victims, &state)
     }
 
+    /// `num_clean` of both generations' purges: 0 under the limit, or at it
+    /// without overflow; else `(max / 100) × 5` more than the tree is over,
+    /// at most the whole tree (integer division first: 1056 → 50).
+    private func purgeShare(_ state: ConnectionState) -> Int {
+        let count = state.persistentGrants.count
+        let limit = xen.parameters.maxPersistentGrants
+        guard count > limit || (count == limit && state.g2013.overflow) else { return 0 }
+        return min(count, (limit / 100) * G2013State.lruPercentClean + count - limit)
+    }
+
     /// G2018's `purge_persistent_gnt`: every inactive grant unused for
     /// `persistent_grant_unused_seconds`, however many, then inactive ones
     /// of any age up to the number the limit asks for; the rest untouched.
     private func purgeByAge(_ state: inout ConnectionState) throws(KernelPanic) {
-        let count = state.persistentGrants.count
-        let limit = xen.parameters.maxPersistentGrants
-        var wanted = 0
-        if count > limit || (count == limit && state.g2013.overflow) {
-            wanted = min(count, (limit / 100) * G2013State.lruPercentClean + count - limit)
-        }
+        let wanted = purgeShare(state)
         let timeout = UInt64(xen.parameters.persistentGrantUnusedSeconds) * 1000
         let now = xen.clock.jiffies
         var victims: [KernelAddress] = []

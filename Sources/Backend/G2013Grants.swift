@@ -40,17 +40,11 @@ extension Blkback {
     func putPersistentGrant(_ grant: KernelAddress, _ state: inout ConnectionState) {
         if !heap.read(grant).active { xen.kernel.alert("freeing a grant already unused") }
         // G2013 marks the grant used since the last purge; G2018 notes when.
-        if variant.generation == .g2018 {
-            let now = xen.clock.jiffies
-            state.persistentGrants.modifyRecord(grant) {
-                $0.lastUsed = now
-                $0.active = false
-            }
-        } else {
-            state.persistentGrants.modifyRecord(grant) {
-                $0.wasActive = true
-                $0.active = false
-            }
+        let notesTime = variant.generation == .g2018
+        let now = xen.clock.jiffies
+        state.persistentGrants.modifyRecord(grant) {
+            if notesTime { $0.lastUsed = now } else { $0.wasActive = true }
+            $0.active = false
         }
         state.g2013.inUse -= 1
     }

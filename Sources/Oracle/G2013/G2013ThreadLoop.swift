@@ -67,11 +67,8 @@ extension G2013GrantSteps {
 enum G2013Purge {
     /// How many grants the purge must take: nil when it takes none.
     static func cleanCount(count: Int, inUse: Int, limit: Int, overflow: Bool) -> Int? {
-        if count < limit || (count == limit && !overflow) { return nil }
-        // Integer division first: 1056 → 50.
-        var clean = (limit / 100) * 5
-        clean = count - limit + clean
-        clean = min(count, clean)
+        // G2018 keeps the count and drops the bail-outs.
+        let clean = G2018Purge.cleanCount(count: count, limit: limit, overflow: overflow)
         if clean == 0 || clean > count - inUse { return nil }
         return clean
     }
