@@ -117,9 +117,9 @@ final class ImportRun {
             try RequestSplitter.split(converted.range, operation: operation, maxSegments: limit) { plan in
                 pieces += 1
                 let end = plan.sector + UInt64(plan.segments.reduce(0) { $0 + $1.sectorCount })
-                try issue(plan, vbd: vbd, due: record.completion, start: plan.sector, end: end,
-                          indirect: indirect && plan.segments.count > maxSegments)
-                if indirect && plan.segments.count > maxSegments { tally.indirect += 1 }
+                let asIndirect = indirect && plan.segments.count > maxSegments
+                try issue(plan, vbd: vbd, due: record.completion, start: plan.sector, end: end, indirect: asIndirect)
+                if asIndirect { tally.indirect += 1 }
                 tally.segments += plan.segments.count
                 if converted.kind == .read { tally.reads += 1 } else { tally.writes += 1 }
             }

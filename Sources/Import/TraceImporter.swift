@@ -16,7 +16,7 @@ public struct ImportSummary: Sendable {
     public let compared: ImportTally
     public let writtenSeries: GrantSeries?
     public let comparedSeries: GrantSeries?
-    public let isCompressed: Bool
+    public var isCompressed: Bool { survey.isCompressed }
 
     public var persistent: ImportTally { written.frontend == .persistent ? written : compared }
     public var legacy: ImportTally { written.frontend == .persistent ? compared : written }
@@ -39,7 +39,6 @@ public enum TraceImporter {
                            progress: ImportProgress? = nil) throws(ImportError) -> ImportSummary {
         if let problem = options.problems.first { throw ImportError(file: path, line: 0, problem) }
         let survey = try TraceSurvey.take(path: path, options: options, progress: progress)
-        let isCompressed = try InputLines(path: path).isCompressed
         // Ticks and indirect requests are version-2 events.
         let version = survey.hasClock || options.indirect ? 2 : TraceFormat.versions.lowerBound
         let temporary = temporaryPath(beside: out)
@@ -74,7 +73,7 @@ public enum TraceImporter {
         var tally = written.0
         tally.packets = writer.packetCount
         return ImportSummary(file: path, out: out, options: options, survey: survey, written: tally, compared: compared.0,
-                             writtenSeries: written.1, comparedSeries: compared.1, isCompressed: isCompressed)
+                             writtenSeries: written.1, comparedSeries: compared.1)
     }
 
     private static func replay(path: String, options: ImportOptions, survey: TraceSurvey, frontend: Workload.Frontend,

@@ -11,10 +11,13 @@ public struct TraceSurvey: Sendable {
     public private(set) var lines = 0
     /// Whether the trace carries a clock (then the output is format version 2, with ticks).
     public private(set) var hasClock = false
+    /// Whether the file is gzip-compressed (the survey's reader told).
+    public private(set) var isCompressed = false
 
     static func take(path: String, options: ImportOptions, progress: ImportProgress?) throws(ImportError) -> TraceSurvey {
         var survey = TraceSurvey()
         let input = try InputLines(path: path)
+        survey.isCompressed = input.isCompressed
         var parser = options.format.parser(blkparseAction: options.blkparseAction)
         let conversion = RecordConversion(options: options)
         var records = 0
