@@ -212,10 +212,22 @@ import Testing
         expectNothingLeft(d)
     }
 
-    /// Every G2018 quirk's lives run to their end without trapping the model.
+    /// Every G2018 quirk's lives run to their end without trapping the model,
+    /// and the quirks a single connection's random requests reach show through
+    /// the fake Xen in some life. The others need what these lives never do —
+    /// a failure before a second batch of 11 (lost-map-error), an allocation
+    /// failing right after a hit (active-grant-zapped, which leaves nothing
+    /// the fake Xen sees), a reconnect or a late hotplug (the negotiation
+    /// bugs, seen in xenstore and by the oracle) — and each has its own test
+    /// above and a known-defect trace.
     @Test(arguments: Generation.g2018.quirks) func randomLivesUnderEachQuirkRunThrough(quirk: Quirk) {
-        for seed in UInt64(0)..<20 {
-            _ = G2013BackendTests.randomLife(seed: seed, variant: BackendVariant(generation: .g2018, quirks: [quirk]))
+        var shown = false
+        for seed in UInt64(0)..<40 {
+            let d = G2013BackendTests.randomLife(seed: seed, variant: BackendVariant(generation: .g2018, quirks: [quirk]))
+            if !d.findings.isEmpty || !d.liveAllocations.isEmpty || d.backend.panic != nil { shown = true }
+        }
+        if [.bugOnHypercallError, .staleGrantPointers].contains(quirk) {
+            #expect(shown, "\(quirk) showed nothing in 40 lives")
         }
     }
 }
