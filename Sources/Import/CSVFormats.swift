@@ -8,14 +8,7 @@ struct MSRParser: TraceLineParser {
         if let reason = CommonLines.skipReason(line) { return .skip(reason) }
         guard let fields = try csv.fields(line) else { return .skip(.header) }
         let ticks = try fields.number(0, "Timestamp")
-        let kind: IORecord.Kind
-        if fields.equals(3, "Read", ignoringCase: true) {
-            kind = .read
-        } else if fields.equals(3, "Write", ignoringCase: true) {
-            kind = .write
-        } else {
-            throw LineProblem("Type '\(LineFields.shown(fields.text(3)))' is neither Read nor Write")
-        }
+        let kind = try fields.operation(3, "Type", read: "Read", write: "Write")
         let response = try fields.number(6, "ResponseTime")
         let (done, overflow) = ticks.addingReportingOverflow(response)
         if overflow { throw LineProblem("Timestamp + ResponseTime overflows 64 bits") }
@@ -35,14 +28,7 @@ struct SPCParser: TraceLineParser {
         if let reason = CommonLines.skipReason(line) { return .skip(reason) }
         guard let fields = try csv.fields(line) else { return .skip(.header) }
         let device = try fields.number(0, "ASU")
-        let kind: IORecord.Kind
-        if fields.equals(3, "r", ignoringCase: true) {
-            kind = .read
-        } else if fields.equals(3, "w", ignoringCase: true) {
-            kind = .write
-        } else {
-            throw LineProblem("Opcode '\(LineFields.shown(fields.text(3)))' is neither r nor w")
-        }
+        let kind = try fields.operation(3, "Opcode", read: "r", write: "w")
         return .record(IORecord(device: String(device), kind: kind, offset: try fields.number(1, "LBA").times(512, "LBA"),
                                 length: try fields.number(2, "Size"),
                                 time: try fields.scaled(4, "Timestamp", fractionDigits: 9)))
@@ -58,14 +44,7 @@ struct AlibabaParser: TraceLineParser {
         if let reason = CommonLines.skipReason(line) { return .skip(reason) }
         guard let fields = try csv.fields(line) else { return .skip(.header) }
         let device = try fields.number(0, "device_id")
-        let kind: IORecord.Kind
-        if fields.equals(1, "R", ignoringCase: true) {
-            kind = .read
-        } else if fields.equals(1, "W", ignoringCase: true) {
-            kind = .write
-        } else {
-            throw LineProblem("opcode '\(LineFields.shown(fields.text(1)))' is neither R nor W")
-        }
+        let kind = try fields.operation(1, "opcode", read: "R", write: "W")
         return .record(IORecord(device: String(device), kind: kind, offset: try fields.number(2, "offset"),
                                 length: try fields.number(3, "length"),
                                 time: try fields.number(4, "timestamp").times(1000, "timestamp")))

@@ -67,6 +67,15 @@ struct LineFields {
     static func lowercased(_ byte: UInt8) -> UInt8 { (0x41...0x5A).contains(byte) ? byte | 0x20 : byte }
 
     /// An unsigned decimal integer, or a problem naming the field.
+    /// A field that names the operation with one word for reads and one for
+    /// writes, in any case (MSR's Read/Write, SPC's r/w, Alibaba's R/W).
+    func operation(_ index: Int, _ name: String, read: StaticString, write: StaticString)
+        throws(LineProblem) -> IORecord.Kind {
+        if equals(index, read, ignoringCase: true) { return .read }
+        if equals(index, write, ignoringCase: true) { return .write }
+        throw LineProblem("\(name) '\(LineFields.shown(text(index)))' is neither \(read) nor \(write)")
+    }
+
     func number(_ index: Int, _ name: String) throws(LineProblem) -> UInt64 {
         guard let value = Self.decimal(bytes(index)) else {
             throw LineProblem("\(name) '\(Self.shown(text(index)))' is not an unsigned decimal number that fits 64 bits")
