@@ -44,9 +44,6 @@ public enum Generation: String, CaseIterable, Sendable, Comparable {
         }
     }
 
-    /// The first shipped backend: the one CI gates on the generation's known defects.
-    public var shippedName: String { shippedForms[0].name }
-
     /// From the 2013 rework on: map first and persist after, request slots,
     /// a page pool, indirect descriptors, a thread loop with a purge.
     public var mapsFirst: Bool { self >= .g2013 }
