@@ -113,7 +113,7 @@ struct EventJudge {
         Checks.response(prediction, published: publications, into: &findings)
         Checks.responseSlot(observed.environment, into: &findings)
         Checks.unmapBitmap(prediction, published: publications, into: &findings)
-        Checks.unmapOps(prediction, observed, into: &findings)
+        Checks.unmapOps(prediction, observed, batchLimit: reference.unmapBatchLimit, into: &findings)
         Checks.teardown(prediction, observed, in: world, into: &findings)
         Checks.data(prediction, in: world, into: &findings)
         Checks.requestLeak(prediction, observed.environment, in: world, memo: &leakMemo, into: &findings)

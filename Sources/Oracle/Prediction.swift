@@ -15,10 +15,6 @@ struct Prediction {
     /// G2013: the unmap hypercalls themselves, in order, each its handles
     /// in order; nil under G2012, whose order the reference leaves open.
     var unmapBatchOrder: [[GrantHandle]]?
-    /// The most operations one unmap hypercall may carry: 11, but for
-    /// G2018's completion, which unmaps all of a request's one-offs (up to
-    /// 256) at once (docs/generations.md, G2018 "Unmapping").
-    var unmapBatchLimit = Blkif.maxSegmentsPerRequest
     /// The unmap step the backend must publish for each request that completes or fails, in order.
     var unmapBitmaps: [ExpectedBitmap] = []
     /// The responses the backend must publish, in the order the requests finish.
@@ -51,7 +47,6 @@ struct Prediction {
         if !unmaps.isEmpty { unmaps.removeAll(keepingCapacity: unmaps.capacity <= Self.keptSetCapacity) }
         if !unmapBitmaps.isEmpty { unmapBitmaps.removeAllQuickly() }
         if unmapBatchOrder != nil { unmapBatchOrder = nil }
-        unmapBatchLimit = Blkif.maxSegmentsPerRequest
         if !responses.isEmpty { responses.removeAllQuickly() }
         if !diskWrites.isEmpty { diskWrites.removeAll() }
         if !guestWrites.isEmpty { guestWrites.removeAll() }

@@ -48,6 +48,14 @@ final class ReferenceModel {
         g2013 = generation == .g2012 ? nil : G2013Run(generation: generation)
     }
 
+    /// The most operations one unmap hypercall may carry: 11, but under
+    /// G2018, whose completion unmaps all of a request's one-offs (up to
+    /// 256) at once (docs/generations.md, G2018 "Unmapping"). A property of
+    /// the generation, not of an event.
+    var unmapBatchLimit: Int {
+        generation == .g2018 ? Predictor.g2013MaxIndirectSegments : Blkif.maxSegmentsPerRequest
+    }
+
     /// Vbds below this are looked up by index (`State.byVbd`); 64 cover every real guest.
     private static let denseVbdLimit = 64
 

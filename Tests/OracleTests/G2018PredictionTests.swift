@@ -222,7 +222,7 @@ private func use(_ grefs: [GrantRef], at jiffies: UInt64, in grants: G2013Connec
             world: world)
         // The page through the error-path step, the data at completion.
         #expect(prediction.unmapBatchOrder == [[0], dataHandles])
-        #expect(prediction.unmapBatchLimit == 256)
+        #expect(reference.unmapBatchLimit == 256)
         #expect(prediction.responses == [ExpectedResponse(vbd: 0, id: 1, status: .okay, operation: .read)])
     }
 
@@ -232,10 +232,11 @@ private func use(_ grefs: [GrantRef], at jiffies: UInt64, in grants: G2013Connec
         var prediction = Prediction()
         prediction.unmaps = Set(handles)
         prediction.unmapBatchOrder = [handles]
-        prediction.unmapBatchLimit = 256
-        #expect(found { Checks.unmapOps(prediction, observe([batch], for: prediction), into: &$0) }.isEmpty)
-        prediction.unmapBatchLimit = Blkif.maxSegmentsPerRequest
-        let findings = found { Checks.unmapOps(prediction, observe([batch], for: prediction), into: &$0) }
+        #expect(found { Checks.unmapOps(prediction, observe([batch], for: prediction),
+                                        batchLimit: ReferenceModel(generation: .g2018).unmapBatchLimit, into: &$0) }.isEmpty)
+        let g2013Limit = ReferenceModel(generation: .g2013).unmapBatchLimit
+        let findings = found { Checks.unmapOps(prediction, observe([batch], for: prediction), batchLimit: g2013Limit,
+                                               into: &$0) }
         #expect(findings.map(\.expected) == ["unmap batches of at most 11"])
     }
 }

@@ -88,13 +88,14 @@ extension Checks {
                                 seen: sizes(seen) + "; batch \(batch): " + Wording.list(seen[batch]) + " (\(detail))"))
     }
 
-    /// `unmap-ops`: an unmap batch holds at most 11 ops (G2018's completion:
-    /// 256, `Prediction.unmapBatchLimit`); every op unmaps a
+    /// `unmap-ops`: an unmap batch holds at most `batchLimit` ops (11;
+    /// G2018: 256, `ReferenceModel.unmapBatchLimit`); every op unmaps a
     /// live handle the event had to unmap (a one-off of a request that
     /// completes or fails); persistent grants stay mapped until disconnect;
     /// and every handle the event had to unmap is unmapped (at a disconnect,
     /// that last rule is `teardown`'s).
-    static func unmapOps(_ prediction: Prediction, _ observed: EventObservation, into findings: inout [Finding]) {
+    static func unmapOps(_ prediction: Prediction, _ observed: EventObservation, batchLimit: Int = Blkif.maxSegmentsPerRequest,
+                         into findings: inout [Finding]) {
         // With no unmap batch there is no op to judge (and so no surprise):
         // only what was not unmapped can be wrong. Asked first, so the usual
         // event does not copy the ledger.
@@ -105,8 +106,8 @@ extension Checks {
         // The batches are listed only for an event that ran one.
         let batches = observed.environment.unmapBatchCount > 0 ? observed.environment.unmapBatches : []
         for (index, batch) in batches.enumerated() {
-            if batch.ops.count > prediction.unmapBatchLimit {
-                findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap batches of at most \(prediction.unmapBatchLimit)",
+            if batch.ops.count > batchLimit {
+                findings.append(Finding(.unmapOps, in: .unmapOps, expected: "unmap batches of at most \(batchLimit)",
                                         seen: "a batch of \(batch.ops.count)"))
             }
             while let next = surprises.first, next.batch == index {

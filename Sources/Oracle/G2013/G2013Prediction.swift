@@ -99,7 +99,6 @@ extension Predictor {
         }
         prediction.unmaps = calls.unmapped
         prediction.unmapBatchOrder = calls.unmapBatches
-        if run.isG2018 { prediction.unmapBatchLimit = Self.g2013MaxIndirectSegments }
         // The limit is the parameter now; lowering it leaves a larger tree
         // until a purge can shrink it (the limit then is the tree's count),
         // and `tree-contents` holds the tree to the exact set anyway.
